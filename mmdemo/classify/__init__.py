@@ -1,0 +1,1 @@
+"""Zero-shot classification with CLIP: labels x prompt templates -> a linear classifier."""

@@ -1,0 +1,190 @@
+"""Settings: one dataclass, read from defaults < `MMDEMO_*` environment variables < CLI flags.
+
+Every field is documented by its `help` metadata; `python app.py --help` lists them all with
+their environment variable names, so this file is the single place where options are defined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "MMDEMO_"
+PROFILES = ("default", "tiny", "random")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
+
+
+def _opt(help: str, choices: Sequence[str] | None = None) -> Any:
+    return {"help": help, "choices": tuple(choices) if choices else None}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app can be told. Immutable: derive a changed copy with `replace()`."""
+
+    # --- models ---
+    profile: str = field(
+        default="default",
+        metadata=_opt(
+            "default: real pretrained models; tiny: tiny random-weight models built offline "
+            "(answers are noise; for tests and UI work); random: the real default architectures "
+            "with random weights (real sizes and compute, for benchmarks).",
+            PROFILES,
+        ),
+    )
+    clip_model: str = field(
+        default="auto",
+        metadata=_opt(
+            "CLIP model: a registry id (see README), 'ARCH:TAG' or 'ARCH:/path/to/weights' for any "
+            "open_clip architecture, 'local-dir:/path' or 'hf-hub:org/repo'. auto = per profile."
+        ),
+    )
+    vlm_model: str = field(
+        default="auto",
+        metadata=_opt(
+            "Vision-language model: a registry id or a local Hugging Face model directory. "
+            "auto = chosen from the GPU memory (README: hardware table)."
+        ),
+    )
+    device: str = field(default="auto", metadata=_opt("Where models run (auto: cuda > mps > cpu).", DEVICES))
+    dtype: str = field(
+        default="auto",
+        metadata=_opt("Weights dtype (auto: bf16 on GPUs and bf16-capable CPUs, else fp16/fp32).", DTYPES),
+    )
+    quantization: str = field(
+        default="auto",
+        metadata=_opt("VLM weight quantization with bitsandbytes (CUDA only).", QUANTIZATIONS),
+    )
+    preload: tuple[str, ...] = field(
+        default=("clip", "vlm"),
+        metadata=_opt("Models loaded at startup, comma-separated ids or roles (clip, vlm); '' for none."),
+    )
+    pinned: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt("Models never evicted to fit the memory budget, comma-separated ids or roles."),
+    )
+    memory_budget_gb: float = field(
+        default=0.0,
+        metadata=_opt(
+            "Memory for resident models in GB; least-recently-used models are unloaded "
+            "to fit. 0 = auto (90%% of GPU memory, or 80%% of RAM on CPU)."
+        ),
+    )
+    data_dir: Path = field(
+        default=Path("~/.cache/mmdemo"),
+        metadata=_opt("Where indexes, caches and built tiny models are stored."),
+    )
+    gallery_dir: Path = field(
+        default=Path(__file__).resolve().parents[1] / "gallery",
+        metadata=_opt("Bundled gallery indexed for every visitor (read-only)."),
+    )
+    clip_batch_size: int = field(default=32, metadata=_opt("Images or texts per CLIP forward pass."))
+
+    # --- limits (what one request may ask for) ---
+    max_upload_mb: int = field(default=50, metadata=_opt("Largest uploaded file, in MB."))
+    max_image_pixels: int = field(
+        default=64_000_000, metadata=_opt("Largest image accepted, in pixels (Pillow's bomb guard).")
+    )
+    max_images_per_upload: int = field(default=500, metadata=_opt("Images accepted in one upload."))
+    max_labels: int = field(default=1000, metadata=_opt("Candidate labels in one classification."))
+    max_label_chars: int = field(default=200, metadata=_opt("Longest candidate label, in characters."))
+    max_images_per_turn: int = field(default=8, metadata=_opt("Images in one chat message."))
+    max_prompt_chars: int = field(default=8000, metadata=_opt("Longest chat message, in characters."))
+    max_new_tokens: int = field(default=512, metadata=_opt("Default cap on tokens per chat answer."))
+
+    # --- server ---
+    host: str = field(default="127.0.0.1", metadata=_opt("Address to bind (0.0.0.0 in containers)."))
+    port: int = field(default=7860, metadata=_opt("Port to serve on."))
+    share: bool = field(default=False, metadata=_opt("Create a public gradio.live share link."))
+    log_level: str = field(default="INFO", metadata=_opt("Python logging level."))
+
+    def __post_init__(self) -> None:
+        for name in ("profile", "device", "dtype", "quantization"):
+            choices = _metadata(name)["choices"]
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        object.__setattr__(self, "gallery_dir", Path(self.gallery_dir).expanduser())
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True when the models have random weights (tiny or random profile)."""
+        return self.profile in ("tiny", "random")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `MMDEMO_<FIELD>` variables, then keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_cli(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse CLI flags (`--clip-model ...`) on top of the environment."""
+        base = cls.from_env(environ)
+        parser = build_parser(base)
+        args = vars(parser.parse_args(argv))
+        changed = {k: _parse(k, v) if isinstance(v, str) else v for k, v in args.items() if v is not None}
+        return base.replace(**changed)
+
+
+def _metadata(name: str) -> Mapping[str, Any]:
+    return {f.name: f.metadata for f in dataclasses.fields(Settings)}[name]
+
+
+_TYPES = get_type_hints(Settings)
+
+
+def _parse(name: str, raw: str) -> Any:
+    """Turn an environment/CLI string into the field's type."""
+    kind = _TYPES[name]
+    if kind is bool:
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
+    if kind == tuple[str, ...]:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind is Path:
+        return Path(raw)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a {kind.__name__}, got {raw!r}") from None
+
+
+def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per Settings field (values stay None unless given)."""
+    defaults = defaults or Settings()
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="mmdemo: VQA chat, gallery search and zero-shot classification in one Gradio app.",
+    )
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        current = getattr(defaults, f.name)
+        env = ENV_PREFIX + f.name.upper()
+        shown = ",".join(current) if isinstance(current, tuple) else current
+        help_text = f"{f.metadata['help']} [env {env}; now: {shown}]"
+        if _TYPES[f.name] is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, choices=f.metadata["choices"], help=help_text)
+    return parser

@@ -1,0 +1,31 @@
+"""Errors whose message is meant for the person using the app.
+
+The UI shows `str(error)` of any `UserFacingError` as-is (no stack trace); everything else is
+logged with its traceback and reported as a short generic message.
+"""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """An error whose message is written for the user of the app."""
+
+
+class UnknownModelError(UserFacingError):
+    """A model id that is neither in the registry nor a usable local path."""
+
+
+class ModelUnavailableError(UserFacingError):
+    """A model whose files are not on this machine and could not be downloaded."""
+
+    def __init__(self, model_id: str, what: str, cache_dir: str, download_hint: str, cause: str):
+        self.model_id = model_id
+        self.cache_dir = cache_dir
+        super().__init__(
+            f"Model '{model_id}' ({what}) is not available offline and could not be downloaded.\n"
+            f"Looked in the Hugging Face cache: {cache_dir}\n"
+            f"Fix: on a machine with network run `{download_hint}` (then copy the cache, or set "
+            f"HF_HOME), or point the setting at a local copy, e.g. "
+            f"MMDEMO_VLM_MODEL=/path/to/model-dir or MMDEMO_CLIP_MODEL=ARCH:/path/to/weights.\n"
+            f"Cause: {cause}"
+        )

@@ -1,0 +1,1 @@
+"""Model loading and lifetime: registry (data), one loader per family, and the manager."""

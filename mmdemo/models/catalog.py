@@ -1,0 +1,57 @@
+"""Wire Settings to a ModelManager: which model plays each role, where it runs, how it loads."""
+
+from __future__ import annotations
+
+import logging
+
+from mmdemo.config import Settings
+from mmdemo.models import device as dev
+from mmdemo.models.manager import LoadPlan, ModelManager
+from mmdemo.models.registry import GB, PROFILE_DEFAULTS, default_vlm, resolve
+
+log = logging.getLogger(__name__)
+
+
+def build_manager(settings: Settings) -> ModelManager:
+    """A manager for these settings, with the roles "clip" and "vlm" bound to model ids."""
+    from mmdemo.models.clip import load_clip
+    from mmdemo.models.vlm import load_vlm
+
+    device = dev.pick_device(settings.device)
+    roles = dict(PROFILE_DEFAULTS[settings.profile])
+    notes: list[str] = []
+    if settings.clip_model != "auto":
+        roles["clip"] = settings.clip_model
+    vlm_quantization = "none" if settings.quantization == "auto" else settings.quantization
+    if settings.vlm_model != "auto":
+        roles["vlm"] = settings.vlm_model
+    elif roles["vlm"] == "auto":
+        gpu = dev.gpu_memory() if device == "cuda" else None
+        choice = default_vlm(gpu[0] if gpu else None)
+        roles["vlm"] = choice.model_id
+        if settings.quantization == "auto":
+            vlm_quantization = choice.quantization
+        notes.append(f"VLM: {choice.model_id} ({choice.reason})")
+    if settings.is_synthetic:
+        notes.append(f"{settings.profile} profile: random-weight models, answers are noise")
+
+    def plan(model_id: str) -> LoadPlan:
+        spec = resolve(model_id)
+        quant = vlm_quantization if model_id == roles["vlm"] else "none"
+        placement = dev.placement_for(spec.family, device, settings.dtype, quant)
+        location = None
+        if spec.tiny or (spec.random_weights and spec.family == "qwen_vl"):
+            from mmdemo.models.tiny import ensure_built
+
+            location = ensure_built(spec.id, settings.data_dir / "models")
+        return LoadPlan(spec, placement, location, spec.approx_bytes(placement.dtype, placement.quantization))
+
+    budget = int(settings.memory_budget_gb * GB) if settings.memory_budget_gb > 0 else dev.auto_budget_bytes(device)
+    loaders = {
+        "clip": lambda p: load_clip(p.spec, p.placement, p.location, batch_size=settings.clip_batch_size),
+        "qwen_vl": lambda p: load_vlm(p.spec, p.placement, p.location),
+    }
+    manager = ModelManager(plan, loaders, budget_bytes=budget, pinned=settings.pinned, aliases=roles, notes=notes)
+    for note in notes:
+        log.info("%s", note)
+    return manager

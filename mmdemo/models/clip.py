@@ -1,0 +1,148 @@
+"""open_clip loader and the small wrapper the features use: images/texts in, unit vectors out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdemo.errors import ModelUnavailableError
+from mmdemo.models.device import Placement, footprint
+from mmdemo.models.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipModel:
+    """A resident open_clip model with its own preprocessing and tokenizer.
+
+    `encode_*` return float32 arrays of L2-normalised rows, whatever dtype the model runs in.
+    """
+
+    model_id: str
+    model: Any  # open_clip.CLIP (torch.nn.Module)
+    preprocess: Callable[[Any], Any]  # PIL image -> CHW float tensor (open_clip's eval transform)
+    tokenizer: Callable[[Sequence[str]], Any]
+    placement: Placement
+    embed_dim: int  # dimension of the joint embedding space
+    batch_size: int = 32
+    siglip: bool = False  # sigmoid scores (independent per label) instead of a softmax
+    num_parameters: int = 0
+    resident_bytes: int = 0
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(learned temperature): multiplies cosine similarities before softmax/sigmoid."""
+        return float(self.model.logit_scale.exp())
+
+    @property
+    def logit_bias(self) -> float:
+        """SigLIP's learned bias (0 for CLIP)."""
+        bias = getattr(self.model, "logit_bias", None)
+        return float(bias) if bias is not None else 0.0
+
+    def pixels(self, images: Sequence[Any]) -> Any:
+        """Preprocess PIL images into one batch tensor (CPU, float32)."""
+        import torch
+
+        return torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+
+    def encode_pixels(self, pixels: Any) -> np.ndarray:
+        """Embed an already-preprocessed batch (N, 3, H, W)."""
+        import torch
+
+        with torch.inference_mode():
+            x = pixels.to(self.placement.device, self.placement.torch_dtype)
+            return _unit_rows(self.model.encode_image(x))
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        """Embed PIL images in batches: (N, D) float32, unit norm."""
+        out = [
+            self.encode_pixels(self.pixels(images[i : i + self.batch_size]))
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts in batches: (N, D) float32, unit norm."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(list(texts[i : i + self.batch_size])).to(self.placement.device)
+                out.append(_unit_rows(self.model.encode_text(tokens)))
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    def close(self) -> None:
+        """Drop the references to the weights so they can be freed."""
+        self.model = None
+
+
+def _unit_rows(features: Any) -> np.ndarray:
+    features = features.float()  # normalise in fp32: bf16 norms are off by ~1e-2
+    features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return features.cpu().numpy()
+
+
+def load_clip(spec: ModelSpec, placement: Placement, location: Path | None = None, batch_size: int = 32) -> ClipModel:
+    """Load an open_clip model exactly as open_clip documents it, onto `placement`.
+
+    `spec.source` is an open_clip model name (built-in or registered architecture, or a
+    `local-dir:`/`hf-hub:` name) and `spec.pretrained` a tag, a weights file, or None (random
+    weights). Tiny models live in `location`: their architecture is registered the way a user
+    registers a custom config, and their weights load as a local checkpoint file.
+    """
+    import open_clip
+
+    name, pretrained = spec.source, spec.pretrained
+    if spec.tiny:
+        if location is None:
+            raise ValueError(f"{spec.id} is built offline: pass the folder it was built in")
+        open_clip.add_model_config(location / f"{name}.json")
+        pretrained = str(location / str(spec.pretrained))
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=placement.device, precision=_precision(placement.dtype)
+        )
+    except (OSError, RuntimeError) as exc:
+        if not _looks_like_missing_files(exc):
+            raise
+        raise ModelUnavailableError(
+            spec.id, f"open_clip {name} / {pretrained}", _hf_cache(), f"hf download {spec.download}", str(exc)
+        ) from exc
+    model.eval()
+    params, nbytes = footprint(model)
+    return ClipModel(
+        model_id=spec.id,
+        model=model,
+        preprocess=preprocess,
+        tokenizer=open_clip.get_tokenizer(name),
+        placement=placement,
+        embed_dim=int(open_clip.get_model_config(name)["embed_dim"]),
+        batch_size=batch_size,
+        siglip=getattr(model, "logit_bias", None) is not None,
+        num_parameters=params,
+        resident_bytes=nbytes,
+    )
+
+
+def _precision(dtype: str) -> str:
+    # open_clip's "pure_bf16"/"pure_fp16" cast every weight, so the forward runs in that dtype.
+    return {"float32": "fp32", "bfloat16": "pure_bf16", "float16": "pure_fp16"}[dtype]
+
+
+def _looks_like_missing_files(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, OSError) or any(w in text for w in ("download", "offline", "connect", "not found"))
+
+
+def _hf_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)

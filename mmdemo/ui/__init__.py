@@ -1,0 +1,34 @@
+"""The Gradio app: one tab per feature plus System. No torch here; models come from the manager."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from mmdemo.config import Settings
+from mmdemo.models.manager import ModelManager
+from mmdemo.ui import chat, classify, search, system
+from mmdemo.ui.common import CSS, theme
+
+__all__ = ["CSS", "build_app", "theme"]
+
+
+def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
+    """Build (not launch) the app. Launch with `app.launch(theme=theme(), css=CSS, ...)`."""
+    with gr.Blocks(title="mmdemo") as app:
+        gr.Markdown("# mmdemo\nAsk about images, search a gallery by description, classify without training.")
+        if settings.is_synthetic:
+            gr.Markdown(
+                f"**{settings.profile} profile: random-weight models, answers are noise.** "
+                "Run without `MMDEMO_PROFILE` to use the real models.",
+                elem_classes="mmdemo-banner",
+            )
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                chat.build(settings, manager)
+            with gr.Tab("Search", id="search"):
+                search.build(settings, manager)
+            with gr.Tab("Classify", id="classify"):
+                classify.build(settings, manager)
+            with gr.Tab("System", id="system"):
+                system.build(settings, manager, app)
+    return app

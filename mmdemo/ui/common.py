@@ -1,0 +1,61 @@
+"""What every tab shares: turning errors into messages, and the look of the app."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.errors import UserFacingError
+
+log = logging.getLogger("mmdemo.ui")
+
+CSS = """
+.mmdemo-banner { background: #fff3cd; color: #664d03; border-radius: 8px; padding: 6px 12px; }
+footer { display: none !important; }
+"""
+
+
+def theme() -> gr.themes.Base:
+    """The app's theme."""
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")
+
+
+def _to_gradio_error(exc: Exception, fn_name: str) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, UserFacingError):
+        return gr.Error(str(exc))
+    log.exception("unexpected error in %s", fn_name)
+    return gr.Error(f"Something went wrong ({type(exc).__name__}). The details are in the server log.")
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Show users a clear gr.Error for any failure of `fn` (plain function or generator).
+
+    Known errors (UserFacingError) keep their message; anything else is logged with its
+    traceback and shown as a short generic message, never as a stack trace.
+    """
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # converted for the user
+                raise _to_gradio_error(exc, fn.__name__) from exc
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # converted for the user
+            raise _to_gradio_error(exc, fn.__name__) from exc
+
+    return wrapper

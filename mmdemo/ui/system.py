@@ -1,0 +1,62 @@
+"""System tab: what the model manager holds, and the machine's memory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.config import Settings
+from mmdemo.models.device import gpu_memory
+from mmdemo.models.manager import ModelManager
+
+COLUMNS = ["model", "roles", "device", "dtype", "quantization", "parameters (M)", "memory (MB)",
+           "load (s)", "last used", "loads", "pinned"]  # fmt: skip
+
+
+def model_rows(manager: ModelManager) -> list[list[Any]]:
+    """Resident models as table rows."""
+    now = time.time()
+    return [
+        [s.id, ", ".join(s.roles), s.device, s.dtype, s.quantization, round(s.parameters / 1e6, 2),
+         round(s.resident_bytes / 1e6, 1), s.load_seconds, f"{now - s.last_used:.0f} s ago", s.loads, s.pinned]
+        for s in manager.stats()
+    ]  # fmt: skip
+
+
+def summary(settings: Settings, manager: ModelManager) -> str:
+    """Memory, budget, roles, notes and load errors as Markdown."""
+    lines = [
+        f"**Profile:** {settings.profile} · **roles:** "
+        + ", ".join(f"{role} → `{mid}`" for role, mid in manager.aliases.items()),
+        f"**Resident models:** {manager.resident_bytes / 1e9:.2f} GB of a {manager.budget_bytes / 1e9:.1f} GB budget",
+    ]
+    gpu = gpu_memory()
+    lines.append(f"**GPU memory:** {gpu[1] / 1e9:.1f} / {gpu[0] / 1e9:.1f} GB used" if gpu else "**GPU:** none")
+    lines += [f"- {note}" for note in manager.notes]
+    lines += [f"- {s.id}: {note}" for s in manager.stats() for note in s.notes]
+    lines += [f"- ⚠️ **{mid}** could not be loaded: {err}" for mid, err in manager.errors.items()]
+    return "\n\n".join(lines)
+
+
+def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
+    """Add the system components and events to the current Blocks."""
+
+    def refresh() -> tuple[list[list[Any]], str]:
+        """Resident models (one row each) and a memory summary."""
+        return model_rows(manager), summary(settings, manager)
+
+    def stats() -> list[dict[str, Any]]:
+        """Resident models with device, dtype, quantization, parameters, bytes, load time."""
+        return [asdict(s) for s in manager.stats()]
+
+    info = gr.Markdown()
+    table = gr.Dataframe(headers=COLUMNS, label="Resident models", interactive=False, wrap=True)
+    with gr.Row():
+        button = gr.Button("Refresh", size="sm")
+        hidden = gr.JSON(visible=False)
+        gr.Button("stats (API)", visible=False).click(stats, None, hidden, api_name="stats")
+    button.click(refresh, None, [table, info], api_name="system")
+    app.load(refresh, None, [table, info], api_visibility="private")

@@ -1,0 +1,1 @@
+"""Visual question answering: chat turns with images over a Qwen-VL model."""
