@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny random-weight models built once per test session, offline."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub: a missing file must fail at once, not after a network timeout.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from mmdemo.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent (a user's clone)")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir per session: tiny models are built into it on first use and reused."""
+    return tmp_path_factory.mktemp("mmdemo-data")
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(data_dir: Path) -> Settings:
+    """Tiny profile, nothing preloaded, fp32 (exact comparisons; bf16 is tested separately)."""
+    return Settings(profile="tiny", data_dir=data_dir, preload=(), dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def session_manager(tiny_settings: Settings):
+    """A manager shared by tests that only read from it (feature and UI tests)."""
+    from mmdemo.models.catalog import build_manager
+
+    return build_manager(tiny_settings)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """Three small, distinct RGB images on disk."""
+    from PIL import Image
+
+    paths = []
+    for i, color in enumerate([(220, 30, 30), (30, 200, 40), (20, 40, 230)]):
+        path = tmp_path / f"img{i}.png"
+        Image.new("RGB", (64 + 16 * i, 48), color).save(path)
+        paths.append(path)
+    return paths
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

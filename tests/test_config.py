@@ -1,0 +1,42 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmdemo.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_env_values_are_parsed_to_field_types():
+    env = {"MMDEMO_PORT": "9000", "MMDEMO_SHARE": "yes", "MMDEMO_PRELOAD": "clip, vlm,", "MMDEMO_DATA_DIR": "~/x",
+           "MMDEMO_MEMORY_BUDGET_GB": "12.5", "MMDEMO_PROFILE": "tiny"}  # fmt: skip
+    s = Settings.from_env(env)
+    assert (s.port, s.share, s.preload, s.memory_budget_gb, s.profile) == (9000, True, ("clip", "vlm"), 12.5, "tiny")
+    assert s.data_dir == Path("~/x").expanduser()
+    assert s.is_synthetic
+
+
+def test_cli_overrides_env_and_defaults_stay():
+    s = Settings.from_cli(
+        ["--port", "8000", "--no-share", "--dtype", "float32"], environ={"MMDEMO_PORT": "9000", "MMDEMO_SHARE": "1"}
+    )
+    assert (s.port, s.share, s.dtype, s.profile) == (8000, False, "float32", "default")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"MMDEMO_PORT": "many"}, "MMDEMO_PORT must be a int"), ({"MMDEMO_DEVICE": "tpu"}, "device must be one of"),
+     ({"MMDEMO_SHARE": "maybe"}, "must be true or false")],
+)  # fmt: skip
+def test_bad_values_name_the_setting(env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
+
+
+def test_help_lists_every_setting_with_its_env_name():
+    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True)
+    for flag, env in [("--vlm-model", "MMDEMO_VLM_MODEL"), ("--quantization", "MMDEMO_QUANTIZATION"),
+                      ("--max-labels", "MMDEMO_MAX_LABELS"), ("--memory-budget-gb", "MMDEMO_MEMORY_BUDGET_GB")]:  # fmt: skip
+        assert flag in out.stdout and env in out.stdout

@@ -1,0 +1,108 @@
+"""The model manager with tiny real models: one load per id, LRU eviction, pinning, freeing."""
+
+import gc
+import threading
+import weakref
+
+import pytest
+
+from mmdemo.errors import ModelUnavailableError
+from mmdemo.models.catalog import build_manager
+
+
+def test_eight_threads_asking_for_one_model_cause_one_load(tiny_settings):
+    manager = build_manager(tiny_settings)
+    barrier, got = threading.Barrier(8), []
+
+    def ask():
+        barrier.wait()
+        got.append(manager.get("clip"))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and all(m is got[0] for m in got)
+    (stats,) = manager.stats()
+    assert (stats.id, stats.loads, stats.roles) == ("tiny-clip", 1, ("clip",))
+
+
+def test_least_recently_used_model_is_evicted_to_fit_the_budget(tiny_settings):
+    probe = build_manager(tiny_settings)
+    clip_bytes = probe.get("clip").resident_bytes
+    vlm_bytes = probe.get("vlm").resident_bytes
+    # Room for the VLM plus a little: never for both.
+    manager = build_manager(tiny_settings.replace(memory_budget_gb=(vlm_bytes + clip_bytes // 2) / 1e9))
+    manager.get("clip")
+    manager.get("vlm")
+    assert not manager.is_loaded("clip") and manager.is_loaded("vlm")
+    manager.get("clip")
+    assert manager.is_loaded("clip") and not manager.is_loaded("vlm")
+    assert {s.id: s.loads for s in manager.stats()} == {"tiny-clip": 2}
+    assert manager.resident_bytes <= manager.budget_bytes
+
+
+def test_pinned_models_survive_eviction(tiny_settings):
+    probe = build_manager(tiny_settings)
+    sizes = {name: probe.get(name).resident_bytes for name in ("clip", "vlm", "tiny-qwen3-vl")}
+    budget = sizes["clip"] + max(sizes["vlm"], sizes["tiny-qwen3-vl"]) * 1.5
+    manager = build_manager(tiny_settings.replace(memory_budget_gb=budget / 1e9, pinned=("clip",)))
+    manager.get("clip")
+    manager.get("vlm")
+    manager.get("tiny-qwen3-vl")  # over budget: the unpinned VLM goes, the pinned CLIP stays
+    assert manager.is_loaded("clip") and manager.is_loaded("tiny-qwen3-vl") and not manager.is_loaded("vlm")
+    assert [s.pinned for s in manager.stats() if s.id == "tiny-clip"] == [True]
+
+
+def test_unload_really_frees_the_weights(tiny_settings):
+    manager = build_manager(tiny_settings)
+    vlm = manager.get("vlm")
+    weights = weakref.ref(vlm.model)
+    assert manager.resident_bytes == vlm.resident_bytes > 0
+    del vlm
+    assert manager.unload("vlm") is True
+    gc.collect()
+    assert weights() is None, "the model is still referenced somewhere"
+    assert manager.resident_bytes == 0 and manager.stats() == []
+    assert manager.unload("vlm") is False
+
+
+def test_stats_describe_each_resident_model(tiny_settings):
+    manager = build_manager(tiny_settings)
+    clip = manager.get("clip")
+    vlm = manager.get("vlm")
+    stats = {s.id: s for s in manager.stats()}
+    assert list(stats) == ["tiny-qwen2.5-vl", "tiny-clip"]  # most recently used first
+    for model, s in ((clip, stats["tiny-clip"]), (vlm, stats["tiny-qwen2.5-vl"])):
+        params = sum(p.numel() for p in model.model.parameters())
+        assert (s.device, s.dtype, s.quantization) == ("cpu", "float32", "none")
+        assert s.parameters == params and s.resident_bytes >= params * 4
+        assert s.load_seconds > 0 and s.loads == 1
+    assert stats["tiny-clip"].family == "clip" and stats["tiny-qwen2.5-vl"].family == "qwen_vl"
+
+
+def test_quantization_request_on_cpu_loads_unquantized_with_a_note(tiny_settings):
+    manager = build_manager(tiny_settings.replace(quantization="8bit"))
+    manager.get("vlm")
+    (stats,) = manager.stats()
+    assert stats.quantization == "none" and "needs a CUDA GPU" in stats.notes[0]
+
+
+@pytest.mark.parametrize("setting", ["clip_model", "vlm_model"])
+def test_a_model_missing_offline_gives_one_clear_message(tiny_settings, setting):
+    model_id = {"clip_model": "clip-vit-b-32", "vlm_model": "qwen2.5-vl-3b"}[setting]
+    manager = build_manager(tiny_settings.replace(**{setting: model_id}))
+    with pytest.raises(ModelUnavailableError) as info:
+        manager.get(model_id)
+    message = str(info.value)
+    assert model_id in message and "hub" in message and "hf download" in message and "MMDEMO_" in message
+    assert "Traceback" not in message
+    assert manager.errors[model_id] == message and not manager.is_loaded(model_id)
+
+
+def test_background_preload_records_failures_instead_of_raising(tiny_settings):
+    manager = build_manager(tiny_settings.replace(clip_model="clip-vit-b-32"))
+    manager.preload(["clip", "vlm"], background=True).join(timeout=120)
+    assert manager.is_loaded("vlm") and not manager.is_loaded("clip")
+    assert "clip-vit-b-32" in manager.errors
