@@ -20,7 +20,7 @@ def test_resolve_registry_open_clip_pairs_and_local_dirs(tmp_path):
 
 
 def test_unknown_model_lists_the_choices():
-    with pytest.raises(UnknownModelError, match="Unknown model 'gpt-9'.*qwen2.5-vl-7b"):
+    with pytest.raises(UnknownModelError, match=r"Unknown model 'gpt-9'.*qwen2\.5-vl-7b"):
         resolve("gpt-9")
 
 
