@@ -38,13 +38,13 @@ class ClipModel:
     @property
     def logit_scale(self) -> float:
         """exp(learned temperature): multiplies cosine similarities before softmax/sigmoid."""
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     @property
     def logit_bias(self) -> float:
         """SigLIP's learned bias (0 for CLIP)."""
         bias = getattr(self.model, "logit_bias", None)
-        return float(bias) if bias is not None else 0.0
+        return float(bias.detach()) if bias is not None else 0.0
 
     def pixels(self, images: Sequence[Any]) -> Any:
         """Preprocess PIL images into one batch tensor (CPU, float32)."""

@@ -87,7 +87,9 @@ def build(settings: Settings, manager: ModelManager) -> None:
         show_label=False,
     )
     with gr.Accordion("Generation settings", open=False):
-        max_new = gr.Slider(16, 2048, value=min(256, settings.max_new_tokens), step=16, label="Max new tokens")
+        max_new = gr.Slider(
+            1, settings.max_new_tokens, value=min(256, settings.max_new_tokens), step=1, label="Max new tokens"
+        )
         temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
         top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p")
         greedy = gr.Checkbox(value=False, label="Greedy (deterministic)")

@@ -1,0 +1,96 @@
+"""Feature logic (no UI) on tiny models: classification, gallery, chat messages, image opening."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmdemo.classify.zeroshot import build_classifier, classify, parse_labels, scores_from_similarity
+from mmdemo.errors import UserFacingError
+from mmdemo.images import BadImageError, open_image
+from mmdemo.search.gallery import Gallery
+from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
+
+
+def test_labels_are_trimmed_and_duplicates_and_empties_dropped_with_notices():
+    labels, notices = parse_labels(" cat, dog\n\nCat ,, bird ", max_labels=10, max_chars=20)
+    assert labels == ["cat", "dog", "bird"]
+    assert any("duplicate" in n and "Cat" in n for n in notices) and any("empty" in n for n in notices)
+    with pytest.raises(UserFacingError, match="limit is 2"):
+        parse_labels("a, b, c", max_labels=2, max_chars=20)
+    with pytest.raises(UserFacingError, match="10000 characters"):
+        parse_labels("x" * 10_000, max_labels=2, max_chars=200)
+
+
+def test_softmax_and_sigmoid_scores_on_a_known_case():
+    sims = np.array([[0.3, 0.1]])
+    softmax = scores_from_similarity(sims, 10.0, 0.0, sigmoid=False)
+    np.testing.assert_allclose(softmax, [[np.e**3 / (np.e**3 + np.e), np.e / (np.e**3 + np.e)]])
+    sigmoid = scores_from_similarity(sims, 10.0, -2.0, sigmoid=True)
+    np.testing.assert_allclose(sigmoid, 1 / (1 + np.exp(-np.array([[1.0, -1.0]]))))
+
+
+def test_classifier_averages_templates_and_renormalises(session_manager):
+    clip = session_manager.get("clip")
+    weights = build_classifier(clip, ["cat", "dog"], ["a photo of a {}.", "a drawing of a {}."])
+    direct = clip.encode_texts(["a photo of a cat.", "a drawing of a cat."]).mean(axis=0)
+    np.testing.assert_allclose(weights[0], direct / np.linalg.norm(direct), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(weights, axis=1), 1.0, atol=1e-5)
+
+
+def test_classify_gives_a_distribution_and_refuses_one_label(session_manager):
+    clip = session_manager.get("clip")
+    (prediction,) = classify(clip, [Image.new("RGB", (50, 50), "red")], ["cat", "dog", "car"])
+    scores = list(prediction.scores.values())
+    assert sum(scores) == pytest.approx(1.0, abs=1e-5) and scores == sorted(scores, reverse=True)
+    assert prediction.top[0] in {"cat", "dog", "car"} and not prediction.multi_label
+    with pytest.raises(UserFacingError, match="at least two labels"):
+        classify(clip, [Image.new("RGB", (50, 50))], ["cat"])
+
+
+def test_gallery_skips_bad_files_by_name_and_indexes_the_rest(session_manager, images, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.jpg").write_bytes(images[0].read_bytes()[:60])
+    gallery = Gallery(session_manager.get("clip"), max_pixels=10_000_000)
+    report = gallery.add([*images, tmp_path / "notes.txt", tmp_path / "broken.jpg"])
+    assert report.added == tuple(p.name for p in images) and len(gallery) == 3
+    assert {s.name for s in report.skipped} == {"notes.txt", "broken.jpg"}
+    assert all(s.reason for s in report.skipped)
+    hits = gallery.search_text("a red square", k=2)
+    assert len(hits) == 2 and hits[0].score >= hits[1].score
+    own = gallery.clip.encode_images([open_image(images[2], 10_000_000)])[0]
+    best = gallery.search_vector(own, k=1)[0]
+    assert best.name == images[2].name and best.score == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(UserFacingError, match="Type what you are looking for"):
+        gallery.search_text("   ")
+
+
+def test_open_image_handles_orientation_modes_and_the_pixel_limit(tmp_path):
+    rotated = Image.new("RGB", (40, 20), "white")
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    rotated.save(tmp_path / "rotated.jpg", exif=exif)
+    assert open_image(tmp_path / "rotated.jpg", 10**6).size == (20, 40)
+    for mode in ("CMYK", "RGBA", "P", "I;16", "1"):
+        suffix = ".tif" if mode in ("CMYK", "I;16") else ".png"
+        Image.new(mode, (8, 8)).save(tmp_path / f"m{suffix}")
+        assert open_image(tmp_path / f"m{suffix}", 10**6).mode == "RGB"
+    Image.new("1", (4000, 3000)).save(tmp_path / "big.png")
+    with pytest.raises(BadImageError, match=r"big\.png: 4000x3000 is over the 10 MP limit"):
+        open_image(tmp_path / "big.png", 10_000_000)
+
+
+def test_gradio_history_becomes_qwen_turns():
+    history = [
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/a.jpg"}}]},
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}]},
+        {"role": "assistant", "content": "A cat."},
+        {"role": "user", "content": {"path": "/b.png"}},
+        {"role": "user", "content": "And this?"},
+    ]
+    messages = to_qwen_messages(history, ImageBudget(min_pixels=1, max_pixels=2))
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == [
+        {"type": "image", "image": "/a.jpg", "min_pixels": 1, "max_pixels": 2},
+        {"type": "text", "text": "What is it?"},
+    ]
+    assert messages[2]["content"][0]["image"] == "/b.png"

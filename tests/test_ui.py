@@ -1,0 +1,93 @@
+"""The Gradio app: builds without launching, keeps torch out of ui/, and serves every tab."""
+
+import ast
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from mmdemo.ui import build_app
+from tests.conftest import REPO, free_port
+
+API = {"chat", "search", "index_images", "classify", "system", "stats"}
+
+
+def test_build_app_builds_all_tabs_without_launching(tiny_settings, session_manager):
+    app = build_app(tiny_settings, session_manager)
+    api_names = {dep.get("api_name") for dep in app.config["dependencies"]}
+    assert api_names >= API
+    labels = {c.get("props", {}).get("label") for c in app.config["components"]}
+    assert {"Chat", "Search", "Classify", "System"} <= labels
+    assert not session_manager.is_loaded("vlm"), "building the UI must not load models"
+
+
+def test_ui_modules_never_import_torch():
+    for path in (REPO / "mmdemo" / "ui").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "torch" not in imported, path.name
+
+
+@pytest.fixture(scope="module")
+def served_app(data_dir, tmp_path_factory):
+    """`python app.py` with the tiny profile on a free port, as a user would start it."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port)}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited early:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
+    yield url, log
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_app_serves_each_tab_through_gradio_client(served_app, images):
+    from gradio_client import Client, handle_file
+
+    url, log = served_app
+    client = Client(url, verbose=False)
+    hits = client.predict("a cat", 3, api_name="/search")
+    assert len(hits) == 3 and all("·" in h["caption"] for h in hits)
+    label = client.predict(handle_file(str(images[0])), "cat, dog, car", "a photo of a {}.", api_name="/classify")
+    assert label["label"] in {"cat", "dog", "car"} and len(label["confidences"]) == 3
+    message = {"text": "What is in this image?", "files": [handle_file(str(images[1]))]}
+    history, _ = client.predict(message, [], 8, 0.7, 0.9, True, api_name="/chat")
+    assert history[-1]["role"] == "assistant" and history[-1]["content"][0]["text"]
+    stats = client.predict(api_name="/stats")
+    assert {s["id"] for s in stats} == {"tiny-clip", "tiny-qwen2.5-vl"}
+    report = client.predict([handle_file(str(p)) for p in images], api_name="/index_images")
+    assert report.startswith("Indexed 3 image(s)")
+    page = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert "random-weight models, answers are noise" in page or "mmdemo" in page
+    assert "Traceback" not in log.read_text()
+
+
+def test_bad_input_gets_a_message_not_a_trace(served_app):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    url, _ = served_app
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match="Type what you are looking for"):
+        client.predict("   ", 3, api_name="/search")
+    with pytest.raises(AppError, match="Upload an image to classify"):
+        client.predict(None, "cat, dog", "a photo of a {}.", api_name="/classify")
+    with pytest.raises(AppError, match="Type a question, or attach an image"):
+        client.predict({"text": "", "files": []}, [], 8, 0.7, 0.9, True, api_name="/chat")
