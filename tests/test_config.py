@@ -39,3 +39,13 @@ def test_help_lists_every_setting_with_its_env_name():
     out = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True)
     for name in ("vlm_model", "quantization", "max_labels", "memory_budget_gb"):
         assert "--" + name.replace("_", "-") in out.stdout and "MMDEMO_" + name.upper() in out.stdout
+
+
+def test_readme_documents_every_setting():
+    import dataclasses
+
+    readme = (REPO / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Settings) if f"`MMDEMO_{f.name.upper()}`" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
+    assert "pip install -r requirements.txt && python app.py" in readme
+    assert "pip install -r requirements-dev.txt && pytest" in readme
