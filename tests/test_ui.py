@@ -15,13 +15,16 @@ from tests.conftest import REPO, free_port
 API = {"chat", "search", "index_images", "classify", "system", "stats"}
 
 
-def test_build_app_builds_all_tabs_without_launching(tiny_settings, session_manager):
-    app = build_app(tiny_settings, session_manager)
+def test_build_app_builds_all_tabs_without_launching(tiny_settings):
+    from mmdemo.models.catalog import build_manager
+
+    manager = build_manager(tiny_settings)
+    app = build_app(tiny_settings, manager)
     api_names = {dep.get("api_name") for dep in app.config["dependencies"]}
     assert api_names >= API
     labels = {c.get("props", {}).get("label") for c in app.config["components"]}
     assert {"Chat", "Search", "Classify", "System"} <= labels
-    assert not session_manager.is_loaded("vlm"), "building the UI must not load models"
+    assert manager.stats() == [], "building the UI must not load models"
 
 
 def test_ui_modules_never_import_torch():
@@ -91,3 +94,24 @@ def test_bad_input_gets_a_message_not_a_trace(served_app):
         client.predict(None, "cat, dog", "a photo of a {}.", api_name="/classify")
     with pytest.raises(AppError, match="Type a question, or attach an image"):
         client.predict({"text": "", "files": []}, [], 8, 0.7, 0.9, True, api_name="/chat")
+
+
+def test_a_missing_model_is_explained_in_the_ui(tiny_settings):
+    """Real CLIP weights are not on this machine: the Search tab says which, where, and how to fix it."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from mmdemo.models.catalog import build_manager
+
+    settings = tiny_settings.replace(clip_model="clip-vit-b-32")
+    app = build_app(settings, build_manager(settings))
+    port = free_port()
+    app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with pytest.raises(AppError, match=r"Model 'clip-vit-b-32' .* not available offline") as info:
+            client.predict("a cat", 3, api_name="/search")
+        assert "hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in str(info.value)
+        assert "Traceback" not in str(info.value)
+    finally:
+        app.close()
