@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_app(data_dir, tmp_path_factory):
+    """`python app.py` with the tiny profile on a free port, as a user would start it."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port)}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited early:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
+    yield url, log
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -1,10 +1,6 @@
 """The Gradio app: builds without launching, keeps torch out of ui/, and serves every tab."""
 
 import ast
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
@@ -33,32 +29,6 @@ def test_ui_modules_never_import_torch():
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert "torch" not in imported, path.name
-
-
-@pytest.fixture(scope="module")
-def served_app(data_dir, tmp_path_factory):
-    """`python app.py` with the tiny profile on a free port, as a user would start it."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port)}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited early:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
-    yield url, log
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_app_serves_each_tab_through_gradio_client(served_app, images):

@@ -34,7 +34,7 @@ def build(settings: Settings, manager: ModelManager) -> None:
 
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="Image", height=320)
+            image = gr.Image(type="filepath", label="Image", height=320, elem_id="classify-image")
             labels = gr.Textbox(label="Candidate labels (comma or newline separated)", value="cat, dog, car, person",
                                 lines=2)  # fmt: skip
             template = gr.Textbox(label="Prompt template", value=DEFAULT_TEMPLATE)

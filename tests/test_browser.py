@@ -1,0 +1,72 @@
+"""Every tab driven in a real browser (Debian Chromium via Playwright) against `python app.py`.
+
+Screenshots land in test-artifacts/. Skipped when Chromium is not installed; never downloads one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
+ARTIFACTS = REPO / "test-artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page(served_app):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(served_app[0])
+        page.get_by_text("answers are noise").first.wait_for(timeout=30_000)
+        yield page
+        browser.close()
+
+
+def test_chat_streams_an_answer_about_an_uploaded_image(page, images):
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("input[type=file]").first.set_input_files(str(images[0]))
+    box = page.get_by_placeholder("Ask about an image")
+    box.fill("What is in this image?")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=bot]')].some(e => e.innerText.trim().length > 0)",
+        timeout=60_000,
+    )
+    page.screenshot(path=ARTIFACTS / "chat.png")
+
+
+def test_search_shows_gallery_results_with_scores(page):
+    page.get_by_role("tab", name="Search").click()
+    page.get_by_label("Describe what you are looking for").fill("a cat on a sofa")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.get_by_text("·").first.wait_for(timeout=60_000)
+    assert page.locator("text=/0\\.\\d{3} · .+\\.jpg/").count() > 0
+    page.screenshot(path=ARTIFACTS / "search.png")
+
+
+def test_classify_scores_the_labels(page, images):
+    page.get_by_role("tab", name="Classify").click()
+    page.locator("#classify-image input[type=file]").set_input_files(str(images[1]))
+    page.get_by_role("button", name="Classify", exact=True).click()
+    top = page.locator("[data-testid=label-output-value]")
+    top.wait_for(timeout=60_000)
+    assert top.inner_text().strip() in {"cat", "dog", "car", "person"}
+    page.screenshot(path=ARTIFACTS / "classify.png")
+
+
+def test_system_lists_the_resident_models(page):
+    page.get_by_role("tab", name="System").click()
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_text("tiny-clip").first.wait_for(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "system.png")
