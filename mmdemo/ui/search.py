@@ -65,6 +65,6 @@ def build(settings: Settings, manager: ModelManager) -> None:
         add = gr.Button("Add to my gallery")
         report = gr.Markdown()
 
-    for trigger in (go.click, query.submit):
-        trigger(search, [query, top_k, mine], results, api_name="search" if trigger == go.click else False)
+    go.click(search, [query, top_k, mine], results, api_name="search")
+    query.submit(search, [query, top_k, mine], results, api_visibility="private")  # Enter does the same
     add.click(index_images, [uploads, mine], [report, mine], api_name="index_images")
