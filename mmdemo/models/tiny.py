@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "1"  # bump when a builder changes, so cached builds are rebuilt
+BUILD_VERSION = "2"  # bump when a builder changes, so cached builds are rebuilt
 CONFIGS = Path(__file__).parent / "configs"
 QWEN_7B_CONFIG = CONFIGS / "qwen2.5-vl-7b-instruct.config.json"
 QWEN_CHAT_TEMPLATE = CONFIGS / "qwen2.5-vl.chat_template.jinja"
@@ -237,6 +237,8 @@ def _retarget_token_ids(config: dict[str, Any], tokenizer: Any) -> dict[str, Any
         for key, token in ids.items():
             if key in section:
                 section[key] = tokenizer.convert_tokens_to_ids(token)
+        if "vocab_size" in section:  # rows past the tokenizer would decode to nothing
+            section["vocab_size"] = len(tokenizer)
     return config
 
 
