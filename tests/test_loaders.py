@@ -70,7 +70,7 @@ def test_without_the_real_qwen_files_a_small_tokenizer_is_trained(tmp_path, imag
     assert vlm.model.config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert vlm.model.get_input_embeddings().num_embeddings == len(tokenizer)
     _, chunks = _ask(vlm, images[1])
-    assert chunks and chunks[-1].strip()
+    assert chunks and chunks[-1]  # decodes to text (random weights: any text, even whitespace)
 
 
 def test_stop_ends_generation_and_the_worker_thread(session_manager, images):
