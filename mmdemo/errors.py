@@ -18,9 +18,11 @@ class UnknownModelError(UserFacingError):
 class ModelUnavailableError(UserFacingError):
     """A model whose files are not on this machine and could not be downloaded."""
 
-    def __init__(self, model_id: str, what: str, cache_dir: str, download_hint: str, cause: str):
+    def __init__(self, model_id: str, what: str, download_hint: str, cause: str):
+        from huggingface_hub import constants  # where transformers and open_clip both cache
+
         self.model_id = model_id
-        self.cache_dir = cache_dir
+        self.cache_dir = cache_dir = str(constants.HF_HUB_CACHE)
         super().__init__(
             f"Model '{model_id}' ({what}) is not available offline and could not be downloaded.\n"
             f"Looked in the Hugging Face cache: {cache_dir}\n"

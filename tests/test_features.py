@@ -94,3 +94,20 @@ def test_gradio_history_becomes_qwen_turns():
         {"type": "text", "text": "What is it?"},
     ]
     assert messages[2]["content"][0]["image"] == "/b.png"
+
+
+def test_gallery_works_batch_by_batch_and_keeps_order(session_manager, images, tmp_path):
+    import dataclasses
+
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    clip = dataclasses.replace(session_manager.get("clip"), batch_size=2)  # same weights, small batches
+    files = [images[0], tmp_path / "bad.png", images[1], images[2], images[0]]
+    report = Gallery(clip, max_pixels=10_000_000).add(files, ["a", "bad", "b", "c", "d"])
+    assert report.added == ("a", "b", "c", "d") and [s.name for s in report.skipped] == ["bad"]
+    batched = Gallery(clip, max_pixels=10_000_000)
+    batched.add(files)
+    single = Gallery(session_manager.get("clip"), max_pixels=10_000_000)
+    single.add(files)
+    got, want = batched.search_text("a green square", k=4), single.search_text("a green square", k=4)
+    assert [h.path for h in got] == [h.path for h in want]
+    np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-5)

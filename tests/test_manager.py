@@ -107,3 +107,17 @@ def test_background_preload_records_failures_instead_of_raising(tiny_settings):
     manager.preload(["clip", "vlm"], background=True).join(timeout=120)
     assert manager.is_loaded("vlm") and not manager.is_loaded("clip")
     assert "clip-vit-b-32" in manager.errors
+
+
+def test_an_unknown_clip_architecture_is_not_reported_as_a_missing_download(tiny_settings):
+    from mmdemo.errors import UnknownModelError
+
+    manager = build_manager(tiny_settings.replace(clip_model="ViT-B-99:openai"))
+    with pytest.raises(UnknownModelError, match="'ViT-B-99' is not an open_clip architecture"):
+        manager.get("clip")
+
+
+def test_any_open_clip_tag_missing_offline_names_its_hub_repo(tiny_settings):
+    manager = build_manager(tiny_settings.replace(clip_model="ViT-B-16:laion2b_s34b_b88k"))
+    with pytest.raises(ModelUnavailableError, match=r"hf download laion/CLIP-ViT-B-16-laion2B-s34B-b88K\b"):
+        manager.get("clip")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mmdemo.errors import ModelUnavailableError
+from mmdemo.errors import ModelUnavailableError, UnknownModelError
 from mmdemo.models.device import Placement, footprint
 from mmdemo.models.registry import ModelSpec
 
@@ -106,6 +106,8 @@ def load_clip(spec: ModelSpec, placement: Placement, location: Path | None = Non
             raise ValueError(f"{spec.id} is built offline: pass the folder it was built in")
         open_clip.add_model_config(location / f"{name}.json")
         pretrained = str(location / str(spec.pretrained))
+    if not name.startswith(("local-dir:", "hf-hub:")) and open_clip.get_model_config(name) is None:
+        raise UnknownModelError(f"'{name}' is not an open_clip architecture (see open_clip.list_models()).")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=placement.device, precision=_precision(placement.dtype)
@@ -113,9 +115,13 @@ def load_clip(spec: ModelSpec, placement: Placement, location: Path | None = Non
     except (OSError, RuntimeError) as exc:
         if not _looks_like_missing_files(exc):
             raise
-        raise ModelUnavailableError(
-            spec.id, f"open_clip {name} / {pretrained}", _hf_cache(), f"hf download {spec.download}", str(exc)
-        ) from exc
+        repo = spec.download or (open_clip.get_pretrained_cfg(name, pretrained or "") or {}).get("hf_hub", "")
+        hint = (
+            f"hf download {repo.rstrip('/')}"
+            if repo
+            else f"python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{pretrained}')\""
+        )
+        raise ModelUnavailableError(spec.id, f"open_clip {name} / {pretrained}", hint, str(exc)) from exc
     model.eval()
     params, nbytes = footprint(model)
     return ClipModel(
@@ -139,10 +145,4 @@ def _precision(dtype: str) -> str:
 
 def _looks_like_missing_files(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, OSError) or any(w in text for w in ("download", "offline", "connect", "not found"))
-
-
-def _hf_cache() -> str:
-    from huggingface_hub import constants
-
-    return str(constants.HF_HUB_CACHE)
+    return isinstance(exc, OSError) or any(w in text for w in ("download", "offline", "connect"))

@@ -85,10 +85,8 @@ def load_vlm(spec: ModelSpec, placement: Placement, location: Path | None = None
                 **({"quantization_config": quant} if quant is not None else {}),
             )
     except OSError as exc:  # transformers reports missing repos/files (and no network) as OSError
-        from huggingface_hub import constants
-
         raise ModelUnavailableError(
-            spec.id, f"transformers {source}", str(constants.HF_HUB_CACHE), f"hf download {spec.download}", str(exc)
+            spec.id, f"transformers {source}", f"hf download {spec.download}", str(exc)
         ) from exc
     model.eval()
     params, nbytes = footprint(model)

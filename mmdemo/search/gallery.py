@@ -67,22 +67,30 @@ class Gallery:
         return len(self._items)
 
     def add(self, paths: Iterable[str | Path], names: Iterable[str] | None = None) -> AddReport:
-        """Decode, embed and index images; unreadable files are skipped with their reason."""
+        """Decode, embed and index images; unreadable files are skipped with their reason.
+
+        Works one CLIP batch at a time, so only that many decoded images are in memory at once.
+        """
         paths = [str(p) for p in paths]
         names = list(names) if names is not None else [Path(p).name for p in paths]
-        images, kept, skipped = [], [], []
-        for path, name in zip(paths, names, strict=True):
-            try:
-                images.append(open_image(path, self.max_pixels, name))
-                kept.append((path, name))
-            except BadImageError as exc:
-                skipped.append(Skipped(exc.name, exc.reason))
-        if images:
-            vectors = self.clip.encode_images(images)
-            with self._lock:
-                self._index.add(vectors)
-                self._items.extend(kept)
-        return AddReport(tuple(name for _, name in kept), tuple(skipped))
+        added: list[str] = []
+        skipped: list[Skipped] = []
+        step = self.clip.batch_size
+        for i in range(0, len(paths), step):
+            images, kept = [], []
+            for path, name in zip(paths[i : i + step], names[i : i + step], strict=True):
+                try:
+                    images.append(open_image(path, self.max_pixels, name))
+                    kept.append((path, name))
+                except BadImageError as exc:
+                    skipped.append(Skipped(exc.name, exc.reason))
+            if images:
+                vectors = self.clip.encode_images(images)
+                with self._lock:
+                    self._index.add(vectors)
+                    self._items.extend(kept)
+                added += [name for _, name in kept]
+        return AddReport(tuple(added), tuple(skipped))
 
     def add_folder(self, folder: str | Path) -> AddReport:
         """Index every image file below `folder` (recursively, sorted by path)."""
