@@ -6,6 +6,7 @@ import logging
 
 from mmdemo.config import Settings
 from mmdemo.models import device as dev
+from mmdemo.models.libs import import_model_libraries
 from mmdemo.models.manager import LoadPlan, ModelManager
 from mmdemo.models.registry import GB, PROFILE_DEFAULTS, default_vlm, resolve
 
@@ -36,6 +37,7 @@ def build_manager(settings: Settings) -> ModelManager:
         notes.append(f"{settings.profile} profile: random-weight models, answers are noise")
 
     def plan(model_id: str) -> LoadPlan:
+        import_model_libraries()  # before any build or load: see libs.py for the race it prevents
         spec = resolve(model_id)
         quant = vlm_quantization if model_id == roles["vlm"] else "none"
         placement = dev.placement_for(spec.family, device, settings.dtype, quant)
