@@ -14,8 +14,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
 
+    from mmdemo.images import set_pixel_limit
     from mmdemo.models.catalog import build_manager
     from mmdemo.ui import CSS, build_app, theme
+
+    set_pixel_limit(settings.max_image_pixels)
 
     manager = build_manager(settings)
     manager.preload(settings.preload, background=True)  # serve at once; first requests wait for it
@@ -25,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         server_port=settings.port,
         share=settings.share,
         max_file_size=f"{settings.max_upload_mb}mb",
+        show_error=True,  # e.g. a non-image sent to an image input through the API: say why it failed
         theme=theme(),
         css=CSS,
     )

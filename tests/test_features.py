@@ -12,12 +12,12 @@ from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
 
 
 def test_labels_are_trimmed_and_duplicates_and_empties_dropped_with_notices():
-    labels, notices = parse_labels(" cat, dog\n\nCat ,, bird ", max_labels=10, max_chars=20)
+    labels, notices = parse_labels(" cat, dog, Cat ,, bird ", max_labels=10, max_chars=20)
     assert labels == ["cat", "dog", "bird"]
     assert any("duplicate" in n and "Cat" in n for n in notices) and any("empty" in n for n in notices)
     with pytest.raises(UserFacingError, match="limit is 2"):
         parse_labels("a, b, c", max_labels=2, max_chars=20)
-    with pytest.raises(UserFacingError, match="10000 characters"):
+    with pytest.raises(UserFacingError, match="10,000 characters"):
         parse_labels("x" * 10_000, max_labels=2, max_chars=200)
 
 

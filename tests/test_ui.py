@@ -38,8 +38,11 @@ def test_app_serves_each_tab_through_gradio_client(served_app, images):
     client = Client(url, verbose=False)
     hits = client.predict("a cat", 3, api_name="/search")
     assert len(hits) == 3 and all("·" in h["caption"] for h in hits)
-    label = client.predict(handle_file(str(images[0])), "cat, dog, car", "a photo of a {}.", api_name="/classify")
+    label, info, _, _ = client.predict(
+        handle_file(str(images[0])), [], "cat, dog, car", "custom", "a photo of a {}.", 5, api_name="/classify"
+    )
     assert label["label"] in {"cat", "dog", "car"} and len(label["confidences"]) == 3
+    assert "softmax over the labels (CLIP)" in info
     message = {"text": "What is in this image?", "files": [handle_file(str(images[1]))]}
     # Sampling, not greedy: a random-weight model's greedy answer can be all whitespace.
     history, _ = client.predict(message, [], 8, 1.0, 1.0, False, api_name="/chat")
@@ -63,7 +66,7 @@ def test_bad_input_gets_a_message_not_a_trace(served_app):
     with pytest.raises(AppError, match="Type what you are looking for"):
         client.predict("   ", 3, api_name="/search")
     with pytest.raises(AppError, match="Upload an image to classify"):
-        client.predict(None, "cat, dog", "a photo of a {}.", api_name="/classify")
+        client.predict(None, [], "cat, dog", "custom", "a photo of a {}.", 5, api_name="/classify")
     with pytest.raises(AppError, match="Type a question, or attach an image"):
         client.predict({"text": "", "files": []}, [], 8, 0.7, 0.9, True, api_name="/chat")
 

@@ -1,7 +1,8 @@
 """Zero-shot classification: label texts through prompt templates into a linear classifier.
 
 `build_classifier` mirrors open_clip's `build_zero_shot_classifier`: every template per label,
-embedded, averaged and re-normalised. Templates are data.
+embedded in batches, averaged and re-normalised. `cached_classifier` does the same but only
+encodes labels the cache has not seen with these weights and templates.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from mmdemo.classify.cache import LabelEmbeddingCache, templates_key
+from mmdemo.classify.templates import DEFAULT_TEMPLATE
 from mmdemo.errors import UserFacingError
 
-DEFAULT_TEMPLATE = "a photo of a {}."
+__all__ = ["DEFAULT_TEMPLATE", "Classifier", "Prediction", "build_classifier", "cached_classifier", "classify"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,39 @@ class Prediction:
         """Best label and its score."""
         return next(iter(self.scores.items()))
 
+    def top_k(self, k: int) -> list[tuple[str, float]]:
+        """The k best (label, score) pairs."""
+        return list(self.scores.items())[:k]
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """Unit label embeddings (L, D), row-aligned with `labels`, and how many had to be encoded."""
+
+    labels: tuple[str, ...]
+    weights: np.ndarray
+    encoded: int  # labels encoded by the model for this call; the rest came from the cache
+
+
+def scoring_rule(clip: Any) -> str:
+    """How scores are computed for this model, in words for the UI."""
+    if clip.siglip:
+        return "sigmoid per label (SigLIP): each score is independent, several labels can be high"
+    return "softmax over the labels (CLIP): scores sum to 1, so they compare labels with each other"
+
 
 def parse_labels(text: str, max_labels: int, max_chars: int) -> tuple[list[str], list[str]]:
-    """Comma- or newline-separated labels -> (unique trimmed labels, notices about what was dropped)."""
-    raw = [part.strip() for part in re.split(r"[,\n]", text or "")]
+    """Labels one per line (or comma-separated on one line) -> (unique trimmed labels, notices).
+
+    With several lines, commas stay inside labels ("pickup truck, red" is one label).
+    """
+    text = text or ""
+    raw = [part.strip() for part in re.split(r"\n" if "\n" in text.strip() else ",", text)]
     labels, notices, seen = [], [], set()
     empties = sum(1 for part in raw if not part) if any(raw) else 0
     for label in (part for part in raw if part):
         if len(label) > max_chars:
-            raise UserFacingError(f"Label '{label[:40]}...' is {len(label)} characters; the limit is {max_chars}.")
+            raise UserFacingError(f"Label '{label[:40]}...' is {len(label):,} characters; the limit is {max_chars}.")
         if label.lower() in seen:
             notices.append(f"dropped duplicate label '{label}'")
             continue
@@ -47,15 +74,36 @@ def parse_labels(text: str, max_labels: int, max_chars: int) -> tuple[list[str],
     if empties > 0:
         notices.append(f"dropped {empties} empty label(s)")
     if len(labels) > max_labels:
-        raise UserFacingError(f"{len(labels)} labels given; the limit is {max_labels}.")
+        raise UserFacingError(f"{len(labels):,} labels given; the limit is {max_labels:,} (MMDEMO_MAX_LABELS).")
     return labels, notices
 
 
 def build_classifier(clip: Any, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
     """(len(labels), D) unit vectors: each label's template embeddings averaged and re-normalised."""
-    texts = [template.format(label) for label in labels for template in templates]
+    texts = [template.replace("{}", label) for label in labels for template in templates]
     embedded = clip.encode_texts(texts).reshape(len(labels), len(templates), -1).mean(axis=1)
     return embedded / np.linalg.norm(embedded, axis=1, keepdims=True)
+
+
+def cached_classifier(
+    clip: Any, labels: Sequence[str], templates: Sequence[str], cache: LabelEmbeddingCache | None
+) -> Classifier:
+    """`build_classifier`, encoding only the labels `cache` lacks for these weights and templates."""
+    if cache is None:
+        return Classifier(tuple(labels), build_classifier(clip, labels, templates), len(labels))
+    key, persistent, labels = templates_key(templates), clip.stable_weights, tuple(labels)
+    matrix = cache.stacked(clip.weights_key, key, labels)
+    if matrix is not None:
+        return Classifier(labels, matrix, 0)
+    found = cache.get(clip.weights_key, key, labels, persistent)
+    missing = [label for label in labels if label not in found]
+    if missing:
+        fresh = dict(zip(missing, build_classifier(clip, missing, templates), strict=True))
+        cache.put(clip.weights_key, key, fresh, persistent)
+        found.update(fresh)
+    matrix = np.stack([found[label] for label in labels])
+    cache.keep_stacked(clip.weights_key, key, labels, matrix)
+    return Classifier(labels, matrix, len(missing))
 
 
 def scores_from_similarity(similarity: np.ndarray, logit_scale: float, logit_bias: float, sigmoid: bool) -> np.ndarray:
@@ -68,21 +116,33 @@ def scores_from_similarity(similarity: np.ndarray, logit_scale: float, logit_bia
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def classify(
-    clip: Any, images: Sequence[Any], labels: Sequence[str], templates: Sequence[str] = (DEFAULT_TEMPLATE,)
-) -> list[Prediction]:
-    """Score each PIL image against the labels."""
+def check_labels(clip: Any, labels: Sequence[str]) -> None:
+    """Refuse label sets the model's scoring cannot rank."""
+    if not labels:
+        raise UserFacingError("Type some candidate labels, one per line or separated by commas.")
     if not clip.siglip and len(labels) < 2:
         raise UserFacingError(
             "Give at least two labels: CLIP's scores are a softmax over the labels, so a single label "
-            "always scores 100%."
+            "always scores 100%. (SigLIP models score each label on its own and accept one.)"
         )
-    classifier = build_classifier(clip, labels, templates)
-    probs = scores_from_similarity(
-        clip.encode_images(images) @ classifier.T, clip.logit_scale, clip.logit_bias, clip.siglip
-    )
-    predictions = []
-    for row in probs:
-        order = np.argsort(-row)
-        predictions.append(Prediction({labels[i]: float(row[i]) for i in order}, clip.siglip))
-    return predictions
+
+
+def predict(clip: Any, image_vectors: np.ndarray, classifier: Classifier) -> list[Prediction]:
+    """Predictions for already-embedded images (N, D) against a classifier."""
+    similarity = clip.similarity(image_vectors, classifier.weights)
+    probs = scores_from_similarity(similarity, clip.logit_scale, clip.logit_bias, clip.siglip)
+    labels = classifier.labels
+    return [Prediction({labels[i]: float(row[i]) for i in np.argsort(-row)}, clip.siglip) for row in probs]
+
+
+def classify(
+    clip: Any,
+    images: Sequence[Any],
+    labels: Sequence[str],
+    templates: Sequence[str] = (DEFAULT_TEMPLATE,),
+    cache: LabelEmbeddingCache | None = None,
+) -> list[Prediction]:
+    """Score each PIL image against the labels."""
+    check_labels(clip, labels)
+    classifier = cached_classifier(clip, labels, templates, cache)
+    return predict(clip, clip.encode_images(images), classifier)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,20 @@ class ClipModel:
     siglip: bool = False  # sigmoid scores (independent per label) instead of a softmax
     num_parameters: int = 0
     resident_bytes: int = 0
+    # Names these exact weights and dtype, for caches of embeddings. Random weights differ on
+    # every load: their key is unique to this load ("random:..."), never reused across loads.
+    weights_key: str = ""
+
+    @property
+    def input_size(self) -> int:
+        """Shorter side, in pixels, that preprocessing resizes images to."""
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(min(size) if isinstance(size, tuple | list) else size)
+
+    @property
+    def stable_weights(self) -> bool:
+        """Whether embeddings from these weights may be cached on disk."""
+        return bool(self.weights_key) and not self.weights_key.startswith("random:")
 
     @property
     def logit_scale(self) -> float:
@@ -46,11 +62,39 @@ class ClipModel:
         bias = getattr(self.model, "logit_bias", None)
         return float(bias.detach()) if bias is not None else 0.0
 
+    @property
+    def pixel_shape(self) -> tuple[int, int, int]:
+        """(3, H, W) of one preprocessed image."""
+        size = getattr(self.model.visual, "image_size", 224)
+        height, width = size if isinstance(size, tuple | list) else (size, size)
+        return 3, int(height), int(width)
+
+    def prepare_into(self, image: Any, out: np.ndarray) -> None:
+        """Preprocess one PIL image into `out`, a float32 (3, H, W) array; thread-safe.
+
+        Same numbers as open_clip's `preprocess(image)`: its geometric steps run as they are,
+        and ToTensor + Normalize become two in-place numpy passes writing straight into the
+        batch buffer. numpy, not torch: a torch op from a decoder thread starts its own OpenMP
+        team, which fights the model's threads for the cores.
+        """
+        geometric, normalize = _split_transform(self.preprocess)
+        if geometric is None:  # a transform we do not recognise: run all of it
+            out[...] = self.preprocess(image.convert("RGB")).numpy()
+            return
+        hwc = np.asarray(geometric(image.convert("RGB")), dtype=np.uint8)
+        mean = np.asarray(normalize.mean, np.float32).reshape(3, 1, 1) * 255
+        scale = 1 / (np.asarray(normalize.std, np.float32).reshape(3, 1, 1) * 255)
+        np.subtract(hwc.transpose(2, 0, 1), mean, out=out, dtype=np.float32)
+        out *= scale
+
     def pixels(self, images: Sequence[Any]) -> Any:
         """Preprocess PIL images into one batch tensor (CPU, float32)."""
         import torch
 
-        return torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+        batch = torch.empty((len(images), *self.pixel_shape))
+        for image, slot in zip(images, batch.numpy(), strict=True):
+            self.prepare_into(image, slot)
+        return batch
 
     def encode_pixels(self, pixels: Any) -> np.ndarray:
         """Embed an already-preprocessed batch (N, 3, H, W)."""
@@ -79,9 +123,32 @@ class ClipModel:
                 out.append(_unit_rows(self.model.encode_text(tokens)))
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
+    def similarity(self, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """queries (N, D) @ keys (M, D).T as float32 numpy, computed by torch.
+
+        Not numpy: its OpenBLAS threads busy-wait after each call and slowed the next model
+        forward ~3x on a 2-core CPU; torch's pool is the one the model already uses.
+        """
+        import torch
+
+        with torch.inference_mode():
+            return (torch.from_numpy(queries) @ torch.from_numpy(keys).T).numpy()
+
     def close(self) -> None:
         """Drop the references to the weights so they can be freed."""
         self.model = None
+
+
+@functools.cache
+def _split_transform(preprocess: Any) -> tuple[Any, Any]:
+    """open_clip's Compose -> (steps before ToTensor, the Normalize after it), or (None, None)."""
+    from torchvision import transforms as T
+
+    steps = list(getattr(preprocess, "transforms", []))
+    names = [type(step).__name__ for step in steps]
+    if names[-2:] != ["MaybeToTensor", "Normalize"] and names[-2:] != ["ToTensor", "Normalize"]:
+        return None, None
+    return T.Compose(steps[:-2]), steps[-1]
 
 
 def _unit_rows(features: Any) -> np.ndarray:
@@ -135,7 +202,18 @@ def load_clip(spec: ModelSpec, placement: Placement, location: Path | None = Non
         siglip=getattr(model, "logit_bias", None) is not None,
         num_parameters=params,
         resident_bytes=nbytes,
+        weights_key=_weights_key(name, pretrained, placement.dtype),
     )
+
+
+def _weights_key(name: str, pretrained: str | None, dtype: str) -> str:
+    if not pretrained:
+        return f"random:{uuid.uuid4().hex}"
+    weights = Path(pretrained)
+    if weights.is_file():  # a local checkpoint: its path alone would not notice a rebuild
+        stat = weights.stat()
+        pretrained = f"{weights.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{name}|{pretrained}|{dtype}"
 
 
 def _precision(dtype: str) -> str:

@@ -15,23 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmdemo.errors import UserFacingError
-from mmdemo.images import BadImageError, Skipped, open_image
-
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".webp",
-    ".gif",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".jp2",
-    ".ppm",
-    ".pgm",
-    ".pbm",
-    ".pnm",
-}
+from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Skipped, open_image
 
 
 @dataclass(frozen=True)

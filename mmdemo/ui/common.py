@@ -28,10 +28,14 @@ def theme() -> gr.themes.Base:
 def _to_gradio_error(exc: Exception, fn_name: str) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
+    # print_exception=False: a user's mistake is not a server error, and real errors are logged
+    # here once, with their traceback, rather than twice.
     if isinstance(exc, UserFacingError):
-        return gr.Error(str(exc))
+        return gr.Error(str(exc), print_exception=False)
     log.exception("unexpected error in %s", fn_name)
-    return gr.Error(f"Something went wrong ({type(exc).__name__}). The details are in the server log.")
+    return gr.Error(
+        f"Something went wrong ({type(exc).__name__}). The details are in the server log.", print_exception=False
+    )
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

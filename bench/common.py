@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmarks: the real ViT-B-32 at mmdemo's dtype, timing, sample photos."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED_FLICKR = REPO.parent / "shared" / "data" / "flickr8k_1k" / "images"
+
+
+def load_vit_b_32(dtype: str = "auto", batch_size: int = 32):
+    """ViT-B-32 with random weights through mmdemo's loader, at the dtype mmdemo would pick."""
+    from mmdemo.models.clip import load_clip
+    from mmdemo.models.device import pick_device, placement_for
+    from mmdemo.models.registry import REGISTRY
+
+    placement = placement_for("clip", pick_device("auto"), dtype)
+    return load_clip(REGISTRY["random-clip-vit-b-32"], placement, batch_size=batch_size)
+
+
+def median_seconds(fn: Callable[[], object], rounds: int = 5, warmup: int = 1) -> float:
+    """Median wall time of fn() over `rounds` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sample_photos(n: int) -> list[Path]:
+    """n photos: Flickr8k from ../shared when present, else generated JPEGs (500x375, noisy)."""
+    if SHARED_FLICKR.is_dir():
+        photos = sorted(SHARED_FLICKR.glob("*.jpg"))[:n]
+        if len(photos) == n:
+            return photos
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp(prefix="mmdemo-bench-"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        base = rng.integers(0, 255, (1, 1, 3))
+        noise = rng.integers(0, 60, (375, 500, 3))
+        path = folder / f"photo{i:04d}.jpg"
+        Image.fromarray((base + noise).clip(0, 255).astype("uint8")).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    """A fixed-width text table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`python -m mmdemo ...`: the app's features from the command line.
+
+Every Settings flag of `python app.py` works here too (`--profile tiny`, `--clip-model ...`),
+after the subcommand's own arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmdemo.config import Settings
+from mmdemo.errors import UserFacingError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mmdemo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    evaluate = commands.add_parser("eval", help="evaluate the models on your data").add_subparsers(
+        dest="task", required=True
+    )
+    zeroshot = evaluate.add_parser("zeroshot", help="zero-shot accuracy on a folder with one subfolder per class")
+    zeroshot.add_argument("--folder", type=Path, required=True, help="e.g. ../shared/data/cifar10_1k")
+    zeroshot.add_argument("--templates", default="openai-7", choices=("custom", "openai-7", "openai-80"))
+    zeroshot.add_argument("--template", default="a photo of a {}.", help="the custom template")
+    zeroshot.add_argument("--out", type=Path, default=Path("eval-out"), help="where confusion_matrix.png goes")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the exit status."""
+    args, rest = _parser().parse_known_args(argv)
+    settings = Settings.from_cli(rest)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
+    from mmdemo.images import set_pixel_limit
+    from mmdemo.models.catalog import build_manager
+
+    set_pixel_limit(settings.max_image_pixels)
+    manager = build_manager(settings)
+    try:
+        if args.command == "eval" and args.task == "zeroshot":
+            return _eval_zeroshot(args, settings, manager)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int:
+    from mmdemo.classify.cache import LabelEmbeddingCache
+    from mmdemo.classify.evaluate import confusion_png, evaluate_folder
+    from mmdemo.classify.templates import templates_for
+
+    cache = LabelEmbeddingCache(settings.data_dir / "label_embeddings.sqlite3")
+    templates = templates_for(args.templates, args.template)
+    metrics = evaluate_folder(manager.get("clip"), args.folder, templates, settings.max_image_pixels, cache)
+    print(f"model: {manager.resolve_id('clip')}  templates: {args.templates} ({len(templates)})")
+    print(metrics.table())
+    print(f"confusion matrix: {confusion_png(metrics, args.out / 'confusion_matrix.png')}")
+    return 0
