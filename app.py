@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         share=settings.share,
         max_file_size=f"{settings.max_upload_mb}mb",
         show_error=True,  # e.g. a non-image sent to an image input through the API: say why it failed
+        allowed_paths=[str(settings.data_dir / "galleries")],  # gallery thumbnails
         theme=theme(),
         css=CSS,
     )

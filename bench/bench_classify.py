@@ -30,11 +30,11 @@ def main() -> None:
     import torch
 
     from mmdemo.classify.batch import classify_files
-    from mmdemo.classify.cache import LabelEmbeddingCache
     from mmdemo.classify.templates import preset_labels, templates_for
     from mmdemo.classify.zeroshot import cached_classifier, classify
     from mmdemo.images import open_image
     from mmdemo.ingest import ImageFile
+    from mmdemo.vectorcache import VectorCache
 
     clip = dataclasses.replace(load_vit_b_32(), weights_key="bench:vit-b-32-random")
     labels = list(preset_labels("ImageNet-1k"))[: args.labels]
@@ -44,11 +44,11 @@ def main() -> None:
     db = Path(tempfile.mkdtemp(prefix="mmdemo-bench-")) / "labels.sqlite3"
 
     start = time.perf_counter()
-    cached_classifier(clip, labels, templates, LabelEmbeddingCache(db))
+    cached_classifier(clip, labels, templates, VectorCache(db))
     first = time.perf_counter() - start
-    reload = median_seconds(lambda: cached_classifier(clip, labels, templates, LabelEmbeddingCache(db)), 3)
+    reload = median_seconds(lambda: cached_classifier(clip, labels, templates, VectorCache(db)), 3)
 
-    cache = LabelEmbeddingCache(db)
+    cache = VectorCache(db)
     encode_one = median_seconds(lambda: clip.encode_images([image]), args.rounds)
     repeat = median_seconds(lambda: classify(clip, [image], labels, templates, cache), args.rounds)
 

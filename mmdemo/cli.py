@@ -53,11 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int:
-    from mmdemo.classify.cache import LabelEmbeddingCache
     from mmdemo.classify.evaluate import confusion_png, evaluate_folder
     from mmdemo.classify.templates import templates_for
+    from mmdemo.vectorcache import VectorCache
 
-    cache = LabelEmbeddingCache(settings.data_dir / "label_embeddings.sqlite3")
+    cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
     templates = templates_for(args.templates, args.template)
     metrics = evaluate_folder(manager.get("clip"), args.folder, templates, settings.max_image_pixels, cache)
     print(f"model: {manager.resolve_id('clip')}  templates: {args.templates} ({len(templates)})")

@@ -86,6 +86,10 @@ class Settings:
         metadata=_opt("Bundled gallery indexed for every visitor (read-only)."),
     )
     clip_batch_size: int = field(default=32, metadata=_opt("Images or texts per CLIP forward pass."))
+    ann_threshold: int = field(
+        default=50_000,
+        metadata=_opt("Gallery size above which search switches from exact to an IVF index (recall@10 >= 0.95)."),
+    )
 
     # --- limits (what one request may ask for) ---
     max_upload_mb: int = field(default=50, metadata=_opt("Largest uploaded file, in MB."))
@@ -95,6 +99,7 @@ class Settings:
     max_images_per_upload: int = field(default=500, metadata=_opt("Images accepted in one upload."))
     max_labels: int = field(default=1000, metadata=_opt("Candidate labels in one classification."))
     max_label_chars: int = field(default=200, metadata=_opt("Longest candidate label, in characters."))
+    max_zip_mb: int = field(default=500, metadata=_opt("Largest total uncompressed size of a .zip upload, in MB."))
     max_images_per_turn: int = field(default=8, metadata=_opt("Images in one chat message."))
     max_prompt_chars: int = field(default=8000, metadata=_opt("Longest chat message, in characters."))
     max_new_tokens: int = field(default=512, metadata=_opt("Default cap on tokens per chat answer."))

@@ -51,10 +51,12 @@ def embed_files(
     max_pixels: int,
     path_of: Callable[[T], ImageFile],
     workers: int | None = None,
+    on_decoded: Callable[[T, Any], None] | None = None,
 ) -> Iterator[EmbeddedBatch[T]]:
     """Yield embedded batches of `files` in order; unreadable files are skipped with their reason.
 
-    `path_of` maps an item to its file, so callers can carry their own records through. Files
+    `path_of` maps an item to its file, so callers can carry their own records through;
+    `on_decoded(item, image)` runs in the decoder thread (e.g. to write a thumbnail). Files
     go in chunks of one model batch; decoder threads write each image straight into its slot of
     a preallocated pixel buffer, and fill the next chunk's buffer while the model runs on this
     one (two buffers, reused: no per-batch allocation, no stacking on the model's thread).
@@ -66,7 +68,10 @@ def embed_files(
 
     def load(item: T, slot: np.ndarray) -> None:
         file = path_of(item)
-        clip.prepare_into(open_image(file.path, max_pixels, file.name, min_side=clip.input_size), slot)
+        image = open_image(file.path, max_pixels, file.name, min_side=clip.input_size)
+        if on_decoded is not None:
+            on_decoded(item, image)
+        clip.prepare_into(image, slot)
 
     def submit(pool: ThreadPoolExecutor, chunk: int) -> list[Future]:
         items, slots = files[chunk * size : (chunk + 1) * size], buffers[chunk % len(buffers)].numpy()

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from mmdemo.classify.batch import classify_files
-from mmdemo.classify.cache import LabelEmbeddingCache
 from mmdemo.classify.evaluate import confusion_png, zeroshot_metrics
 from mmdemo.classify.templates import CIFAR10, CIFAR100, preset_labels, templates_for
 from mmdemo.classify.zeroshot import build_classifier, cached_classifier, parse_labels
 from mmdemo.errors import UserFacingError
 from mmdemo.ingest import ImageFile
+from mmdemo.vectorcache import VectorCache
 from tests.conftest import SHARED, needs_shared
 
 
@@ -46,7 +46,7 @@ def test_cache_hits_partial_hits_and_reloads_from_disk(session_manager, tmp_path
     clip = session_manager.get("clip")
     templates = templates_for("openai-7")
     path = tmp_path / "labels.sqlite3"
-    cache = LabelEmbeddingCache(path)
+    cache = VectorCache(path)
     first = cached_classifier(clip, ["cat", "dog", "car"], templates, cache)
     assert first.encoded == 3
     np.testing.assert_allclose(first.weights, build_classifier(clip, ["cat", "dog", "car"], templates), atol=1e-6)
@@ -58,7 +58,7 @@ def test_cache_hits_partial_hits_and_reloads_from_disk(session_manager, tmp_path
     other_templates = cached_classifier(clip, ["dog"], ("a sketch of a {}.",), cache)
     assert other_templates.encoded == 1, "a different template set is a different embedding"
 
-    reloaded = LabelEmbeddingCache(path)  # a new process, same data dir
+    reloaded = VectorCache(path)  # a new process, same data dir
     from_disk = cached_classifier(clip, ["cat", "dog", "car", "bird"], templates, reloaded)
     assert from_disk.encoded == 0 and reloaded.disk_hits == 4
     np.testing.assert_array_equal(from_disk.weights[:3], first.weights)
@@ -70,10 +70,10 @@ def test_random_weights_are_never_cached_on_disk(session_manager, tmp_path):
     from dataclasses import replace
 
     random_clip = replace(clip, weights_key="random:123")
-    cache = LabelEmbeddingCache(tmp_path / "labels.sqlite3")
+    cache = VectorCache(tmp_path / "labels.sqlite3")
     assert cached_classifier(random_clip, ["cat", "dog"], ["{}"], cache).encoded == 2
     assert cached_classifier(random_clip, ["cat", "dog"], ["{}"], cache).encoded == 0, "memory still works"
-    fresh_process = LabelEmbeddingCache(tmp_path / "labels.sqlite3")
+    fresh_process = VectorCache(tmp_path / "labels.sqlite3")
     assert cached_classifier(random_clip, ["cat", "dog"], ["{}"], fresh_process).encoded == 2
 
 

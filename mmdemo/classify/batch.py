@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mmdemo.classify.cache import LabelEmbeddingCache
 from mmdemo.classify.zeroshot import Classifier, Prediction, cached_classifier, check_labels, predict
 from mmdemo.images import Skipped
 from mmdemo.ingest import ImageFile, embed_files
+from mmdemo.vectorcache import VectorCache
 
 COLUMNS = ("image", "top-1", "score", "top-5")
 
@@ -46,7 +46,7 @@ def classify_files(
     labels: Sequence[str],
     templates: Sequence[str],
     max_pixels: int,
-    cache: LabelEmbeddingCache | None = None,
+    cache: VectorCache | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Classify image files; unreadable ones are skipped with their reason, the rest classified.

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from mmdemo.classify.batch import classify_files
-from mmdemo.classify.cache import LabelEmbeddingCache
 from mmdemo.errors import UserFacingError
 from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile
+from mmdemo.vectorcache import VectorCache
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def zeroshot_metrics(scores: np.ndarray, targets: Sequence[int], classes: Sequen
 
 
 def evaluate_folder(
-    clip: Any, folder: Path, templates: Sequence[str], max_pixels: int, cache: LabelEmbeddingCache | None = None
+    clip: Any, folder: Path, templates: Sequence[str], max_pixels: int, cache: VectorCache | None = None
 ) -> ZeroShotMetrics:
     """Classify every image of `folder` against its class names (underscores read as spaces)."""
     files, targets, classes = image_folder(folder)

@@ -7,6 +7,7 @@ encodes labels the cache has not seen with these weights and templates.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from mmdemo.classify.cache import LabelEmbeddingCache, templates_key
 from mmdemo.classify.templates import DEFAULT_TEMPLATE
 from mmdemo.errors import UserFacingError
+from mmdemo.vectorcache import VectorCache
 
 __all__ = ["DEFAULT_TEMPLATE", "Classifier", "Prediction", "build_classifier", "cached_classifier", "classify"]
 
@@ -85,24 +86,29 @@ def build_classifier(clip: Any, labels: Sequence[str], templates: Sequence[str])
     return embedded / np.linalg.norm(embedded, axis=1, keepdims=True)
 
 
+def label_space(clip: Any, templates: Sequence[str]) -> str:
+    """Cache space of label embeddings: the weights and the template set."""
+    return f"labels|{clip.weights_key}|{hashlib.sha256(chr(10).join(templates).encode()).hexdigest()[:16]}"
+
+
 def cached_classifier(
-    clip: Any, labels: Sequence[str], templates: Sequence[str], cache: LabelEmbeddingCache | None
+    clip: Any, labels: Sequence[str], templates: Sequence[str], cache: VectorCache | None
 ) -> Classifier:
     """`build_classifier`, encoding only the labels `cache` lacks for these weights and templates."""
     if cache is None:
         return Classifier(tuple(labels), build_classifier(clip, labels, templates), len(labels))
-    key, persistent, labels = templates_key(templates), clip.stable_weights, tuple(labels)
-    matrix = cache.stacked(clip.weights_key, key, labels)
+    space, persistent, labels = label_space(clip, templates), clip.stable_weights, tuple(labels)
+    matrix = cache.stacked(space, labels)
     if matrix is not None:
         return Classifier(labels, matrix, 0)
-    found = cache.get(clip.weights_key, key, labels, persistent)
+    found = cache.get(space, labels, persistent)
     missing = [label for label in labels if label not in found]
     if missing:
         fresh = dict(zip(missing, build_classifier(clip, missing, templates), strict=True))
-        cache.put(clip.weights_key, key, fresh, persistent)
+        cache.put(space, fresh, persistent)
         found.update(fresh)
     matrix = np.stack([found[label] for label in labels])
-    cache.keep_stacked(clip.weights_key, key, labels, matrix)
+    cache.keep_stacked(space, labels, matrix)
     return Classifier(labels, matrix, len(missing))
 
 
@@ -140,7 +146,7 @@ def classify(
     images: Sequence[Any],
     labels: Sequence[str],
     templates: Sequence[str] = (DEFAULT_TEMPLATE,),
-    cache: LabelEmbeddingCache | None = None,
+    cache: VectorCache | None = None,
 ) -> list[Prediction]:
     """Score each PIL image against the labels."""
     check_labels(clip, labels)

@@ -1,101 +1,219 @@
-"""An in-memory searchable gallery: image paths, their CLIP vectors, and a FAISS index.
+"""A searchable gallery: a CLIP model, a persistent store and an embedding cache, passed in.
 
-Like rclip's `RClip(model, db)`, the parts are passed in: the gallery gets a CLIP model and
-owns only its index.
+Like rclip's `RClip(model, db)`, the gallery builds none of its parts. Adding files hashes them
+first (in threads): bytes already in the gallery are reported as duplicates, bytes seen before
+by this model reuse their cached vector, and only new images are decoded and encoded.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from mmdemo.errors import UserFacingError
-from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Skipped, open_image
+from mmdemo.images import IMAGE_SUFFIXES, Skipped, open_image
+from mmdemo.ingest import ImageFile, Throughput, decode_workers, embed_files
+from mmdemo.search.store import GalleryStore, Hit
+from mmdemo.vectorcache import VectorCache
 
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    path: str
-    name: str
-    score: float  # cosine similarity, -1..1
+THUMB_SIZE = 320
+COMMIT_EVERY = 2048  # images per commit during a long ingest: a crash loses at most this much work
 
 
 @dataclass(frozen=True)
 class AddReport:
-    """What an `add` did: names indexed, and files skipped with the reason."""
+    """What an add did, per file: indexed, duplicate of an indexed image, or skipped (with why)."""
 
-    added: tuple[str, ...]
-    skipped: tuple[Skipped, ...] = field(default=())
+    added: tuple[str, ...] = ()
+    duplicates: tuple[tuple[str, str], ...] = ()  # (name, name of the image already indexed)
+    skipped: tuple[Skipped, ...] = ()
+    from_cache: int = 0  # vectors reused from the embedding cache: no model time
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    def summary(self) -> str:
+        """A Markdown report: counts, then one line per duplicate and per skipped file."""
+        rate = len(self.added) / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"Indexed **{len(self.added)}** image(s) in {self.seconds:.1f} s ({rate:.1f} img/s); "
+            f"{len(self.duplicates)} duplicate(s), {len(self.skipped)} skipped, {self.from_cache} from cache."
+        ]
+        lines += [f"- {note}" for note in self.notes]
+        lines += [f"- duplicate **{name}**: same bytes as {first}" for name, first in self.duplicates]
+        lines += [f"- skipped **{s.name}**: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    file: ImageFile
+    hash: str
+    size: int
+
+
+def content_hash(path: str | Path) -> tuple[str, int]:
+    """(blake2b hex digest of the file's bytes, byte count)."""
+    digest = hashlib.blake2b(digest_size=16)
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 class Gallery:
-    """Images and their embeddings in an exact inner-product FAISS index (ids = row numbers)."""
+    """Images searchable by text or by example, stored in `store`, embedded by `clip`."""
 
-    def __init__(self, clip: Any, max_pixels: int):
-        import faiss
-
-        self.clip = clip
-        self.max_pixels = max_pixels
-        self._index = faiss.IndexFlatIP(clip.embed_dim)
-        self._items: list[tuple[str, str]] = []  # (path, display name), row-aligned with the index
-        self._lock = threading.Lock()
+    def __init__(self, clip: Any, store: GalleryStore, cache: VectorCache | None, max_pixels: int):
+        self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
+        self._space = f"images|{clip.weights_key}"
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.store)
 
-    def add(self, paths: Iterable[str | Path], names: Iterable[str] | None = None) -> AddReport:
-        """Decode, embed and index images; unreadable files are skipped with their reason.
-
-        Works one CLIP batch at a time, so only that many decoded images are in memory at once.
-        """
-        paths = [str(p) for p in paths]
-        names = list(names) if names is not None else [Path(p).name for p in paths]
-        added: list[str] = []
+    def add_files(self, files: Sequence[ImageFile], progress: Callable[[Throughput], None] | None = None) -> AddReport:
+        """Index image files; see the module docstring. Nothing already committed is ever lost."""
+        started = time.perf_counter()
+        count = Throughput(len(files))
         skipped: list[Skipped] = []
-        step = self.clip.batch_size
-        for i in range(0, len(paths), step):
-            images, kept = [], []
-            for path, name in zip(paths[i : i + step], names[i : i + step], strict=True):
-                try:
-                    images.append(open_image(path, self.max_pixels, name))
-                    kept.append((path, name))
-                except BadImageError as exc:
-                    skipped.append(Skipped(exc.name, exc.reason))
-            if images:
-                vectors = self.clip.encode_images(images)
-                with self._lock:
-                    self._index.add(vectors)
-                    self._items.extend(kept)
-                added += [name for _, name in kept]
-        return AddReport(tuple(added), tuple(skipped))
+        duplicates: list[tuple[str, str]] = []
+        pending: list[_Pending] = []
+        seen: dict[str, str] = {}
+        with ThreadPoolExecutor(decode_workers()) as pool:
+            hashes = list(pool.map(_try_hash, files))
+        for file, hashed in zip(files, hashes, strict=True):
+            if isinstance(hashed, Skipped):
+                skipped.append(hashed)
+                count.advance(1)
+                continue
+            digest, size = hashed
+            first = self.store.by_hash(digest)
+            if first is not None or digest in seen:
+                duplicates.append((file.name, first.name if first else seen[digest]))
+                count.advance(1)
+                continue
+            seen[digest] = file.name
+            pending.append(_Pending(file, digest, size))
+        persistent = self.clip.stable_weights
+        cached = self.cache.get(self._space, [p.hash for p in pending], persistent) if self.cache else {}
+        reuse = [p for p in pending if p.hash in cached and self.store.thumb_path(p.hash).is_file()]
+        added = [p.file.name for p in reuse]
+        rows, vectors = [_row(p) for p in reuse], [cached[p.hash] for p in reuse]
+        count.advance(len(reuse))
+        sizes: dict[str, tuple[int, int]] = {}
 
-    def add_folder(self, folder: str | Path) -> AddReport:
+        def on_decoded(item: _Pending, image: Image.Image) -> None:
+            sizes[item.hash] = _save_thumbnail(image, self.store.thumb_path(item.hash), item.file.path)
+
+        reused = {p.hash for p in reuse}
+        to_embed = [p for p in pending if p.hash not in reused]
+        for batch in embed_files(self.clip, to_embed, self.max_pixels, lambda p: p.file, on_decoded=on_decoded):
+            skipped += batch.skipped
+            rows += [(p.hash, p.file.name, *sizes.pop(p.hash), p.size) for p in batch.items]
+            vectors += list(batch.vectors)
+            added += [p.file.name for p in batch.items]
+            if self.cache and batch.items:
+                fresh = {p.hash: v for p, v in zip(batch.items, batch.vectors, strict=True)}
+                self.cache.put(self._space, fresh, persistent)
+            count.advance(len(batch.items) + len(batch.skipped))
+            if len(rows) >= COMMIT_EVERY:
+                self.store.add(rows, np.stack(vectors))
+                rows, vectors = [], []
+            if progress:
+                progress(count)
+        if rows:
+            self.store.add(rows, np.stack(vectors))
+        if progress:
+            progress(count)
+        seconds = time.perf_counter() - started
+        return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds)
+
+    def add_folder(self, folder: str | Path, progress: Callable[[Throughput], None] | None = None) -> AddReport:
         """Index every image file below `folder` (recursively, sorted by path)."""
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        return self.add(files)
+        root = Path(folder)
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return self.add_files([ImageFile(str(p), str(p.relative_to(root))) for p in paths], progress)
 
-    def search_vector(self, query: np.ndarray, k: int) -> list[Hit]:
+    def remove(self, ids: Sequence[int]) -> int:
+        """Remove images by id; returns how many were removed."""
+        return len(self.store.remove(ids))
+
+    def search_vector(self, query: np.ndarray, k: int, min_score: float = -1.0) -> list[Hit]:
         """The k nearest images to a unit query vector, best first."""
-        with self._lock:
-            if not self._items:
-                return []
-            scores, rows = self._index.search(query.reshape(1, -1).astype(np.float32), min(k, len(self._items)))
-            return [Hit(*self._items[r], float(s)) for s, r in zip(scores[0], rows[0], strict=True) if r >= 0]
+        return self.store.search(query.reshape(1, -1).astype(np.float32), k, min_score)
 
-    def search_text(self, query: str, k: int = 12) -> list[Hit]:
+    def search_text(self, query: str, k: int = 12, min_score: float = -1.0) -> list[Hit]:
         """Images that best match a description."""
-        if not query.strip():
+        if not (query or "").strip():
             raise UserFacingError("Type what you are looking for, e.g. 'a cat on a sofa'.")
-        return self.search_vector(self.clip.encode_texts([query.strip()])[0], k)
+        return self.search_vector(self.clip.encode_texts([query.strip()])[0], k, min_score)
+
+    def search_image(self, path: str | Path, k: int = 12, min_score: float = -1.0) -> list[Hit]:
+        """Images that look most like the image at `path`."""
+        image = open_image(path, self.max_pixels, min_side=self.clip.input_size)
+        return self.search_vector(self.clip.encode_images([image])[0], k, min_score)
+
+
+def gallery_root(data_dir: Path, clip: Any, name: str) -> Path:
+    """Folder of gallery `name` for these weights. Random weights get a fresh folder per load
+    (under galleries/unsaved/, safe to delete): their vectors mean nothing to the next load."""
+    if not clip.stable_weights:
+        return Path(data_dir) / "galleries" / "unsaved" / clip.weights_key.removeprefix("random:") / name
+    space = hashlib.blake2b(clip.weights_key.encode(), digest_size=6).hexdigest()
+    return Path(data_dir) / "galleries" / f"{clip.model_id}-{space}" / name
+
+
+def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:
+    """The persistent gallery `name` (created empty if new), with its last committed state."""
+    root = gallery_root(data_dir, clip, name)
+    store = GalleryStore(root, clip.embed_dim, settings.ann_threshold, thumbs=root.parent / "thumbs")
+    return Gallery(clip, store, cache, settings.max_image_pixels)
 
 
 def merge_hits(*groups: list[Hit], k: int) -> list[Hit]:
     """Best k of several result lists."""
     return sorted((h for g in groups for h in g), key=lambda h: h.score, reverse=True)[:k]
+
+
+def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:
+    try:
+        return content_hash(file.path)
+    except FileNotFoundError:
+        return Skipped(file.name, "file not found")
+    except OSError as exc:
+        return Skipped(file.name, f"cannot read the file ({exc.strerror or exc})")
+
+
+def _row(p: _Pending) -> tuple[str, str, int, int, int]:
+    width, height = _header_size(p.file.path) or (0, 0)
+    return p.hash, p.file.name, width, height, p.size
+
+
+def _header_size(path: str) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _save_thumbnail(image: Image.Image, path: Path, source: str) -> tuple[int, int]:
+    """Write a JPEG thumbnail atomically (sessions may add the same bytes at once); original size."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        thumb = image.copy()
+        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(thumb)}.tmp")
+        thumb.save(tmp, "JPEG", quality=85)
+        os.replace(tmp, path)
+    return _header_size(source) or image.size

@@ -9,7 +9,6 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.classify.batch import COLUMNS, classify_files
-from mmdemo.classify.cache import LabelEmbeddingCache
 from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, PRESETS, TEMPLATE_SETS, preset_labels, templates_for
 from mmdemo.classify.zeroshot import parse_labels, scoring_rule
 from mmdemo.config import Settings
@@ -18,13 +17,14 @@ from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
+from mmdemo.vectorcache import VectorCache
 
 NO_PRESET = "(type your own)"
 
 
 def build(settings: Settings, manager: ModelManager) -> None:
     """Add the classification components and events to the current Blocks."""
-    cache = LabelEmbeddingCache(settings.data_dir / "label_embeddings.sqlite3")
+    cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
 
     @friendly_errors
     def run(

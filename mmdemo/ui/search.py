@@ -1,7 +1,14 @@
-"""Search tab: find images in the bundled gallery and your own uploads by describing them."""
+"""Search tab: find images by description or by example, in the shared library and your own uploads.
+
+The library (the bundled gallery/ plus anything indexed with `python -m mmdemo index`) is shared
+read-only. What a browser session uploads goes into a gallery of its own, under a random token
+kept in that session's state: no other session can search it.
+"""
 
 from __future__ import annotations
 
+import secrets
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,61 +17,146 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
-from mmdemo.search.gallery import Gallery, merge_hits
+from mmdemo.search.gallery import Gallery, gallery_root, merge_hits
+from mmdemo.search.store import GalleryStore, Hit
+from mmdemo.search.uploads import expand_uploads
 from mmdemo.ui.common import friendly_errors
+from mmdemo.vectorcache import VectorCache
+
+LIBRARY = "library"
+
+
+class Galleries:
+    """Open stores by folder (opened once, shared by requests) and Gallery views over them."""
+
+    def __init__(self, settings: Settings, manager: ModelManager):
+        self.settings, self.manager = settings, manager
+        self.cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
+        self._stores: dict[tuple[str, str], GalleryStore] = {}
+        self._lock = threading.Lock()
+        self._library_synced = False
+
+    def get(self, name: str) -> Gallery:
+        """The gallery `name` over the current CLIP model (the store outlives model reloads)."""
+        clip = self.manager.get("clip")
+        with self._lock:
+            key = (clip.weights_key, name)
+            if key not in self._stores:
+                root = gallery_root(self.settings.data_dir, clip, name)
+                self._stores[key] = GalleryStore(
+                    root, clip.embed_dim, self.settings.ann_threshold, thumbs=root.parent / "thumbs"
+                )
+            store = self._stores[key]
+        return Gallery(clip, store, self.cache, self.settings.max_image_pixels)
+
+    def library(self) -> Gallery:
+        """The shared gallery; the bundled photos are indexed into it once (then cost a hash each)."""
+        gallery = self.get(LIBRARY)
+        with self._lock:
+            if not self._library_synced and self.settings.gallery_dir.is_dir():
+                gallery.add_folder(self.settings.gallery_dir)
+            self._library_synced = True
+        return gallery
 
 
 def build(settings: Settings, manager: ModelManager) -> None:
     """Add the search components and events to the current Blocks."""
-    bundled: list[Gallery] = []  # built on first use, shared read-only by every session
-    bundled_lock = threading.Lock()
+    galleries = Galleries(settings, manager)
+    if "clip" in settings.preload:  # index the bundled photos while the page loads
+        threading.Thread(target=friendly_errors(galleries.library), name="mmdemo-library", daemon=True).start()
 
-    def shared_gallery() -> Gallery:
-        with bundled_lock:
-            if not bundled:
-                gallery = Gallery(manager.get("clip"), settings.max_image_pixels)
-                if settings.gallery_dir.is_dir():
-                    gallery.add_folder(settings.gallery_dir)
-                bundled.append(gallery)
-            return bundled[0]
+    def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
+        shown = [(hit.item.thumb, f"{hit.score:.3f} · {hit.item.name}") for _, hit in hits]
+        table = [[rank, round(hit.score, 4), hit.item.name, source] for rank, (source, hit) in enumerate(hits, 1)]
+        return shown, table
 
     @friendly_errors
-    def index_images(files: list[Any] | None, mine: Gallery | None) -> tuple[str, Gallery | None]:
-        """Add uploaded images to this session's gallery; returns a report of what was indexed."""
+    def search(
+        query: str, query_image: str | None, top_k: float, min_score: float, token: str | None
+    ) -> tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]]]:
+        """Images matching a description (or, when an image is given, looking like it).
+
+        Returns (thumbnail, "score · name") pairs, a table of rank / score / name / gallery, and
+        the results' ids (kept for "Remove selected").
+        """
+        library = galleries.library()
+        mine = galleries.get(f"sessions/{token}") if token else None
+        if len(library) + len(mine or ()) == 0:
+            gr.Warning("The gallery is empty: add some images first.")
+            return [], [], []
+        k, floor = int(top_k), float(min_score)
+        if query_image:
+            run = lambda g: g.search_image(query_image, k, floor)  # noqa: E731
+        else:
+            if not (query or "").strip():
+                raise gr.Error("Type what you are looking for (e.g. 'a dog on the beach'), or give an example image.")
+            run = lambda g: g.search_text(query, k, floor)  # noqa: E731
+        tagged = [("shared", h) for h in run(library)] + ([("yours", h) for h in run(mine)] if mine else [])
+        best = merge_hits([h for _, h in tagged], k=k)
+        hits = [next(t for t in tagged if t[1] is h) for h in best]
+        if not hits:
+            gr.Info(f"No image scores {floor:.2f} or more; lower the minimum score.")
+        shown, table = results(hits)
+        return shown, table, [(source, hit.item.id) for source, hit in hits]
+
+    @friendly_errors
+    def index_images(
+        files: list[Any] | None, token: str | None, progress: gr.Progress = gr.Progress()
+    ) -> tuple[str, str | None]:
+        """Add uploaded images (or .zip archives of images) to this session's private gallery."""
         paths = [f if isinstance(f, str) else f.name for f in files or []]
         if not paths:
-            return "Choose some images to add first.", mine
-        if len(paths) > settings.max_images_per_upload:
-            raise gr.Error(f"{len(paths)} files; the limit is {settings.max_images_per_upload} per upload.")
-        mine = mine or Gallery(manager.get("clip"), settings.max_image_pixels)
-        report = mine.add(paths, [Path(p).name for p in paths])
-        lines = [f"Indexed {len(report.added)} image(s); your gallery holds {len(mine)}."]
-        lines += [f"- skipped **{s.name}**: {s.reason}" for s in report.skipped]
-        return "\n".join(lines), mine
+            return "Choose some images (or a .zip of images) to add first.", token
+        token = token or secrets.token_hex(16)
+        workdir = Path(tempfile.mkdtemp(prefix="mmdemo-upload-"))
+        found, unpacked_skips = expand_uploads(
+            paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000
+        )
+        progress((0, len(found)), desc="indexing")
+        mine = galleries.get(f"sessions/{token}")
+        report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
+        text = report.summary() + "".join(f"\n- skipped **{s.name}**: {s.reason}" for s in unpacked_skips)
+        return f"{text}\n\nYour gallery holds {len(mine)} image(s).", token
 
     @friendly_errors
-    def search(query: str, top_k: float, mine: Gallery | None) -> list[tuple[str, str]]:
-        """Images that best match a text query, as (image, "score · name") pairs."""
-        shared = shared_gallery()
-        if len(shared) + len(mine or ()) == 0:
-            gr.Warning("The gallery is empty: add some images first.")
-            return []
-        k = int(top_k)
-        hits = merge_hits(shared.search_text(query, k), mine.search_text(query, k) if mine else [], k=k)
-        return [(h.path, f"{h.score:.3f} · {h.name}") for h in hits]
+    def remove_selected(selected: int | None, ids: list[tuple[str, int]], token: str | None) -> str:
+        """Remove the selected result from your gallery (shared images cannot be removed)."""
+        if selected is None or selected >= len(ids or []):
+            return "Click one of the results first."
+        source, item_id = ids[selected]
+        if source != "yours" or not token:
+            return "That image is in the shared library: only your own uploads can be removed."
+        removed = galleries.get(f"sessions/{token}").remove([item_id])
+        return f"Removed {removed} image. Search again to refresh the results."
 
-    mine = gr.State(None)
+    def select_result(evt: gr.SelectData) -> int:
+        """Remember which result was clicked."""
+        return int(evt.index)
+
+    token = gr.State(None)
+    result_ids = gr.State([])
+    selected = gr.State(None)
     with gr.Row():
-        query = gr.Textbox(label="Describe what you are looking for", placeholder="a dog on the beach", scale=4)
-        top_k = gr.Slider(1, 48, value=12, step=1, label="Results", scale=1)
+        with gr.Column(scale=4):
+            query = gr.Textbox(label="Describe what you are looking for", placeholder="a dog on the beach")
+            with gr.Row():
+                top_k = gr.Slider(1, 48, value=12, step=1, label="Results")
+                min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label="Minimum score")
+        query_image = gr.Image(type="filepath", label="…or search by example image", height=160, scale=1)
     go = gr.Button("Search", variant="primary")
-    results = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain")
+    found = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id="search-results")
+    table = gr.Dataframe(headers=["rank", "score", "name", "gallery"], label="Scores", elem_id="search-table")
     with gr.Accordion("Add your own images (visible to you only)", open=False):
         # No file_types filter: gradio would reject the whole batch for one bad file; ours skips it.
-        uploads = gr.File(file_count="multiple", label="Images")
-        add = gr.Button("Add to my gallery")
-        report = gr.Markdown()
+        uploads = gr.File(file_count="multiple", label="Images or .zip archives", elem_id="search-uploads")
+        with gr.Row():
+            add = gr.Button("Add to my gallery")
+            remove = gr.Button("Remove selected result")
+        report = gr.Markdown(elem_id="search-report")
 
-    go.click(search, [query, top_k, mine], results, api_name="search")
-    query.submit(search, [query, top_k, mine], results, api_visibility="private")  # Enter does the same
-    add.click(index_images, [uploads, mine], [report, mine], api_name="index_images")
+    outputs = [found, table, result_ids]
+    go.click(search, [query, query_image, top_k, min_score, token], outputs, api_name="search")
+    query.submit(search, [query, query_image, top_k, min_score, token], outputs, api_visibility="private")
+    add.click(index_images, [uploads, token], [report, token], api_name="index_images")
+    found.select(select_result, None, selected, api_visibility="private")
+    remove.click(remove_selected, [selected, result_ids, token], report, api_name="remove_selected")

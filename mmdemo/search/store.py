@@ -1,0 +1,177 @@
+"""One gallery on disk: SQLite metadata, a FAISS index and thumbnails, committed atomically.
+
+Layout of `root`:
+    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes) + the committed generation
+    index.<gen>.faiss   the vector index of generation <gen>
+    thumbs/ab/<hash>.jpg
+
+A commit writes `index.<gen+1>.faiss` (temp file, fsync, rename), then in one SQLite transaction
+inserts/deletes the rows and sets the generation to gen+1. A crash before the transaction commits
+leaves generation <gen> and its rows: the stray newer index file is deleted at the next open. So
+the index and the metadata always match, and opening never recomputes anything.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmdemo.search.index import VectorIndex
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS image (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    thumb TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One indexed image."""
+
+    id: int
+    hash: str
+    name: str
+    thumb: str  # path of the stored thumbnail (what the UI shows)
+    width: int
+    height: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    item: Item
+    score: float  # cosine similarity, -1..1
+
+
+class GalleryStore:
+    """A persistent gallery: add/remove/search under one lock, every change committed atomically."""
+
+    def __init__(self, root: Path, dim: int, ann_threshold: int = 0, thumbs: Path | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Thumbnails are content-addressed, so galleries of one data dir can share a folder.
+        self.thumbs = Path(thumbs) if thumbs else self.root / "thumbs"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self.generation = int(self._state("generation", "0"))
+        path = self._index_path(self.generation)
+        self.index = VectorIndex.load(path, dim, ann_threshold) if self.generation else VectorIndex(dim, ann_threshold)
+        self._items = {row[0]: Item(*row) for row in self._db.execute("SELECT * FROM image")}
+        self._by_hash = {item.hash: item for item in self._items.values()}
+        if len(self.index) != len(self._items):
+            raise RuntimeError(f"{self.root}: index holds {len(self.index)} vectors for {len(self._items)} rows")
+        for stray in self.root.glob("index.*.faiss*"):  # from a commit that never finished
+            if stray != path:
+                stray.unlink()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def thumb_path(self, content_hash: str) -> Path:
+        """Where the thumbnail of an image with this content hash lives."""
+        return self.thumbs / content_hash[:2] / f"{content_hash}.jpg"
+
+    def by_hash(self, content_hash: str) -> Item | None:
+        """The item with these bytes, if indexed."""
+        return self._by_hash.get(content_hash)
+
+    def items(self) -> list[Item]:
+        """Every item, in insertion order."""
+        with self._lock:
+            return sorted(self._items.values(), key=lambda item: item.id)
+
+    def add(self, items: Sequence[tuple[str, str, int, int, int]], vectors: np.ndarray) -> list[Item]:
+        """Commit new images: (hash, name, width, height, bytes) rows with their vectors.
+
+        Thumbnails must already be at `thumb_path(hash)`. Hashes already present are ignored.
+        """
+        with self._lock:
+            fresh = [(row, v) for row, v in zip(items, vectors, strict=True) if row[0] not in self._by_hash]
+            if not fresh:
+                return []
+            next_id = max(self._items, default=0) + 1
+            added = [
+                Item(next_id + i, h, name, str(self.thumb_path(h)), w, hgt, size)
+                for i, ((h, name, w, hgt, size), _) in enumerate(fresh)
+            ]
+            self.index.add(np.array([it.id for it in added]), np.stack([v for _, v in fresh]))
+            self._commit(added, [])
+            return added
+
+    def remove(self, ids: Sequence[int]) -> list[Item]:
+        """Remove images by id (thumbnails are kept: they are content-addressed and cheap)."""
+        with self._lock:
+            gone = [self._items[i] for i in ids if i in self._items]
+            if gone:
+                self.index.remove(np.array([it.id for it in gone]))
+                self._commit([], gone)
+            return gone
+
+    def search(self, query: np.ndarray, k: int, min_score: float = -1.0) -> list[Hit]:
+        """The k best images for a unit query vector, best first, at least `min_score`."""
+        with self._lock:
+            scores, ids = self.index.search(query, k)
+            return [
+                Hit(self._items[int(i)], float(s))
+                for s, i in zip(scores[0], ids[0], strict=True)
+                if i >= 0 and s >= min_score
+            ]
+
+    def _commit(self, added: list[Item], removed: list[Item]) -> None:
+        try:
+            self._write(added, removed)
+        except BaseException:
+            # Disk full, interrupted...: drop the uncommitted in-memory change with the file.
+            self._index_path(self.generation + 1).unlink(missing_ok=True)
+            path = self._index_path(self.generation)
+            dim, threshold = self.index.dim, self.index.ann_threshold
+            self.index = VectorIndex.load(path, dim, threshold) if self.generation else VectorIndex(dim, threshold)
+            raise
+
+    def _write(self, added: list[Item], removed: list[Item]) -> None:
+        generation = self.generation + 1
+        self.index.save(self._index_path(generation))
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO image VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(it.id, it.hash, it.name, it.thumb, it.width, it.height, it.bytes) for it in added],
+            )
+            self._db.executemany("DELETE FROM image WHERE id = ?", [(it.id,) for it in removed])
+            self._db.execute("INSERT OR REPLACE INTO state VALUES ('generation', ?)", (str(generation),))
+        old, self.generation = self._index_path(self.generation), generation
+        old.unlink(missing_ok=True)
+        for it in added:
+            self._items[it.id] = it
+            self._by_hash[it.hash] = it
+        for it in removed:
+            del self._items[it.id]
+            del self._by_hash[it.hash]
+
+    def _state(self, key: str, default: str) -> str:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _index_path(self, generation: int) -> Path:
+        return self.root / f"index.{generation}.faiss"
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()

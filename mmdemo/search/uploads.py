@@ -1,0 +1,80 @@
+"""Uploaded files -> image files to index: plain images as they are, .zip archives unpacked safely."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from mmdemo.errors import UserFacingError
+from mmdemo.images import IMAGE_SUFFIXES, Skipped
+from mmdemo.ingest import ImageFile
+
+
+def expand_uploads(
+    paths: Sequence[str | Path], workdir: Path, max_files: int, max_zip_bytes: int
+) -> tuple[list[ImageFile], list[Skipped]]:
+    """Images to index and files left out. Archives are unpacked into `workdir`.
+
+    A zip member is only ever written below `workdir` under a flat generated name (no path from
+    the archive is trusted), and the archive's declared sizes are checked against
+    `max_zip_bytes` before anything is extracted; extraction stops at that many bytes anyway.
+    """
+    files: list[ImageFile] = []
+    skipped: list[Skipped] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix.lower() == ".zip":
+            files += _unzip(path, workdir, max_zip_bytes, skipped)
+        else:
+            files.append(ImageFile(str(path), path.name))
+        if len(files) > max_files:
+            raise UserFacingError(f"More than {max_files} images in one upload (MMDEMO_MAX_IMAGES_PER_UPLOAD).")
+    return files, skipped
+
+
+def _unzip(path: Path, workdir: Path, max_bytes: int, skipped: list[Skipped]) -> list[ImageFile]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        skipped.append(Skipped(path.name, f"not a readable zip archive ({exc})"))
+        return []
+    out: list[ImageFile] = []
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            skipped.append(
+                Skipped(path.name, f"unpacks to {declared / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+            )
+            return []
+        target = workdir / f"{path.stem}-unzipped"
+        target.mkdir(parents=True, exist_ok=True)
+        budget = max_bytes
+        for number, member in enumerate(members):
+            name = f"{path.name}/{member.filename}"
+            parts = PurePosixPath(member.filename).parts
+            if any(part.startswith(".") or part == "__MACOSX" for part in parts):
+                continue  # macOS resource forks and hidden files: not photos
+            suffix = PurePosixPath(member.filename).suffix.lower()
+            if suffix not in IMAGE_SUFFIXES:
+                skipped.append(Skipped(name, "not an image file type"))
+                continue
+            dest = target / f"{number:06d}{suffix}"
+            try:
+                with archive.open(member) as src, open(dest, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        budget -= len(chunk)
+                        if budget < 0:  # sizes in the header lied
+                            raise UserFacingError(f"{path.name} unpacks to more than {max_bytes / 1e6:.0f} MB")
+                        dst.write(chunk)
+            except UserFacingError as exc:
+                dest.unlink(missing_ok=True)
+                skipped.append(Skipped(path.name, str(exc)))
+                break
+            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:  # corrupt, encrypted
+                dest.unlink(missing_ok=True)
+                skipped.append(Skipped(name, f"cannot extract ({exc})"))
+                continue
+            out.append(ImageFile(str(dest), name))
+    return out
