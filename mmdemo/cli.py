@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mmdemo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    index = commands.add_parser("index", help="index a folder of images (recursively) into the shared library")
+    index.add_argument("path", type=Path, help="folder (searched recursively) or image file")
+    index.add_argument("--gallery", default="library", help="gallery name; the app searches 'library'")
     evaluate = commands.add_parser("eval", help="evaluate the models on your data").add_subparsers(
         dest="task", required=True
     )
@@ -29,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     zeroshot.add_argument("--templates", default="openai-7", choices=("custom", "openai-7", "openai-80"))
     zeroshot.add_argument("--template", default="a photo of a {}.", help="the custom template")
     zeroshot.add_argument("--out", type=Path, default=Path("eval-out"), help="where confusion_matrix.png goes")
+    retrieval = evaluate.add_parser("retrieval", help="text->image Recall@1/5/10 and median rank")
+    retrieval.add_argument("--images", type=Path, required=True, help="e.g. ../shared/data/flickr8k_1k/images")
+    retrieval.add_argument("--captions", type=Path, required=True, help="CSV with image,caption columns")
     return parser
 
 
@@ -44,8 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_pixel_limit(settings.max_image_pixels)
     manager = build_manager(settings)
     try:
+        if args.command == "index":
+            return _index(args, settings, manager)
         if args.command == "eval" and args.task == "zeroshot":
             return _eval_zeroshot(args, settings, manager)
+        if args.command == "eval" and args.task == "retrieval":
+            return _eval_retrieval(args, settings, manager)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -63,4 +73,38 @@ def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int
     print(f"model: {manager.resolve_id('clip')}  templates: {args.templates} ({len(templates)})")
     print(metrics.table())
     print(f"confusion matrix: {confusion_png(metrics, args.out / 'confusion_matrix.png')}")
+    return 0
+
+
+def _index(args: argparse.Namespace, settings: Settings, manager) -> int:
+    from mmdemo.ingest import ImageFile
+    from mmdemo.search.gallery import open_gallery
+    from mmdemo.vectorcache import VectorCache
+
+    if not args.path.exists():
+        raise UserFacingError(f"{args.path} does not exist.")
+    gallery = open_gallery(
+        settings.data_dir, manager.get("clip"), args.gallery, VectorCache(settings.data_dir / "embeddings.sqlite3"),
+        settings,
+    )  # fmt: skip
+
+    def show(count) -> None:
+        print(f"\r{count.describe()}", end="", file=sys.stderr, flush=True)
+
+    if args.path.is_dir():
+        report = gallery.add_folder(args.path, show)
+    else:
+        report = gallery.add_files([ImageFile(str(args.path), args.path.name)], show)
+    print(file=sys.stderr)
+    print(report.summary().replace("**", ""))
+    print(f"gallery '{args.gallery}' holds {len(gallery)} image(s) in {gallery.store.root}")
+    return 0
+
+
+def _eval_retrieval(args: argparse.Namespace, settings: Settings, manager) -> int:
+    from mmdemo.search.evaluate import evaluate_retrieval
+
+    metrics = evaluate_retrieval(manager.get("clip"), args.images, args.captions, settings.max_image_pixels)
+    print(f"model: {manager.resolve_id('clip')}")
+    print(metrics.table())
     return 0

@@ -61,6 +61,8 @@ def embed_files(
     a preallocated pixel buffer, and fill the next chunk's buffer while the model runs on this
     one (two buffers, reused: no per-batch allocation, no stacking on the model's thread).
     """
+    if not files:
+        return
     import torch
 
     size = clip.batch_size

@@ -7,7 +7,6 @@ from PIL import Image
 from mmdemo.classify.zeroshot import build_classifier, classify, parse_labels, scores_from_similarity
 from mmdemo.errors import UserFacingError
 from mmdemo.images import BadImageError, open_image
-from mmdemo.search.gallery import Gallery
 from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
 
 
@@ -47,23 +46,6 @@ def test_classify_gives_a_distribution_and_refuses_one_label(session_manager):
         classify(clip, [Image.new("RGB", (50, 50))], ["cat"])
 
 
-def test_gallery_skips_bad_files_by_name_and_indexes_the_rest(session_manager, images, tmp_path):
-    (tmp_path / "notes.txt").write_text("not an image")
-    (tmp_path / "broken.jpg").write_bytes(images[0].read_bytes()[:60])
-    gallery = Gallery(session_manager.get("clip"), max_pixels=10_000_000)
-    report = gallery.add([*images, tmp_path / "notes.txt", tmp_path / "broken.jpg"])
-    assert report.added == tuple(p.name for p in images) and len(gallery) == 3
-    assert {s.name for s in report.skipped} == {"notes.txt", "broken.jpg"}
-    assert all(s.reason for s in report.skipped)
-    hits = gallery.search_text("a red square", k=2)
-    assert len(hits) == 2 and hits[0].score >= hits[1].score
-    own = gallery.clip.encode_images([open_image(images[2], 10_000_000)])[0]
-    best = gallery.search_vector(own, k=1)[0]
-    assert best.name == images[2].name and best.score == pytest.approx(1.0, abs=1e-4)
-    with pytest.raises(UserFacingError, match="Type what you are looking for"):
-        gallery.search_text("   ")
-
-
 def test_open_image_handles_orientation_modes_and_the_pixel_limit(tmp_path):
     rotated = Image.new("RGB", (40, 20), "white")
     exif = rotated.getexif()
@@ -94,20 +76,3 @@ def test_gradio_history_becomes_qwen_turns():
         {"type": "text", "text": "What is it?"},
     ]
     assert messages[2]["content"][0]["image"] == "/b.png"
-
-
-def test_gallery_works_batch_by_batch_and_keeps_order(session_manager, images, tmp_path):
-    import dataclasses
-
-    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
-    clip = dataclasses.replace(session_manager.get("clip"), batch_size=2)  # same weights, small batches
-    files = [images[0], tmp_path / "bad.png", images[1], images[2], images[0]]
-    report = Gallery(clip, max_pixels=10_000_000).add(files, ["a", "bad", "b", "c", "d"])
-    assert report.added == ("a", "b", "c", "d") and [s.name for s in report.skipped] == ["bad"]
-    batched = Gallery(clip, max_pixels=10_000_000)
-    batched.add(files)
-    single = Gallery(session_manager.get("clip"), max_pixels=10_000_000)
-    single.add(files)
-    got, want = batched.search_text("a green square", k=4), single.search_text("a green square", k=4)
-    assert [h.path for h in got] == [h.path for h in want]
-    np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-5)

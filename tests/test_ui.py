@@ -36,8 +36,9 @@ def test_app_serves_each_tab_through_gradio_client(served_app, images):
 
     url, log = served_app
     client = Client(url, verbose=False)
-    hits = client.predict("a cat", 3, api_name="/search")
+    hits, table = client.predict("a cat", None, 3, -1, api_name="/search")
     assert len(hits) == 3 and all("·" in h["caption"] for h in hits)
+    assert [row[0] for row in table["data"]] == [1, 2, 3] and {row[3] for row in table["data"]} == {"shared"}
     label, info, _, _ = client.predict(
         handle_file(str(images[0])), [], "cat, dog, car", "custom", "a photo of a {}.", 5, api_name="/classify"
     )
@@ -51,7 +52,7 @@ def test_app_serves_each_tab_through_gradio_client(served_app, images):
     stats = client.predict(api_name="/stats")
     assert {s["id"] for s in stats} == {"tiny-clip", "tiny-qwen2.5-vl"}
     report = client.predict([handle_file(str(p)) for p in images], api_name="/index_images")
-    assert report.startswith("Indexed 3 image(s)")
+    assert report.startswith("Indexed **3** image(s)")
     page = urllib.request.urlopen(url, timeout=5).read().decode()
     assert "random-weight models, answers are noise" in page or "mmdemo" in page
     assert "Traceback" not in log.read_text()
@@ -64,7 +65,7 @@ def test_bad_input_gets_a_message_not_a_trace(served_app):
     url, _ = served_app
     client = Client(url, verbose=False)
     with pytest.raises(AppError, match="Type what you are looking for"):
-        client.predict("   ", 3, api_name="/search")
+        client.predict("   ", None, 3, -1, api_name="/search")
     with pytest.raises(AppError, match="Upload an image to classify"):
         client.predict(None, [], "cat, dog", "custom", "a photo of a {}.", 5, api_name="/classify")
     with pytest.raises(AppError, match="Type a question, or attach an image"):
@@ -85,7 +86,7 @@ def test_a_missing_model_is_explained_in_the_ui(tiny_settings):
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         with pytest.raises(AppError, match=r"Model 'clip-vit-b-32' .* not available offline") as info:
-            client.predict("a cat", 3, api_name="/search")
+            client.predict("a cat", None, 3, -1, api_name="/search")
         assert "hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in str(info.value)
         assert "Traceback" not in str(info.value)
     finally:

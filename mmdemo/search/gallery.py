@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from mmdemo.errors import UserFacingError
-from mmdemo.images import IMAGE_SUFFIXES, Skipped, open_image
+from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Skipped, open_image
 from mmdemo.ingest import ImageFile, Throughput, decode_workers, embed_files
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.vectorcache import VectorCache
@@ -106,16 +106,21 @@ class Gallery:
             pending.append(_Pending(file, digest, size))
         persistent = self.clip.stable_weights
         cached = self.cache.get(self._space, [p.hash for p in pending], persistent) if self.cache else {}
-        reuse = [p for p in pending if p.hash in cached and self.store.thumb_path(p.hash).is_file()]
+        # Bytes this model has embedded before: no model time, at most a thumbnail to draw.
+        reuse = [p for p in pending if p.hash in cached]
+        with ThreadPoolExecutor(decode_workers()) as pool:
+            drawn = list(pool.map(self._ensure_thumbnail, reuse))
+        skipped += [s for s in drawn if isinstance(s, Skipped)]
+        reuse = [p for p, s in zip(reuse, drawn, strict=True) if not isinstance(s, Skipped)]
         added = [p.file.name for p in reuse]
         rows, vectors = [_row(p) for p in reuse], [cached[p.hash] for p in reuse]
-        count.advance(len(reuse))
+        count.advance(len(drawn))
         sizes: dict[str, tuple[int, int]] = {}
 
         def on_decoded(item: _Pending, image: Image.Image) -> None:
             sizes[item.hash] = _save_thumbnail(image, self.store.thumb_path(item.hash), item.file.path)
 
-        reused = {p.hash for p in reuse}
+        reused = {p.hash for p in pending if p.hash in cached}
         to_embed = [p for p in pending if p.hash not in reused]
         for batch in embed_files(self.clip, to_embed, self.max_pixels, lambda p: p.file, on_decoded=on_decoded):
             skipped += batch.skipped
@@ -137,6 +142,16 @@ class Gallery:
             progress(count)
         seconds = time.perf_counter() - started
         return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds)
+
+    def _ensure_thumbnail(self, p: _Pending) -> Skipped | None:
+        path = self.store.thumb_path(p.hash)
+        if path.is_file():
+            return None
+        try:
+            _save_thumbnail(open_image(p.file.path, self.max_pixels, p.file.name), path, p.file.path)
+        except BadImageError as exc:
+            return Skipped(exc.name, exc.reason)
+        return None
 
     def add_folder(self, folder: str | Path, progress: Callable[[Throughput], None] | None = None) -> AddReport:
         """Index every image file below `folder` (recursively, sorted by path)."""

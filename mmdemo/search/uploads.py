@@ -53,8 +53,8 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, skipped: list[Skipped]) ->
         budget = max_bytes
         for number, member in enumerate(members):
             name = f"{path.name}/{member.filename}"
-            parts = PurePosixPath(member.filename).parts
-            if any(part.startswith(".") or part == "__MACOSX" for part in parts):
+            member_path = PurePosixPath(member.filename)
+            if member_path.name.startswith(".") or "__MACOSX" in member_path.parts:
                 continue  # macOS resource forks and hidden files: not photos
             suffix = PurePosixPath(member.filename).suffix.lower()
             if suffix not in IMAGE_SUFFIXES:

@@ -1,0 +1,233 @@
+"""Gallery search: the vector index, the persistent store, ingest, zip uploads, evaluation, the tab."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmdemo.errors import UserFacingError
+from mmdemo.ingest import ImageFile
+from mmdemo.search.evaluate import retrieval_metrics
+from mmdemo.search.gallery import Gallery
+from mmdemo.search.index import VectorIndex, recall_at_k
+from mmdemo.search.store import GalleryStore
+from mmdemo.search.uploads import expand_uploads
+from mmdemo.vectorcache import VectorCache
+from tests.conftest import SHARED, needs_shared
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_exact_index_matches_faiss_and_supports_remove_and_reload(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors, ids = unit(rng.standard_normal((500, 32))), np.arange(500) * 10 + 3
+    index = VectorIndex(32)
+    index.add(ids, vectors)
+    queries = unit(rng.standard_normal((3, 32)))
+    scores, found = index.search(queries, 5)  # the torch scan
+    faiss_scores, faiss_ids = index.index.search(queries, 5)
+    np.testing.assert_array_equal(found, faiss_ids)
+    np.testing.assert_allclose(scores, faiss_scores, atol=1e-5)
+    assert index.remove(found[0, :2]) == 2 and len(index) == 498
+    assert not set(found[0, :2]) & set(index.search(queries[:1], 10)[1][0])
+    index.save(tmp_path / "i.faiss")
+    again = VectorIndex.load(tmp_path / "i.faiss", 32)
+    np.testing.assert_array_equal(again.search(queries, 5)[1], index.search(queries, 5)[1])
+
+
+def test_ann_index_keeps_recall_at_10_on_100k_random_unit_vectors():
+    rng = np.random.default_rng(1)
+    n, dim = 100_000, 512
+    vectors, ids = unit(rng.standard_normal((n, dim))), np.arange(n)
+    exact, ann = VectorIndex(dim), VectorIndex(dim, ann_threshold=50_000)
+    exact.add(ids, vectors)
+    ann.add(ids[:60_000], vectors[:60_000])  # crosses the threshold: becomes IVF
+    ann.add(ids[60_000:], vectors[60_000:])  # and keeps growing
+    assert ann.kind == "ivf" and len(ann) == n
+    queries = unit(rng.standard_normal((100, dim)))
+    recall = recall_at_k(ann.search(queries, 10)[1], exact.search(queries, 10)[1])
+    assert recall >= 0.95, f"recall@10 {recall:.3f} (nprobe {ann.nprobe} of {ann.index.nlist})"
+
+
+def test_ann_index_probes_few_lists_on_clustered_data():
+    rng = np.random.default_rng(2)
+    centers = unit(rng.standard_normal((300, 128)))
+    vectors = unit(centers[rng.integers(0, 300, 30_000)] + 0.05 * rng.standard_normal((30_000, 128)))
+    exact, ann = VectorIndex(128), VectorIndex(128, ann_threshold=10_000)
+    exact.add(np.arange(30_000), vectors)
+    ann.add(np.arange(30_000), vectors)
+    queries = unit(vectors[rng.integers(0, 30_000, 100)] + 0.05 * rng.standard_normal((100, 128)))
+    assert recall_at_k(ann.search(queries, 10)[1], exact.search(queries, 10)[1]) >= 0.95
+    assert ann.nprobe <= ann.index.nlist // 4, "real structure should let IVF skip most lists"
+
+
+def test_store_commits_atomically_and_reopens_without_recomputing(tmp_path):
+    rng = np.random.default_rng(3)
+    store = GalleryStore(tmp_path / "g", 16)
+    rows = [(f"h{i}", f"img{i}.jpg", 10, 10, 100) for i in range(4)]
+    vectors = unit(rng.standard_normal((4, 16)))
+    added = store.add(rows, vectors)
+    assert [it.name for it in added] == ["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"]
+    store.remove([added[1].id])
+    assert store.add(rows[:1], vectors[:1]) == [], "same hash: ignored"
+
+    (tmp_path / "g" / f"index.{store.generation + 1}.faiss").write_bytes(b"half-written by a crash")
+    reopened = GalleryStore(tmp_path / "g", 16)  # a new process: nothing recomputed, stray file gone
+    assert [it.name for it in reopened.items()] == ["img0.jpg", "img2.jpg", "img3.jpg"]
+    assert reopened.search(vectors[2], 1)[0].item.name == "img2.jpg"
+    assert sorted(p.name for p in (tmp_path / "g").glob("index.*")) == [f"index.{reopened.generation}.faiss"]
+
+
+def test_a_failed_commit_changes_nothing(tmp_path, monkeypatch):
+    store = GalleryStore(tmp_path / "g", 8)
+    store.add([("a", "a.jpg", 1, 1, 1)], unit(np.ones((1, 8))))
+
+    def disk_full(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.index, "save", disk_full)
+    with pytest.raises(OSError):
+        store.add([("b", "b.jpg", 1, 1, 1)], unit(np.arange(8.0)[None] + 1))
+    assert len(store) == 1 and len(store.index) == 1
+    assert len(GalleryStore(tmp_path / "g", 8)) == 1
+
+
+def _photos(tmp_path, count=3):
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"photo{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_duplicates_and_cached_embeddings_cost_no_model_time(session_manager, tmp_path):
+    clip = session_manager.get("clip")
+    cache = VectorCache(tmp_path / "emb.sqlite3")
+    photos = _photos(tmp_path)
+    renamed = tmp_path / "copy of photo0.jpg"
+    renamed.write_bytes(photos[0].read_bytes())
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    first = Gallery(clip, GalleryStore(tmp_path / "a", clip.embed_dim), cache, 10**8)
+    files = [ImageFile(str(p), p.name) for p in [*photos, renamed, bad]]
+    report = first.add_files(files)
+    assert report.added == ("photo0.jpg", "photo1.jpg", "photo2.jpg")
+    assert report.duplicates == (("copy of photo0.jpg", "photo0.jpg"),)
+    assert [(s.name, s.reason) for s in report.skipped] == [("notes.txt", "not an image Pillow can read")]
+    assert "duplicate **copy of photo0.jpg**" in report.summary()
+
+    no_model = dataclasses.replace(clip, model=None)  # any forward would fail
+    again = Gallery(no_model, first.store, cache, 10**8).add_files(files[:4])
+    assert again.added == () and len(again.duplicates) == 4
+    other_session = Gallery(no_model, GalleryStore(tmp_path / "b", clip.embed_dim), cache, 10**8)
+    reused = other_session.add_files(files[:3])
+    assert reused.from_cache == 3 and len(other_session) == 3
+    text = clip.encode_texts(["a photo"])[0]
+    assert [h.item.name for h in other_session.search_vector(text, 3)] == [
+        h.item.name for h in first.search_vector(text, 3)
+    ]
+
+
+@needs_shared
+def test_every_format_pillow_decodes_is_indexed(session_manager, tmp_path):
+    clip = session_manager.get("clip")
+    folder = SHARED / "data" / "mixed_formats"
+    gallery = Gallery(clip, GalleryStore(tmp_path / "g", clip.embed_dim), None, 10**8)
+    files = [ImageFile(str(p), p.name) for p in sorted(folder.iterdir())]
+    report = gallery.add_files(files)
+    assert [s.name for s in report.skipped] == ["not-an-image.txt"]
+    assert len(report.added) + len(report.duplicates) == len(files) - 1
+    assert {p.suffix.lower() for p in folder.iterdir()} >= {".gif", ".webp", ".tiff", ".jp2", ".pbm", ".bmp"}
+    for item in gallery.store.items():
+        with Image.open(item.thumb) as thumb:
+            assert thumb.mode == "RGB" and max(thumb.size) <= 320
+
+
+def test_zip_uploads_are_unpacked_safely(tmp_path):
+    photos = _photos(tmp_path, 2)
+    archive = tmp_path / "holiday.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(photos[0], "beach/photo0.jpg")
+        z.write(photos[1], "../../escape.jpg")  # zip-slip attempt
+        z.writestr("readme.txt", "hi")
+        z.writestr("__MACOSX/._photo0.jpg", "resource fork")
+    files, skipped = expand_uploads([archive, photos[0]], tmp_path / "work", 10, 10**8)
+    assert [f.name for f in files] == ["holiday.zip/beach/photo0.jpg", "holiday.zip/../../escape.jpg", "photo0.jpg"]
+    assert all((tmp_path / "work") in Path(f.path).parents for f in files[:2])
+    assert [s.name for s in skipped] == ["holiday.zip/readme.txt"]
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.png", b"\0" * 5_000_000)
+    files, skipped = expand_uploads([bomb], tmp_path / "work2", 10, 1_000_000)
+    assert files == [] and "unpacks to 5 MB; the limit is 1 MB" in skipped[0].reason
+    with pytest.raises(UserFacingError, match="More than 1 images"):
+        expand_uploads([archive], tmp_path / "work3", 1, 10**8)
+
+
+def test_retrieval_metrics_on_a_known_case():
+    similarity = np.array(
+        [
+            [0.9, 0.1, 0.2],  # caption 0 -> image 0: rank 1
+            [0.9, 0.5, 0.1],  # caption 1 -> image 1: rank 2
+            [0.3, 0.2, 0.1],  # caption 2 -> image 2: rank 3
+            [0.1, 0.8, 0.3],  # caption 3 -> image 1: rank 1
+        ]
+    )
+    metrics = retrieval_metrics(similarity, np.array([0, 1, 2, 1]))
+    assert (metrics.recall_at_1, metrics.recall_at_5, metrics.median_rank) == (0.5, 1.0, 1.5)
+
+
+@needs_shared
+def test_eval_retrieval_and_index_cli_end_to_end(data_dir, tmp_path, capsys):
+    from mmdemo.cli import main
+
+    flickr = SHARED / "data" / "flickr8k_1k"
+    common = ["--profile", "tiny", "--data-dir", str(tmp_path), "--dtype", "float32"]
+    argv = ["eval", "retrieval", "--images", str(flickr / "images"), "--captions", str(flickr / "captions.csv")]
+    assert main([*argv, *common]) == 0
+    out = capsys.readouterr().out
+    assert "captions: 5000  images: 1000" in out
+    r10 = float(out.split("R@10:")[1].split()[0])
+    assert r10 < 0.05, "a random-weight model is near chance (0.01)"
+    assert main(["index", str(SHARED / "data" / "mixed_formats"), *common]) == 0
+    assert "Indexed 22 image(s)" in capsys.readouterr().out
+    assert main(["index", str(SHARED / "data" / "mixed_formats"), *common]) == 0
+    again = capsys.readouterr().out
+    assert "Indexed 0 image(s)" in again and "22 duplicate(s)" in again
+
+
+def test_search_tab_galleries_are_private_per_session(served_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    photos = _photos(tmp_path, 3)
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(photos[2], "nested/photo2.jpg")
+        z.writestr("broken.jpg", b"\xff\xd8 not really")
+    alice, bob = Client(served_app[0], verbose=False), Client(served_app[0], verbose=False)
+    report = alice.predict([handle_file(str(photos[0])), handle_file(str(photos[1])), handle_file(str(archive))],
+                           api_name="/index_images")  # fmt: skip
+    assert report.startswith("Indexed **3** image(s)") and "skipped **more.zip/broken.jpg**" in report
+    assert "Your gallery holds 3 image(s)" in report
+
+    def sources(client, **kw):
+        _, table = client.predict("a photo", kw.get("image"), 48, -1, api_name="/search")
+        return [(row[2], row[3]) for row in table["data"]]
+
+    assert ("photo0.jpg", "yours") in sources(alice) and ("more.zip/nested/photo2.jpg", "yours") in sources(alice)
+    assert all(source == "shared" for _, source in sources(bob)), "bob must not see alice's uploads"
+    by_example = sources(alice, image=handle_file(str(photos[1])))
+    assert by_example[0] == ("photo1.jpg", "yours"), "an image is its own nearest neighbour"
+    again = alice.predict([handle_file(str(photos[0]))], api_name="/index_images")
+    assert "duplicate **photo0.jpg**" in again and "Your gallery holds 3 image(s)" in again
+    _, table = alice.predict("x", None, 48, 0.99, api_name="/search")
+    assert all(row[1] >= 0.99 for row in table["data"])
