@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -223,12 +225,19 @@ def _header_size(path: str) -> tuple[int, int] | None:
 
 
 def _save_thumbnail(image: Image.Image, path: Path, source: str) -> tuple[int, int]:
-    """Write a JPEG thumbnail atomically (sessions may add the same bytes at once); original size."""
+    """Write a JPEG thumbnail atomically (sessions may add the same bytes at once); original size.
+
+    A JPEG already within the thumbnail size is copied as it is: no re-encode, no quality loss.
+    """
+    size = _header_size(source) or image.size
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        thumb = image.copy()
-        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(thumb)}.tmp")
-        thumb.save(tmp, "JPEG", quality=85)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        if Path(source).suffix.lower() in (".jpg", ".jpeg") and max(size) <= THUMB_SIZE:
+            shutil.copyfile(source, tmp)
+        else:
+            thumb = image.copy()
+            thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            thumb.save(tmp, "JPEG", quality=85)
         os.replace(tmp, path)
-    return _header_size(source) or image.size
+    return size

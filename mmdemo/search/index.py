@@ -32,6 +32,7 @@ class VectorIndex:
         self.dim = dim
         self.ann_threshold = ann_threshold  # 0: always exact
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._views: tuple[np.ndarray, object] | None = None  # (ids, torch vectors) until the next change
 
     @property
     def kind(self) -> str:
@@ -48,6 +49,7 @@ class VectorIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under ids; may switch to IVF when the size crosses `ann_threshold`."""
+        self._views = None
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.asarray(ids, np.int64))
         if self.kind == "exact" and self.ann_threshold and len(self) > self.ann_threshold:
@@ -57,6 +59,7 @@ class VectorIndex:
         """Remove ids; returns how many were there."""
         import faiss
 
+        self._views = None
         return int(self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, np.int64))))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,11 +86,14 @@ class VectorIndex:
     def _torch_scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        ids, vectors = self._stored()
+        if self._views is None:
+            ids, vectors = self._stored()
+            self._views = (np.asarray(ids), torch.from_numpy(vectors))
+        ids, vectors = self._views
         with torch.inference_mode():
-            scores = torch.from_numpy(queries) @ torch.from_numpy(vectors).T
-            top = torch.topk(scores, k, dim=1)
-        return top.values.numpy(), np.asarray(ids)[top.indices.numpy()]
+            scores = vectors @ torch.from_numpy(queries).T  # (N, Q): one pass over the vectors
+            top = torch.topk(scores, k, dim=0)
+        return top.values.T.numpy(), ids[top.indices.T.numpy()]
 
     def save(self, path: Path) -> None:
         """Write to `path` atomically: a temp file in the same folder, fsynced, then renamed."""
