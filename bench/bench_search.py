@@ -13,20 +13,14 @@ nearly every list) and on clustered vectors (closer to real photo embeddings).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
-from common import load_vit_b_32, table
+from common import load_vit_b_32, median_seconds, table
 
 
 def p50(fn, rounds: int = 21) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median latency of fn() (one warm-up call)."""
+    return median_seconds(fn, rounds)
 
 
 def main() -> None:
