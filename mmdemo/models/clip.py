@@ -43,8 +43,7 @@ class ClipModel:
     @property
     def input_size(self) -> int:
         """Shorter side, in pixels, that preprocessing resizes images to."""
-        size = getattr(self.model.visual, "image_size", 224)
-        return int(min(size) if isinstance(size, tuple | list) else size)
+        return min(self.pixel_shape[1:])
 
     @property
     def stable_weights(self) -> bool:

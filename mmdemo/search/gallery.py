@@ -190,10 +190,17 @@ def gallery_root(data_dir: Path, clip: Any, name: str) -> Path:
     return Path(data_dir) / "galleries" / f"{clip.model_id}-{space}" / name
 
 
-def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:
-    """The persistent gallery `name` (created empty if new), with its last committed state."""
+def open_store(data_dir: Path, clip: Any, name: str, ann_threshold: int) -> GalleryStore:
+    """The store of gallery `name` for these weights (created empty if new), last committed state.
+
+    Galleries of one model share a thumbnail folder: thumbnails are content-addressed."""
     root = gallery_root(data_dir, clip, name)
-    store = GalleryStore(root, clip.embed_dim, settings.ann_threshold, thumbs=root.parent / "thumbs")
+    return GalleryStore(root, clip.embed_dim, ann_threshold, thumbs=root.parent / "thumbs")
+
+
+def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:
+    """The persistent gallery `name` over `clip`."""
+    store = open_store(data_dir, clip, name, settings.ann_threshold)
     return Gallery(clip, store, cache, settings.max_image_pixels)
 
 

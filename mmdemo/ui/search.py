@@ -17,7 +17,7 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
-from mmdemo.search.gallery import Gallery, gallery_root, merge_hits
+from mmdemo.search.gallery import Gallery, merge_hits, open_store
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.uploads import expand_uploads
 from mmdemo.ui.common import friendly_errors
@@ -42,10 +42,7 @@ class Galleries:
         with self._lock:
             key = (clip.weights_key, name)
             if key not in self._stores:
-                root = gallery_root(self.settings.data_dir, clip, name)
-                self._stores[key] = GalleryStore(
-                    root, clip.embed_dim, self.settings.ann_threshold, thumbs=root.parent / "thumbs"
-                )
+                self._stores[key] = open_store(self.settings.data_dir, clip, name, self.settings.ann_threshold)
             store = self._stores[key]
         return Gallery(clip, store, self.cache, self.settings.max_image_pixels)
 
