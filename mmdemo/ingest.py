@@ -1,9 +1,8 @@
 """Image files -> CLIP vectors, decoding in worker threads while the model encodes.
 
-On a CPU the model and the JPEG decoder compete for the same cores, so the pipeline keeps the
-decoders a bounded number of images ahead of the model: enough that a batch is always ready,
-few enough that memory stays flat. Pillow and torch release the GIL in the heavy parts, so plain
-threads overlap well (no process pool, no pickling of images).
+Decoders run at most two model batches ahead, writing into two reused pixel buffers: a batch
+is always ready and memory stays flat. Pillow and numpy release the GIL in the heavy parts, so
+plain threads overlap well (no process pool, no pickling of images).
 """
 
 from __future__ import annotations

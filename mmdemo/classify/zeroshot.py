@@ -88,7 +88,8 @@ def build_classifier(clip: Any, labels: Sequence[str], templates: Sequence[str])
 
 def label_space(clip: Any, templates: Sequence[str]) -> str:
     """Cache space of label embeddings: the weights and the template set."""
-    return f"labels|{clip.weights_key}|{hashlib.sha256(chr(10).join(templates).encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16]
+    return f"labels|{clip.weights_key}|{digest}"
 
 
 def cached_classifier(

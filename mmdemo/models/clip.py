@@ -68,6 +68,10 @@ class ClipModel:
         height, width = size if isinstance(size, tuple | list) else (size, size)
         return 3, int(height), int(width)
 
+    @functools.cached_property
+    def _transform_parts(self) -> tuple[Any, Any]:
+        return _split_transform(self.preprocess)
+
     def prepare_into(self, image: Any, out: np.ndarray) -> None:
         """Preprocess one PIL image into `out`, a float32 (3, H, W) array; thread-safe.
 
@@ -76,7 +80,7 @@ class ClipModel:
         batch buffer. numpy, not torch: a torch op from a decoder thread starts its own OpenMP
         team, which fights the model's threads for the cores.
         """
-        geometric, normalize = _split_transform(self.preprocess)
+        geometric, normalize = self._transform_parts
         if geometric is None:  # a transform we do not recognise: run all of it
             out[...] = self.preprocess(image.convert("RGB")).numpy()
             return
@@ -138,7 +142,6 @@ class ClipModel:
         self.model = None
 
 
-@functools.cache
 def _split_transform(preprocess: Any) -> tuple[Any, Any]:
     """open_clip's Compose -> (steps before ToTensor, the Normalize after it), or (None, None)."""
     from torchvision import transforms as T

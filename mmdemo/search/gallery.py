@@ -172,7 +172,7 @@ class Gallery:
     def search_text(self, query: str, k: int = 12, min_score: float = -1.0) -> list[Hit]:
         """Images that best match a description."""
         if not (query or "").strip():
-            raise UserFacingError("Type what you are looking for, e.g. 'a cat on a sofa'.")
+            raise UserFacingError("Type what you are looking for (e.g. 'a cat on a sofa'), or give an example image.")
         return self.search_vector(self.clip.encode_texts([query.strip()])[0], k, min_score)
 
     def search_image(self, path: str | Path, k: int = 12, min_score: float = -1.0) -> list[Hit]:
@@ -202,11 +202,6 @@ def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None
     """The persistent gallery `name` over `clip`."""
     store = open_store(data_dir, clip, name, settings.ann_threshold)
     return Gallery(clip, store, cache, settings.max_image_pixels)
-
-
-def merge_hits(*groups: list[Hit], k: int) -> list[Hit]:
-    """Best k of several result lists."""
-    return sorted((h for g in groups for h in g), key=lambda h: h.score, reverse=True)[:k]
 
 
 def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:

@@ -17,7 +17,7 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
-from mmdemo.search.gallery import Gallery, merge_hits, open_store
+from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.uploads import expand_uploads
 from mmdemo.ui.common import friendly_errors
@@ -82,15 +82,14 @@ def build(settings: Settings, manager: ModelManager) -> None:
             gr.Warning("The gallery is empty: add some images first.")
             return [], [], []
         k, floor = int(top_k), float(min_score)
-        if query_image:
-            run = lambda g: g.search_image(query_image, k, floor)  # noqa: E731
-        else:
-            if not (query or "").strip():
-                raise gr.Error("Type what you are looking for (e.g. 'a dog on the beach'), or give an example image.")
-            run = lambda g: g.search_text(query, k, floor)  # noqa: E731
+
+        def run(gallery: Gallery) -> list[Hit]:
+            if query_image:
+                return gallery.search_image(query_image, k, floor)
+            return gallery.search_text(query, k, floor)
+
         tagged = [("shared", h) for h in run(library)] + ([("yours", h) for h in run(mine)] if mine else [])
-        best = merge_hits([h for _, h in tagged], k=k)
-        hits = [next(t for t in tagged if t[1] is h) for h in best]
+        hits = sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
         if not hits:
             gr.Info(f"No image scores {floor:.2f} or more; lower the minimum score.")
         shown, table = results(hits)
