@@ -103,6 +103,22 @@ class Settings:
     max_images_per_turn: int = field(default=8, metadata=_opt("Images in one chat message."))
     max_prompt_chars: int = field(default=8000, metadata=_opt("Longest chat message, in characters."))
     max_new_tokens: int = field(default=512, metadata=_opt("Default cap on tokens per chat answer."))
+    max_video_frames: int = field(default=32, metadata=_opt("Frames sampled from one chat video, at most."))
+    max_context_tokens: int = field(
+        default=16384,
+        metadata=_opt("Chat context budget in tokens; beyond it the oldest turns are dropped, with a notice."),
+    )
+    vlm_max_pixels: int = field(
+        default=0,
+        metadata=_opt(
+            "Default 'max pixels per image' of the chat (the top cause of out-of-memory errors). "
+            "0 = by device: 1280x28x28 on a GPU, 512x28x28 on CPU."
+        ),
+    )
+    chat_cache_sessions: int = field(
+        default=4,
+        metadata=_opt("Conversations whose KV cache is kept for prefix reuse (0 = recompute every turn)."),
+    )
 
     # --- server ---
     host: str = field(default="127.0.0.1", metadata=_opt("Address to bind (0.0.0.0 in containers)."))

@@ -7,7 +7,6 @@ from PIL import Image
 from mmdemo.classify.zeroshot import build_classifier, classify, parse_labels, scores_from_similarity
 from mmdemo.errors import UserFacingError
 from mmdemo.images import BadImageError, open_image
-from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
 
 
 def test_labels_are_trimmed_and_duplicates_and_empties_dropped_with_notices():
@@ -59,20 +58,3 @@ def test_open_image_handles_orientation_modes_and_the_pixel_limit(tmp_path):
     Image.new("1", (4000, 3000)).save(tmp_path / "big.png")
     with pytest.raises(BadImageError, match=r"big\.png: 4000x3000 is over the 10 MP limit"):
         open_image(tmp_path / "big.png", 10_000_000)
-
-
-def test_gradio_history_becomes_qwen_turns():
-    history = [
-        {"role": "user", "content": [{"type": "file", "file": {"path": "/a.jpg"}}]},
-        {"role": "user", "content": [{"type": "text", "text": "What is it?"}]},
-        {"role": "assistant", "content": "A cat."},
-        {"role": "user", "content": {"path": "/b.png"}},
-        {"role": "user", "content": "And this?"},
-    ]
-    messages = to_qwen_messages(history, ImageBudget(min_pixels=1, max_pixels=2))
-    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
-    assert messages[0]["content"] == [
-        {"type": "image", "image": "/a.jpg", "min_pixels": 1, "max_pixels": 2},
-        {"type": "text", "text": "What is it?"},
-    ]
-    assert messages[2]["content"][0]["image"] == "/b.png"

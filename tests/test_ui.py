@@ -8,7 +8,7 @@ import pytest
 from mmdemo.ui import build_app
 from tests.conftest import REPO, free_port
 
-API = {"chat", "search", "index_images", "classify", "system", "stats"}
+API = {"chat", "regenerate", "search", "index_images", "classify", "system", "stats"}
 
 
 def test_build_app_builds_all_tabs_without_launching(tiny_settings):
@@ -46,7 +46,7 @@ def test_app_serves_each_tab_through_gradio_client(served_app, images):
     assert "softmax over the labels (CLIP)" in info
     message = {"text": "What is in this image?", "files": [handle_file(str(images[1]))]}
     # Sampling, not greedy: a random-weight model's greedy answer can be all whitespace.
-    history, _ = client.predict(message, [], 8, 1.0, 1.0, False, api_name="/chat")
+    history, _ = client.predict(message, [], max_new_tokens=8, temperature=1.0, top_p=1.0, api_name="/chat")
     assert history[-2]["content"][0]["text"] == "What is in this image?"
     assert history[-1]["role"] == "assistant" and history[-1]["content"][0]["text"].strip()
     stats = client.predict(api_name="/stats")
@@ -69,7 +69,7 @@ def test_bad_input_gets_a_message_not_a_trace(served_app):
     with pytest.raises(AppError, match="Upload an image to classify"):
         client.predict(None, [], "cat, dog", "custom", "a photo of a {}.", 5, api_name="/classify")
     with pytest.raises(AppError, match="Type a question, or attach an image"):
-        client.predict({"text": "", "files": []}, [], 8, 0.7, 0.9, True, api_name="/chat")
+        client.predict({"text": "", "files": []}, [], api_name="/chat")
 
 
 def test_a_missing_model_is_explained_in_the_ui(tiny_settings):

@@ -24,7 +24,7 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
             )
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat.build(settings, manager)
+                chat.build(settings, manager, app)
             with gr.Tab("Search", id="search"):
                 search.build(settings, manager)
             with gr.Tab("Classify", id="classify"):

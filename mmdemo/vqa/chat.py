@@ -1,22 +1,26 @@
-"""Chat with a Qwen-VL model: messages -> processor inputs -> streamed answer.
+"""Chat with a Qwen-VL model: messages -> prompt -> streamed answer.
 
-The split follows the transformers pipeline: `to_qwen_messages` and `prepare_inputs`
-(preprocess), `stream_reply` (forward, on a worker thread), text chunks out (postprocess).
+The split follows the transformers pipeline: `to_qwen_messages` and `build_prompt`
+(preprocess), `stream_reply` (forward, on a worker thread), text out (postprocess).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mmdemo.errors import UserFacingError
+from mmdemo.images import BadImageError
+from mmdemo.vqa.media import is_video, load_image, read_video
+from mmdemo.vqa.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
 
 log = logging.getLogger(__name__)
 DEFAULT_QUESTION = "Describe this image."
+PATCH_AREA = 28 * 28  # pixels per Qwen2.5-VL visual token (after the 2x2 merge, 14 px patches)
 
 
 @dataclass(frozen=True)
@@ -31,31 +35,37 @@ class GenerationParams:
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `model.generate`."""
+        common = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty}
         if self.greedy or self.temperature <= 0:
-            return {"max_new_tokens": self.max_new_tokens, "do_sample": False,
-                    "repetition_penalty": self.repetition_penalty}  # fmt: skip
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": True,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "repetition_penalty": self.repetition_penalty,
-        }
+            return {**common, "do_sample": False}
+        return {**common, "do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
 
 
 @dataclass(frozen=True)
 class ImageBudget:
-    """Pixel range each image is resized into (qwen_vl_utils `min_pixels` / `max_pixels`)."""
+    """How big images and videos get (qwen_vl_utils `min_pixels` / `max_pixels` / `total_pixels`)."""
 
-    min_pixels: int = 256 * 28 * 28
-    max_pixels: int = 1280 * 28 * 28
+    min_pixels: int = 4 * PATCH_AREA
+    max_pixels: int = 1280 * PATCH_AREA
+    max_frames: int = 16  # frames sampled from a video
+    video_total_pixels: int = 4096 * PATCH_AREA  # all frames of a video together
+    max_file_pixels: int = 64_000_000  # larger files are refused (decompression-bomb guard)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Model inputs for one turn, and what had to be left out to fit the context budget."""
+
+    inputs: Any  # transformers BatchFeature
+    tokens: int
+    dropped: int = 0  # oldest messages the model no longer sees
 
 
 def to_qwen_messages(history: Sequence[dict[str, Any]], budget: ImageBudget) -> list[dict[str, Any]]:
-    """Gradio messages (any of its content shapes) -> Qwen chat messages.
+    """Gradio messages (any of its content shapes) -> Qwen chat messages with decoded media.
 
     Consecutive messages of one role are merged into one turn, which is how gradio stores a
-    user turn of several files plus text.
+    user turn of several files plus text. A file that cannot be read raises BadImageError.
     """
     out: list[dict[str, Any]] = []
     for message in history:
@@ -77,16 +87,21 @@ def _items(content: Any) -> list[Any]:
 def _part(item: Any, budget: ImageBudget) -> dict[str, Any] | None:
     if isinstance(item, str):
         return {"type": "text", "text": item} if item else None
-    if isinstance(item, dict):
-        if item.get("type") == "text":
-            return {"type": "text", "text": item["text"]}
-        file = item.get("file", item)  # {"type": "file", "file": {...}} or a bare file dict
-        path = file.get("path") if isinstance(file, dict) else None
-        if path:
-            if Path(path).suffix.lower() in {".mp4", ".mov", ".webm", ".avi", ".mkv"}:
-                return {"type": "video", "video": path, "max_pixels": budget.max_pixels}
-            return {"type": "image", "image": path, "min_pixels": budget.min_pixels, "max_pixels": budget.max_pixels}
-    return None
+    if not isinstance(item, dict):
+        return None
+    if item.get("type") == "text":
+        return {"type": "text", "text": item["text"]}
+    file = item.get("file", item)  # {"type": "file", "file": {...}} or a bare file dict
+    path = file.get("path") if isinstance(file, dict) else None
+    if not path:
+        return None
+    if is_video(path):
+        frames = read_video(path, budget.max_frames)
+        return {"type": "video", "video": list(frames.images), "sample_fps": frames.sample_fps,
+                "min_pixels": budget.min_pixels, "max_pixels": budget.max_pixels,
+                "total_pixels": budget.video_total_pixels}  # fmt: skip
+    image = load_image(path, budget.max_file_pixels, budget.max_pixels)
+    return {"type": "image", "image": image, "min_pixels": budget.min_pixels, "max_pixels": budget.max_pixels}
 
 
 def prepare_inputs(vlm: Any, messages: list[dict[str, Any]]) -> Any:
@@ -96,40 +111,110 @@ def prepare_inputs(vlm: Any, messages: list[dict[str, Any]]) -> Any:
     processor = vlm.processor
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     try:
-        images, videos = process_vision_info(messages, image_patch_size=vlm.image_patch_size)
-    except Exception as exc:  # PIL/av raise many types for bad files
+        images, videos, _ = process_vision_info(
+            messages, return_video_kwargs=True, return_video_metadata=True, image_patch_size=vlm.image_patch_size
+        )
+    except Exception as exc:  # PIL raises many types for bad pixels
         raise UserFacingError(f"Could not read an image or video in this conversation: {exc}") from exc
-    # qwen_vl_utils already resized to the patch grid; Qwen3-VL's processor must not resize again.
-    extra = {"do_resize": False} if vlm.arch == "qwen3_vl" else {}
+    extra: dict[str, Any] = {}
+    if videos:
+        # Frames are already sampled; their rate (in the metadata) sets the temporal positions.
+        videos, metadata = map(list, zip(*videos, strict=True))
+        # cap_pixels_per_frame: the per-frame pixel cap of qwen_vl_utils (the default from v5.22 on).
+        extra = {"video_metadata": metadata, "do_sample_frames": False, "cap_pixels_per_frame": True}
+    if vlm.arch == "qwen3_vl":
+        # qwen_vl_utils already resized to the patch grid; Qwen3-VL's processor must not resize again.
+        extra["do_resize"] = False
     inputs = processor(text=[text], images=images, videos=videos, return_tensors="pt", **extra)
     return inputs.to(vlm.model.device)
 
 
+def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) -> Prompt:
+    """The model inputs for `messages`, dropping the oldest turns if they exceed `max_tokens`.
+
+    Turns are counted on the tokenized prompt itself (images and videos included), so one
+    extra preprocessing pass is needed only when something is dropped.
+    """
+    inputs = prepare_inputs(vlm, messages)
+    total = int(inputs["input_ids"].shape[1])
+    if not max_tokens or total <= max_tokens:
+        return Prompt(inputs, total)
+    sizes = _message_sizes(vlm, inputs, len(messages))
+    drop, excess = 0, total - max_tokens
+    # Drop whole exchanges from the front; the last user message always stays.
+    while excess > 0 and drop < len(messages) - 1:
+        excess -= sizes[drop]
+        drop += 1
+        while drop < len(messages) - 1 and messages[drop]["role"] != "user":
+            excess -= sizes[drop]
+            drop += 1
+    if excess > 0:
+        raise UserFacingError(
+            f"This message needs {sizes[-1]} tokens, over the {max_tokens}-token context budget. "
+            "Attach fewer or smaller images (lower 'Max pixels per image'), or shorten the text."
+        )
+    inputs = prepare_inputs(vlm, messages[drop:])
+    return Prompt(inputs, int(inputs["input_ids"].shape[1]), dropped=drop)
+
+
+def _message_sizes(vlm: Any, inputs: Any, count: int) -> list[int]:
+    """Tokens per message, from the `<|im_start|>` positions of the tokenized prompt."""
+    start = vlm.processor.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    ids = inputs["input_ids"][0].tolist()
+    starts = [i for i, t in enumerate(ids) if t == start]
+    # The template may prepend a system message and appends the generation prompt.
+    return [b - a for a, b in itertools.pairwise(starts[-(count + 1) :])]
+
+
 def stream_reply(
-    vlm: Any, messages: list[dict[str, Any]], params: GenerationParams, stop: threading.Event | None = None
+    vlm: Any,
+    prompt: Prompt | list[dict[str, Any]],
+    params: GenerationParams,
+    stop: threading.Event | None = None,
+    prefix: PrefixCache | None = None,
 ) -> Iterator[str]:
     """Yield the answer as it grows (the whole text so far, each time a token arrives).
 
     Generation runs on a worker thread. Setting `stop`, or closing this generator (the browser
     went away), ends `generate()` at the next token, and the worker is joined before returning.
+    With `prefix`, the keys/values of the previous turn are reused for the part of the prompt
+    that did not change, and the cache is updated for the next turn.
     """
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    import torch
+    from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     class _StopOnEvent(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
             return stop.is_set()
 
     stop = stop or threading.Event()
-    inputs = prepare_inputs(vlm, messages)
+    if not isinstance(prompt, Prompt):
+        prompt = build_prompt(vlm, prompt)
+    model, inputs = vlm.model, prompt.inputs
+    kwargs: dict[str, Any] = dict(inputs)
+    if prefix is not None:
+        ids, spans = inputs["input_ids"][0].tolist(), visual_spans(inputs, model.config)
+        reused = 0
+        if prefix.cache is not None and prefix.model_token == id(model):
+            reused = reusable_prefix(prefix.ids, prefix.spans, ids, spans)
+        if reused:
+            prefix.cache.crop(reused - prefix.cache.get_seq_length())  # negative: tokens to drop
+            kwargs = continuation(model, inputs, spans, reused)
+        else:
+            prefix.cache, prefix.model_token = DynamicCache(config=model.config), id(model)
+        prefix.ids, prefix.spans, prefix.last = [], spans, Reuse(reused, len(ids))
+        kwargs["past_key_values"] = prefix.cache
     streamer = TextIteratorStreamer(vlm.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            vlm.model.generate(
-                **inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+            out = model.generate(
+                **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
                 **params.generate_kwargs(),
             )  # fmt: skip
+            if prefix is not None:
+                prefix.ids = out[0, : prefix.cache.get_seq_length()].tolist()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             failure.append(exc)
             streamer.end()  # unblock the consumer
@@ -147,4 +232,26 @@ def stream_reply(
         stop.set()
         worker.join()
     if failure:
+        if prefix is not None:
+            prefix.clear()
+        if isinstance(failure[0], torch.OutOfMemoryError):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise UserFacingError(
+                "Out of GPU memory while answering; the cached conversation state was freed. "
+                "Lower 'Max pixels per image', attach fewer images, or Clear the conversation."
+            ) from failure[0]
         raise failure[0]
+
+
+__all__ = [
+    "DEFAULT_QUESTION",
+    "BadImageError",
+    "GenerationParams",
+    "ImageBudget",
+    "Prompt",
+    "build_prompt",
+    "prepare_inputs",
+    "stream_reply",
+    "to_qwen_messages",
+]
