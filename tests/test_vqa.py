@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mmdemo.errors import UserFacingError
-from mmdemo.models import tiny
+from mmdemo.models import compute, tiny
 from mmdemo.models.device import placement_for
 from mmdemo.models.registry import REGISTRY
 from mmdemo.models.vlm import load_vlm
@@ -209,7 +209,7 @@ def test_stop_ends_generation_within_a_second_and_no_token_follows(session_manag
     rest = list(stream)
     assert time.perf_counter() - stopped < 1.0
     assert rest == []  # nothing more reaches the user
-    assert not [t for t in threading.enumerate() if t.name == "mmdemo-generate"]
+    assert not compute.busy()  # generate() has returned
     assert len(prefix.ids) - prefix.last.total < 100  # generate() really ended, far short of 2000
 
 
@@ -289,12 +289,12 @@ def test_chat_api_refuses_what_it_cannot_take(chat_client, images):
 def test_closing_the_connection_mid_answer_stops_generation(chat_client):
     job = chat_client.submit({"text": "Tell me everything.", "files": []}, [], max_new_tokens=512, api_name="/chat")
     deadline = time.time() + 30
-    while not [t for t in threading.enumerate() if t.name == "mmdemo-generate"] and time.time() < deadline:
+    while not compute.busy() and time.time() < deadline:
         time.sleep(0.02)
-    assert [t for t in threading.enumerate() if t.name == "mmdemo-generate"], "generation never started"
+    assert compute.busy(), "generation never started"
     time.sleep(0.3)  # a few tokens in; 512 of them would take seconds
     job.cancel()
     cancelled = time.perf_counter()
-    while [t for t in threading.enumerate() if t.name == "mmdemo-generate"]:
+    while compute.busy():
         assert time.perf_counter() - cancelled < 1.0, "generation still running 1 s after the client left"
         time.sleep(0.02)

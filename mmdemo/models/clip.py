@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmdemo.errors import ModelUnavailableError, UnknownModelError
+from mmdemo.models import compute
 from mmdemo.models.device import Placement, footprint
 from mmdemo.models.registry import ModelSpec
 
@@ -101,6 +102,9 @@ class ClipModel:
 
     def encode_pixels(self, pixels: Any) -> np.ndarray:
         """Embed an already-preprocessed batch (N, 3, H, W)."""
+        return compute.run(self._encode_pixels, pixels)
+
+    def _encode_pixels(self, pixels: Any) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
@@ -117,6 +121,9 @@ class ClipModel:
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts in batches: (N, D) float32, unit norm."""
+        return compute.run(self._encode_texts, texts)
+
+    def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
         out = []
@@ -130,16 +137,20 @@ class ClipModel:
         """queries (N, D) @ keys (M, D).T as float32 numpy, computed by torch.
 
         Not numpy: its OpenBLAS threads busy-wait after each call and slowed the next model
-        forward ~3x on a 2-core CPU; torch's pool is the one the model already uses.
+        forward ~3x on a 2-core CPU; torch's pool on the compute thread is the one the model uses.
         """
-        import torch
-
-        with torch.inference_mode():
-            return (torch.from_numpy(queries) @ torch.from_numpy(keys).T).numpy()
+        return compute.run(_matmul_t, queries, keys)
 
     def close(self) -> None:
         """Drop the references to the weights so they can be freed."""
         self.model = None
+
+
+def _matmul_t(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return (torch.from_numpy(queries) @ torch.from_numpy(keys).T).numpy()
 
 
 def _split_transform(preprocess: Any) -> tuple[Any, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mmdemo.errors import UserFacingError
+from mmdemo.models import compute
 from mmdemo.models.device import Placement, free_accelerator_memory
 from mmdemo.models.registry import ModelSpec
 
@@ -102,7 +103,8 @@ class ModelManager:
     def get(self, name: str) -> Any:
         """The resident model for `name`, loading it first if needed.
 
-        Concurrent callers for one id wait for a single load; different ids load in parallel.
+        Concurrent callers for one id wait for a single load. Loads run on the compute thread
+        (mmdemo.models.compute), one at a time.
         """
         model_id = self.resolve_id(name)
         entry = self._touch(model_id)
@@ -116,7 +118,8 @@ class ModelManager:
             self._make_room(plan.estimate_bytes, keep=model_id)
             start = time.perf_counter()
             try:
-                model = self._loaders[plan.spec.family](plan)
+                # On the compute thread: loading runs torch ops (random init, dtype casts) too.
+                model = compute.run(self._loaders[plan.spec.family], plan)
             except UserFacingError as exc:
                 self.errors[model_id] = str(exc)
                 log.error("%s", exc)  # already a full explanation: no traceback in the log

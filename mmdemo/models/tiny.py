@@ -116,6 +116,8 @@ def qwen_config(arch: str, size: str) -> dict[str, Any]:
     base.pop("torch_dtype", None)
     if size == "3b":
         return _merge(base, QWEN_3B_OVERRIDES)
+    if size == "7b":
+        return base
     if size != "tiny":
         raise ValueError(f"unknown size {size!r}")
     if arch == "qwen2_5_vl":

@@ -15,6 +15,7 @@ from typing import Any
 
 from mmdemo.errors import UserFacingError
 from mmdemo.images import BadImageError
+from mmdemo.models import compute
 from mmdemo.vqa.media import is_video, load_image, read_video
 from mmdemo.vqa.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
 
@@ -135,7 +136,7 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
     Turns are counted on the tokenized prompt itself (images and videos included), so one
     extra preprocessing pass is needed only when something is dropped.
     """
-    inputs = prepare_inputs(vlm, messages)
+    inputs = compute.run(prepare_inputs, vlm, messages)
     total = int(inputs["input_ids"].shape[1])
     if not max_tokens or total <= max_tokens:
         return Prompt(inputs, total)
@@ -153,7 +154,7 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
             f"This message needs {sizes[-1]} tokens, over the {max_tokens}-token context budget. "
             "Attach fewer or smaller images (lower 'Max pixels per image'), or shorten the text."
         )
-    inputs = prepare_inputs(vlm, messages[drop:])
+    inputs = compute.run(prepare_inputs, vlm, messages[drop:])
     return Prompt(inputs, int(inputs["input_ids"].shape[1]), dropped=drop)
 
 
@@ -175,8 +176,8 @@ def stream_reply(
 ) -> Iterator[str]:
     """Yield the answer as it grows (the whole text so far, each time a token arrives).
 
-    Generation runs on a worker thread. Setting `stop`, or closing this generator (the browser
-    went away), ends `generate()` at the next token, and the worker is joined before returning.
+    Generation runs on the compute thread. Setting `stop`, or closing this generator (the browser
+    went away), ends `generate()` at the next token, and returns only once it has ended.
     With `prefix`, the keys/values of the previous turn are reused for the part of the prompt
     that did not change, and the cache is updated for the next turn.
     """
@@ -219,8 +220,7 @@ def stream_reply(
             failure.append(exc)
             streamer.end()  # unblock the consumer
 
-    worker = threading.Thread(target=work, name="mmdemo-generate", daemon=True)
-    worker.start()
+    job = compute.submit(work)  # the one thread that runs model work (mmdemo.models.compute)
     text = ""
     try:
         for chunk in streamer:
@@ -230,7 +230,7 @@ def stream_reply(
             yield text
     finally:
         stop.set()
-        worker.join()
+        job.result()
     if failure:
         if prefix is not None:
             prefix.clear()

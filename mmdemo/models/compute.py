@@ -1,0 +1,63 @@
+"""One thread runs the process's model computations.
+
+Why: torch's CPU kernels use OpenMP (libgomp), and a second thread entering multi-threaded
+torch ops drops the whole process into a slow mode: measured on 2 cores, a decode loop took
+2.3x longer once any other thread had run a model op, even after that thread went idle
+(libgomp stops spinning its workers once it manages more threads than there are CPUs, and every
+small op then pays a futex wake-up). Gradio runs handlers on a pool of threads, so without this
+the app would be in that mode after a few requests. Funnelling model work through one thread
+keeps one OpenMP team; on a GPU it is also the "one model queue" a shared accelerator needs.
+
+Helper threads (image decoders) do their pixel work in numpy, not torch, for the same reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+THREAD_NAME = "mmdemo-compute"
+
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
+_pending = 0
+_lock = threading.Lock()
+
+
+def on_compute_thread() -> bool:
+    """True when called from the compute thread itself."""
+    return threading.current_thread().name.startswith(THREAD_NAME)
+
+
+def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+    """Queue `fn` on the compute thread. Not from the compute thread (it would wait on itself)."""
+    global _pending
+    if on_compute_thread():
+        raise RuntimeError("submit() from the compute thread would deadlock; call the function directly")
+
+    def job() -> T:
+        global _pending
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with _lock:
+                _pending -= 1
+
+    with _lock:
+        _pending += 1
+    return _executor.submit(job)
+
+
+def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn` on the compute thread and return its result (directly when already there)."""
+    if on_compute_thread():
+        return fn(*args, **kwargs)
+    return submit(fn, *args, **kwargs).result()
+
+
+def busy() -> bool:
+    """True while a job runs or waits on the compute thread."""
+    with _lock:
+        return _pending > 0
