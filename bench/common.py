@@ -17,12 +17,15 @@ SHARED_FLICKR = REPO.parent / "shared" / "data" / "flickr8k_1k" / "images"
 
 def load_vit_b_32(dtype: str = "auto", batch_size: int = 32):
     """ViT-B-32 with random weights through mmdemo's loader, at the dtype mmdemo would pick."""
+    from mmdemo.models import compute
     from mmdemo.models.clip import load_clip
     from mmdemo.models.device import pick_device, placement_for
     from mmdemo.models.registry import REGISTRY
 
     placement = placement_for("clip", pick_device("auto"), dtype)
-    return load_clip(REGISTRY["random-clip-vit-b-32"], placement, batch_size=batch_size)
+    # On the compute thread, like every torch op in mmdemo: a second thread running torch ops
+    # slows OpenMP down for the whole process (mmdemo/models/compute.py).
+    return compute.run(load_clip, REGISTRY["random-clip-vit-b-32"], placement, batch_size=batch_size)
 
 
 def median_seconds(fn: Callable[[], object], rounds: int = 5, warmup: int = 1) -> float:
