@@ -46,6 +46,38 @@ def test_chat_streams_an_answer_about_an_uploaded_image(page, images):
     page.screenshot(path=ARTIFACTS / "chat.png")
 
 
+def test_chat_stop_regenerate_and_undo(page, served_app):
+    """Stop ends a long answer; Regenerate answers again; Undo puts the question back in the box."""
+    page.get_by_role("tab", name="Chat").click()
+    bot = page.locator("[data-testid=bot]")
+    box = page.get_by_placeholder("Ask about an image")
+    before = bot.count()
+    box.fill("Tell me a very long story.")
+    box.press("Enter")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('[data-testid=bot]').length > {before}"
+        f" && document.querySelectorAll('[data-testid=bot]')[{before}].innerText.trim().length > 0",
+        timeout=60_000,
+    )
+    page.get_by_role("button", name="Stop").click()
+    box.wait_for(state="visible")
+    page.wait_for_function("() => !document.querySelector('textarea[data-testid=textbox]')?.disabled", timeout=10_000)
+    stopped = bot.nth(before).inner_text()
+    page.wait_for_timeout(1500)
+    assert bot.nth(before).inner_text() == stopped  # nothing arrives after Stop
+    page.get_by_role("button", name="Regenerate").click()
+    page.wait_for_function(
+        f"() => document.querySelectorAll('[data-testid=bot]')[{before}]?.innerText.trim().length > 0",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Undo last turn").click()
+    page.wait_for_function(f"() => document.querySelectorAll('[data-testid=bot]').length == {before}", timeout=30_000)
+    assert box.input_value() == "Tell me a very long story."
+    log = served_app[1].read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
 def test_search_shows_gallery_results_with_scores(page):
     page.get_by_role("tab", name="Search").click()
     page.get_by_label("Describe what you are looking for").fill("a cat on a sofa")

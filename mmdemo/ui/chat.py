@@ -207,9 +207,10 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
     event = box.submit(chat, [box, chatbot, *controls], [chatbot, box], api_name="chat")
     event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
     box.stop(stop, None, None, api_visibility="private")
-    regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate")
-    undo_btn.click(undo, chatbot, [chatbot, box], api_visibility="private")
-    clear_btn.click(forget, None, None, api_visibility="private").then(
+    regen = regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate")
+    # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
+    undo_btn.click(undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
+    clear_btn.click(forget, None, None, api_visibility="private", cancels=[event, regen]).then(
         lambda: ([], None), None, [chatbot, box], api_visibility="private"
     )
     app.unload(forget)  # the tab closed: stop its generation and free its cache
