@@ -182,7 +182,7 @@ def stream_reply(
     that did not change, and the cache is updated for the next turn.
     """
     import torch
-    from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     class _StopOnEvent(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
@@ -191,25 +191,16 @@ def stream_reply(
     stop = stop or threading.Event()
     if not isinstance(prompt, Prompt):
         prompt = build_prompt(vlm, prompt)
-    model, inputs = vlm.model, prompt.inputs
-    kwargs: dict[str, Any] = dict(inputs)
-    if prefix is not None:
-        ids, spans = inputs["input_ids"][0].tolist(), visual_spans(inputs, model.config)
-        reused = 0
-        if prefix.cache is not None and prefix.model_token == id(model):
-            reused = reusable_prefix(prefix.ids, prefix.spans, ids, spans)
-        if reused:
-            prefix.cache.crop(reused - prefix.cache.get_seq_length())  # negative: tokens to drop
-            kwargs = continuation(model, inputs, spans, reused)
-        else:
-            prefix.cache, prefix.model_token = DynamicCache(config=model.config), id(model)
-        prefix.ids, prefix.spans, prefix.last = [], spans, Reuse(reused, len(ids))
-        kwargs["past_key_values"] = prefix.cache
+    model = vlm.model
     streamer = TextIteratorStreamer(vlm.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
 
     def work() -> None:
+        if stop.is_set():  # stopped (or the client left) while this waited for the compute thread
+            streamer.end()
+            return
         try:
+            kwargs = _reuse_prefix(model, prompt.inputs, prefix) if prefix is not None else dict(prompt.inputs)
             out = model.generate(
                 **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
                 **params.generate_kwargs(),
@@ -242,6 +233,28 @@ def stream_reply(
                 "Lower 'Max pixels per image', attach fewer images, or Clear the conversation."
             ) from failure[0]
         raise failure[0]
+
+
+def _reuse_prefix(model: Any, inputs: Any, prefix: PrefixCache) -> dict[str, Any]:
+    """`generate()` kwargs that continue from `prefix`'s KV cache as far as it is still valid.
+
+    Runs on the compute thread (it hashes pixels and cuts the cache), before generation.
+    """
+    from transformers import DynamicCache
+
+    ids, spans = inputs["input_ids"][0].tolist(), visual_spans(inputs, model.config)
+    reused = 0
+    if prefix.cache is not None and prefix.model_token == id(model):
+        reused = reusable_prefix(prefix.ids, prefix.spans, ids, spans)
+    if reused:
+        prefix.cache.crop(reused - prefix.cache.get_seq_length())  # negative: tokens to drop
+        kwargs = continuation(model, inputs, spans, reused)
+    else:
+        prefix.cache, prefix.model_token = DynamicCache(config=model.config), id(model)
+        kwargs = dict(inputs)
+    prefix.ids, prefix.spans, prefix.last = [], spans, Reuse(reused, len(ids))
+    kwargs["past_key_values"] = prefix.cache
+    return kwargs
 
 
 __all__ = [

@@ -91,7 +91,7 @@ def visual_spans(inputs: Any, config: Any) -> list[VisualSpan]:
         row = 0
         for grid in grids.tolist():
             rows = grid[0] * grid[1] * grid[2]
-            key = hashlib.blake2b(pixels[row : row + rows].float().numpy().tobytes(), digest_size=16).hexdigest()
+            key = hashlib.blake2b(pixels[row : row + rows].float().cpu().numpy().tobytes(), digest_size=16).hexdigest()
             row += rows
             # A video may be several runs (Qwen3-VL puts a timestamp before each frame): take
             # runs until they hold this item's tokens.
