@@ -38,8 +38,7 @@ def load_image(path: str | Path, max_file_pixels: int, max_pixels: int) -> Image
     A 50 MP phone photo wanted at ~1 MP decodes at 1/4 or 1/8 scale; qwen_vl_utils then resizes
     it to the patch grid within `max_pixels`.
     """
-    stat = Path(path).stat() if Path(path).exists() else None
-    return _load_image(str(path), stat.st_mtime_ns if stat else 0, max_file_pixels, max_pixels)
+    return _load_image(str(path), _mtime(path), max_file_pixels, max_pixels)
 
 
 @functools.lru_cache(maxsize=32)
@@ -51,8 +50,7 @@ def _load_image(path: str, mtime: int, max_file_pixels: int, max_pixels: int) ->
 
 def read_video(path: str | Path, max_frames: int, fps: float = 2.0) -> Frames:
     """Up to `max_frames` frames, evenly spread, at most `fps` per second (PyAV), or BadImageError."""
-    stat = Path(path).stat() if Path(path).exists() else None
-    return _read_video(str(path), stat.st_mtime_ns if stat else 0, max_frames, fps)
+    return _read_video(str(path), _mtime(path), max_frames, fps)
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,6 +83,14 @@ def _read_video(path: str, mtime: int, max_frames: int, fps: float) -> Frames:
         raise BadImageError(name, "too few frames could be decoded")
     frames = frames[: len(frames) // 2 * 2]
     return Frames(tuple(frames), sample_fps=len(frames) / duration)
+
+
+def _mtime(path: str | Path) -> int:
+    """Part of the decode-cache key: a file replaced under the same name is decoded again."""
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return 0  # missing: the decoder reports it by name
 
 
 def check_attachments(

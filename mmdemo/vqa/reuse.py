@@ -16,6 +16,7 @@ differs.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,16 +138,13 @@ def continuation(model: Any, inputs: Any, spans: list[VisualSpan], reused: int) 
 
 
 def _runs(ids: list[int], token: int) -> list[tuple[int, int]]:
-    runs, i = [], 0
-    while i < len(ids):
-        if ids[i] == token:
-            j = i
-            while j < len(ids) and ids[j] == token:
-                j += 1
-            runs.append((i, j))
-            i = j
-        else:
-            i += 1
+    """(start, end) of each maximal run of `token` in `ids`."""
+    runs, start = [], 0
+    for value, group in itertools.groupby(ids):
+        length = sum(1 for _ in group)
+        if value == token:
+            runs.append((start, start + length))
+        start += length
     return runs
 
 
