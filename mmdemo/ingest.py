@@ -65,7 +65,10 @@ def embed_files(
     import torch
 
     size = clip.batch_size
-    buffers = [torch.empty((size, *clip.pixel_shape)) for _ in range(2 if len(files) > size else 1)]
+    # dtype spelled out: transformers' from_config(dtype=...) switches torch's *global* default
+    # dtype while it builds a model, and a load may be running on the compute thread right now.
+    shape = (size, *clip.pixel_shape)
+    buffers = [torch.empty(shape, dtype=torch.float32) for _ in range(2 if len(files) > size else 1)]
 
     def load(item: T, slot: np.ndarray) -> None:
         file = path_of(item)

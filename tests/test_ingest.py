@@ -37,3 +37,17 @@ def test_embed_files_keeps_order_across_chunks_and_skips_bad_files(session_manag
     picked = [files[i] for i in (0, 40, 2 * clip.batch_size + 4)]
     direct = clip.encode_images([open_image(f.path, 10**8) for f in picked])
     np.testing.assert_allclose([by_name[f.name] for f in picked], direct, atol=1e-5)
+
+
+def test_ingest_works_while_a_model_load_has_changed_the_default_dtype(session_manager, images):
+    """transformers' from_config(dtype=bf16) switches torch's global default dtype while a model is
+    built; an ingest running meanwhile (the startup library warm-up) must not inherit it."""
+    clip = session_manager.get("clip")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        batches = list(embed_files(clip, [ImageFile(str(p), p.name) for p in images], 10**8, path_of=lambda f: f))
+        assert clip.pixels([Image.open(images[0])]).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(previous)
+    assert sum(len(b.items) for b in batches) == len(images)

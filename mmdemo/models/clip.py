@@ -95,7 +95,7 @@ class ClipModel:
         """Preprocess PIL images into one batch tensor (CPU, float32)."""
         import torch
 
-        batch = torch.empty((len(images), *self.pixel_shape))
+        batch = torch.empty((len(images), *self.pixel_shape), dtype=torch.float32)  # not the global default
         for image, slot in zip(images, batch.numpy(), strict=True):
             self.prepare_into(image, slot)
         return batch
