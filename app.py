@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
+from mmdemo import hosting
 from mmdemo.config import Settings
 
 
@@ -13,27 +15,31 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_cli(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = str(settings.analytics)  # read when gradio is imported
+    zero_gpu = hosting.on_zero_gpu()
+    if zero_gpu:
+        hosting.import_spaces()  # before torch: it patches CUDA for ZeroGPU
+        if settings.device == "auto":
+            settings = settings.replace(device="cuda")  # ZeroGPU wants models on cuda at startup
 
     from mmdemo.images import set_pixel_limit
     from mmdemo.models.catalog import build_manager
     from mmdemo.ui import CSS, build_app, theme
+    from mmdemo.ui.serve import serve
 
     set_pixel_limit(settings.max_image_pixels)
-
     manager = build_manager(settings)
-    manager.preload(settings.preload, background=True)  # serve at once; first requests wait for it
+    # Serve at once and load in the background (first requests wait for it); ZeroGPU packs the
+    # CUDA weights at startup, so there they must be resident before launch.
+    manager.preload(settings.preload, background=not zero_gpu)
     app = build_app(settings, manager)
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=settings.share,
-        max_file_size=f"{settings.max_upload_mb}mb",
-        show_error=True,  # e.g. a non-image sent to an image input through the API: say why it failed
-        allowed_paths=[str(settings.data_dir / "galleries")],  # gallery thumbnails
-        theme=theme(),
-        css=CSS,
-    )
+    serve(app, settings, theme=theme(), css=CSS)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from mmdemo.errors import UserFacingError
+
+    try:
+        main(sys.argv[1:])
+    except UserFacingError as exc:  # a bad setting (e.g. an unreadable --auth file): say so, no traceback
+        sys.exit(f"mmdemo: {exc}")

@@ -123,7 +123,30 @@ class Settings:
     # --- server ---
     host: str = field(default="127.0.0.1", metadata=_opt("Address to bind (0.0.0.0 in containers)."))
     port: int = field(default=7860, metadata=_opt("Port to serve on."))
-    share: bool = field(default=False, metadata=_opt("Create a public gradio.live share link."))
+    share: bool = field(
+        default=False,
+        metadata=_opt("Create a public gradio.live share link (use --auth: anyone with the link can use the app)."),
+    )
+    auth: str = field(
+        default="",
+        metadata=_opt(
+            "Require a login: 'user:password' (comma-separate several), or the path of a file with one "
+            "user:password per line. '' = no login."
+        ),
+    )
+    root_path: str = field(default="", metadata=_opt("URL prefix when served behind a reverse proxy, e.g. /mmdemo."))
+    mcp: bool = field(default=False, metadata=_opt("Also serve the tabs' API as MCP tools (/gradio_api/mcp/)."))
+    concurrency_limit: int = field(
+        default=0,
+        metadata=_opt(
+            "Model-running requests served at once; all share one queue. 0 = auto: 1 on a GPU, 2 on CPU "
+            "(model work is serialised anyway; a second slot overlaps decoding and thumbnails)."
+        ),
+    )
+    max_queue_size: int = field(
+        default=64, metadata=_opt("Requests waiting in the model queue at most; beyond it users are told to retry.")
+    )
+    analytics: bool = field(default=False, metadata=_opt("Let Gradio send its usage analytics."))
     log_level: str = field(default="INFO", metadata=_opt("Python logging level."))
 
     def __post_init__(self) -> None:

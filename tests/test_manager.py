@@ -121,3 +121,21 @@ def test_any_open_clip_tag_missing_offline_names_its_hub_repo(tiny_settings):
     manager = build_manager(tiny_settings.replace(clip_model="ViT-B-16:laion2b_s34b_b88k"))
     with pytest.raises(ModelUnavailableError, match=r"hf download laion/CLIP-ViT-B-16-laion2B-s34B-b88K\b"):
         manager.get("clip")
+
+
+def _double_on_the_compute_thread(x: int) -> int:
+    from mmdemo.models import compute
+
+    return compute.run(lambda: 2 * x)
+
+
+def test_the_compute_thread_works_in_a_forked_child():
+    """ZeroGPU runs GPU calls in a fork of the server: the child needs a compute thread of its own."""
+    import multiprocessing
+
+    from mmdemo.models import compute
+
+    assert compute.run(lambda: 1) == 1  # the parent's compute thread exists before the fork
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply_async(_double_on_the_compute_thread, (21,)).get(timeout=20) == 42

@@ -85,6 +85,21 @@ def test_store_commits_atomically_and_reopens_without_recomputing(tmp_path):
     assert sorted(p.name for p in (tmp_path / "g").glob("index.*")) == [f"index.{reopened.generation}.faiss"]
 
 
+def test_two_processes_sharing_a_gallery_see_each_others_commits(tmp_path):
+    """`python -m mmdemo index` while the app serves, or a ZeroGPU worker: one gallery, two openers."""
+    rng = np.random.default_rng(5)
+    vectors = unit(rng.standard_normal((3, 16)))
+    app, cli = GalleryStore(tmp_path / "g", 16), GalleryStore(tmp_path / "g", 16)
+    app.add([("a", "a.jpg", 1, 1, 1)], vectors[:1])
+    assert len(cli) == 1 and cli.search(vectors[0], 1)[0].item.name == "a.jpg"
+    cli.add([("b", "b.jpg", 1, 1, 1)], vectors[1:2])
+    assert app.search(vectors[1], 1)[0].item.name == "b.jpg"
+    app.add([("c", "c.jpg", 1, 1, 1)], vectors[2:])  # ids stay unique across both writers
+    assert [it.name for it in cli.items()] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert len({it.id for it in cli.items()}) == 3
+    assert sorted(p.name for p in (tmp_path / "g").glob("index.*")) == [f"index.{app.generation}.faiss"]
+
+
 def test_a_failed_commit_changes_nothing(tmp_path, monkeypatch):
     store = GalleryStore(tmp_path / "g", 8)
     store.add([("a", "a.jpg", 1, 1, 1)], unit(np.ones((1, 8))))

@@ -13,6 +13,7 @@ Helper threads (image decoders) do their pixel work in numpy, not torch, for the
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,17 @@ THREAD_NAME = "mmdemo-compute"
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
 _pending = 0
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (ZeroGPU runs GPU calls in one) has no compute thread, but inherits an
+    # executor that believes it has: give the child a fresh one, or its first job waits forever.
+    global _executor, _pending, _lock
+    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
+    _pending, _lock = 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def on_compute_thread() -> bool:

@@ -4,6 +4,7 @@ Layout of `root`:
     meta.sqlite3        images (id, hash, name, thumb, width, height, bytes) + the committed generation
     index.<gen>.faiss   the vector index of generation <gen>
     thumbs/ab/<hash>.jpg
+    .lock               flock: commits exclusive, reloads shared (several processes may share a gallery)
 
 A commit writes `index.<gen+1>.faiss` (temp file, fsync, rename), then in one SQLite transaction
 inserts/deletes the rows and sets the generation to gen+1. A crash before the transaction commits
@@ -13,9 +14,11 @@ the index and the metadata always match, and opening never recomputes anything.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,22 +70,52 @@ class GalleryStore:
         # Thumbnails are content-addressed, so galleries of one data dir can share a folder.
         self.thumbs = Path(thumbs) if thumbs else self.root / "thumbs"
         self._lock = threading.RLock()
+        # Another process may share this gallery (`python -m mmdemo index` while the app serves,
+        # a ZeroGPU worker): commits hold an exclusive file lock, reloads a shared one.
+        self._lockfile = open(self.root / ".lock", "a+b")  # noqa: SIM115 (lives as long as the store)
         self._db = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._dim, self._ann_threshold = dim, ann_threshold
+        with self._file_lock(fcntl.LOCK_EX):
+            self._load()
+            for stray in self.root.glob("index.*.faiss*"):  # from a commit that never finished
+                if stray != self._index_path(self.generation):
+                    stray.unlink()
+
+    def _load(self) -> None:
+        """Read the committed generation: its rows and its index file."""
         self.generation = int(self._state("generation", "0"))
         path = self._index_path(self.generation)
-        self.index = VectorIndex.load(path, dim, ann_threshold) if self.generation else VectorIndex(dim, ann_threshold)
+        dim, threshold = self._dim, self._ann_threshold
+        self.index = VectorIndex.load(path, dim, threshold) if self.generation else VectorIndex(dim, threshold)
         self._items = {row[0]: Item(*row) for row in self._db.execute("SELECT * FROM image")}
         self._by_hash = {item.hash: item for item in self._items.values()}
         if len(self.index) != len(self._items):
             raise RuntimeError(f"{self.root}: index holds {len(self.index)} vectors for {len(self._items)} rows")
-        for stray in self.root.glob("index.*.faiss*"):  # from a commit that never finished
-            if stray != path:
-                stray.unlink()
+
+    def _sync(self, *, locked: bool = False) -> None:
+        """Reload if another process committed since (one SQLite read when nothing changed)."""
+        if int(self._state("generation", "0")) == self.generation:
+            return
+        if locked:  # the caller holds the exclusive lock
+            self._load()
+            return
+        with self._file_lock(fcntl.LOCK_SH):
+            self._load()
+
+    @contextlib.contextmanager
+    def _file_lock(self, mode: int) -> Iterator[None]:
+        fcntl.flock(self._lockfile, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lockfile, fcntl.LOCK_UN)
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            self._sync()
+            return len(self._items)
 
     def thumb_path(self, content_hash: str) -> Path:
         """Where the thumbnail of an image with this content hash lives."""
@@ -95,6 +128,7 @@ class GalleryStore:
     def items(self) -> list[Item]:
         """Every item, in insertion order."""
         with self._lock:
+            self._sync()
             return sorted(self._items.values(), key=lambda item: item.id)
 
     def add(self, items: Sequence[tuple[str, str, int, int, int]], vectors: np.ndarray) -> list[Item]:
@@ -102,7 +136,8 @@ class GalleryStore:
 
         Thumbnails must already be at `thumb_path(hash)`. Hashes already present are ignored.
         """
-        with self._lock:
+        with self._lock, self._file_lock(fcntl.LOCK_EX):
+            self._sync(locked=True)
             fresh = [(row, v) for row, v in zip(items, vectors, strict=True) if row[0] not in self._by_hash]
             if not fresh:
                 return []
@@ -117,7 +152,8 @@ class GalleryStore:
 
     def remove(self, ids: Sequence[int]) -> list[Item]:
         """Remove images by id (thumbnails are kept: they are content-addressed and cheap)."""
-        with self._lock:
+        with self._lock, self._file_lock(fcntl.LOCK_EX):
+            self._sync(locked=True)
             gone = [self._items[i] for i in ids if i in self._items]
             if gone:
                 self.index.remove(np.array([it.id for it in gone]))
@@ -127,6 +163,7 @@ class GalleryStore:
     def search(self, query: np.ndarray, k: int, min_score: float = -1.0) -> list[Hit]:
         """The k best images for a unit query vector, best first, at least `min_score`."""
         with self._lock:
+            self._sync()
             scores, ids = self.index.search(query, k)
             return [
                 Hit(self._items[int(i)], float(s))
@@ -140,9 +177,7 @@ class GalleryStore:
         except BaseException:
             # Disk full, interrupted...: drop the uncommitted in-memory change with the file.
             self._index_path(self.generation + 1).unlink(missing_ok=True)
-            path = self._index_path(self.generation)
-            dim, threshold = self.index.dim, self.index.ann_threshold
-            self.index = VectorIndex.load(path, dim, threshold) if self.generation else VectorIndex(dim, threshold)
+            self._load()
             raise
 
     def _write(self, added: list[Item], removed: list[Item]) -> None:
@@ -175,3 +210,4 @@ class GalleryStore:
     def close(self) -> None:
         """Close the database connection."""
         self._db.close()
+        self._lockfile.close()

@@ -14,7 +14,7 @@ __all__ = ["CSS", "build_app", "theme"]
 
 def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
     """Build (not launch) the app. Launch with `app.launch(theme=theme(), css=CSS, ...)`."""
-    with gr.Blocks(title="mmdemo") as app:
+    with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics) as app:
         gr.Markdown("# mmdemo\nAsk about images, search a gallery by description, classify without training.")
         if settings.is_synthetic:
             gr.Markdown(

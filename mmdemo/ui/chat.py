@@ -12,11 +12,13 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.models.device import pick_device
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.serve import model_queue
 from mmdemo.vqa.chat import (
     DEFAULT_QUESTION,
     PATCH_AREA,
@@ -70,6 +72,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         yield [*history, reply]
 
     @friendly_errors
+    @hosting.gpu(duration=120)
     def chat(
         message: dict[str, Any] | None,
         history: list[dict[str, Any]],
@@ -127,6 +130,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         yield updated, gr.MultimodalTextbox(interactive=True)
 
     @friendly_errors
+    @hosting.gpu(duration=120)
     def regenerate(
         history: list[dict[str, Any]],
         max_new_tokens: float,
@@ -204,10 +208,10 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         )
     controls = [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px]
 
-    event = box.submit(chat, [box, chatbot, *controls], [chatbot, box], api_name="chat")
+    event = box.submit(chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **model_queue(settings))
     event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
     box.stop(stop, None, None, api_visibility="private")
-    regen = regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate")
+    regen = regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **model_queue(settings))
     # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
     undo_btn.click(undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
     clear_btn.click(forget, None, None, api_visibility="private", cancels=[event, regen]).then(

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo import hosting
 from mmdemo.classify.batch import COLUMNS, classify_files
 from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, PRESETS, TEMPLATE_SETS, preset_labels, templates_for
 from mmdemo.classify.zeroshot import parse_labels, scoring_rule
@@ -17,6 +18,7 @@ from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.serve import model_queue
 from mmdemo.vectorcache import VectorCache
 
 NO_PRESET = "(type your own)"
@@ -27,7 +29,8 @@ def build(settings: Settings, manager: ModelManager) -> None:
     cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
 
     @friendly_errors
-    def run(
+    @hosting.gpu(duration=60)
+    def classify(
         image: str | None,
         files: list[Any] | None,
         labels_text: str,
@@ -114,5 +117,5 @@ def build(settings: Settings, manager: ModelManager) -> None:
         bundled = sorted(str(p) for p in settings.gallery_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         gr.Examples([[p] for p in bundled], inputs=[image], label="Pick from the gallery", examples_per_page=12)
     preset.change(fill_preset, preset, labels, api_visibility="private")
-    go.click(run, [image, files, labels, template_set, template, top_k], [scores, info, table, csv_file],
-             api_name="classify")  # fmt: skip
+    go.click(classify, [image, files, labels, template_set, template, top_k], [scores, info, table, csv_file],
+             api_name="classify", **model_queue(settings))  # fmt: skip

@@ -15,12 +15,14 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.uploads import expand_uploads
 from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.serve import model_queue
 from mmdemo.vectorcache import VectorCache
 
 LIBRARY = "library"
@@ -68,6 +70,7 @@ def build(settings: Settings, manager: ModelManager) -> None:
         return shown, table
 
     @friendly_errors
+    @hosting.gpu(duration=30)
     def search(
         query: str, query_image: str | None, top_k: float, min_score: float, token: str | None
     ) -> tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]]]:
@@ -96,6 +99,7 @@ def build(settings: Settings, manager: ModelManager) -> None:
         return shown, table, [(source, hit.item.id) for source, hit in hits]
 
     @friendly_errors
+    @hosting.gpu(duration=120)
     def index_images(
         files: list[Any] | None, token: str | None, progress: gr.Progress = gr.Progress()
     ) -> tuple[str, str | None]:
@@ -151,8 +155,9 @@ def build(settings: Settings, manager: ModelManager) -> None:
         report = gr.Markdown(elem_id="search-report")
 
     outputs = [found, table, result_ids]
-    go.click(search, [query, query_image, top_k, min_score, token], outputs, api_name="search")
-    query.submit(search, [query, query_image, top_k, min_score, token], outputs, api_visibility="private")
-    add.click(index_images, [uploads, token], [report, token], api_name="index_images")
+    queue = model_queue(settings)
+    go.click(search, [query, query_image, top_k, min_score, token], outputs, api_name="search", **queue)
+    query.submit(search, [query, query_image, top_k, min_score, token], outputs, api_visibility="private", **queue)
+    add.click(index_images, [uploads, token], [report, token], api_name="index_images", **queue)
     found.select(select_result, None, selected, api_visibility="private")
     remove.click(remove_selected, [selected, result_ids, token], report, api_name="remove_selected")

@@ -1,0 +1,49 @@
+"""Where the app is hosted: Hugging Face Spaces and ZeroGPU, detected from the environment.
+
+On a ZeroGPU Space the GPU exists only inside functions decorated with `spaces.GPU`; each call
+runs in a forked worker that holds a GPU for at most `duration` seconds. Everywhere else
+`spaces.GPU` returns the function unchanged, so the same code runs on CPUs and plain GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "t", "true", "yes")
+
+
+def on_spaces() -> bool:
+    """True inside a Hugging Face Space (Spaces set SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def on_zero_gpu() -> bool:
+    """True on a ZeroGPU Space: models go to `cuda` at startup and model calls borrow a GPU."""
+    return _true("SPACES_ZERO_GPU")
+
+
+def import_spaces() -> Any | None:
+    """Import the `spaces` package if it is installed (on ZeroGPU it must precede torch)."""
+    try:
+        import spaces
+    except ImportError:
+        return None
+    return spaces
+
+
+def gpu(duration: int) -> Callable[[F], F]:
+    """`spaces.GPU(duration=...)` when the `spaces` package is importable, else the identity.
+
+    `duration` is the longest a call may hold the GPU, in seconds: shorter requests queue ahead
+    on a busy ZeroGPU Space, so each handler asks for what it needs.
+    """
+    spaces = import_spaces()
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)

@@ -1,0 +1,150 @@
+"""How the app is served: logins, the shared model queue, MCP, the System tab's controls, ZeroGPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from mmdemo.errors import UserFacingError
+from mmdemo.ui import build_app
+from mmdemo.ui.serve import MODEL_QUEUE, SHARE_WARNING, read_auth, serve, share_warning
+from tests.conftest import free_port
+
+MODEL_EVENTS = {"chat", "regenerate", "search", "index_images", "classify", "load_model"}
+
+
+@pytest.fixture
+def launch(session_manager):
+    """Build and serve the tiny app in-process on a free port with some settings; closed afterwards."""
+    apps = []
+
+    def start(settings):
+        app = build_app(settings, session_manager)
+        serve(app, settings.replace(port=free_port()), prevent_thread_lock=True, quiet=True)
+        apps.append(app)
+        return app, app.local_url
+
+    yield start
+    for app in apps:
+        app.close()
+
+
+def test_auth_from_a_string_or_a_file(tmp_path):
+    assert read_auth("") is None
+    assert read_auth("ann:pw1, bob:p:w2") == [("ann", "pw1"), ("bob", "p:w2")]
+    users = tmp_path / "users.txt"
+    users.write_text("# operators\nann:pw1\n\ncarl:secret\n")
+    assert read_auth(str(users)) == [("ann", "pw1"), ("carl", "secret")]
+    users.write_text("ann\n")
+    with pytest.raises(UserFacingError, match="expected user:password"):
+        read_auth(str(users))
+
+
+def test_sharing_without_a_login_warns(tiny_settings):
+    assert share_warning(tiny_settings.replace(share=True)) == SHARE_WARNING
+    assert share_warning(tiny_settings.replace(share=True, auth="ann:pw")) is None
+    assert share_warning(tiny_settings) is None
+
+
+def test_model_events_share_one_bounded_queue(tiny_settings, launch):
+    app, _ = launch(tiny_settings.replace(concurrency_limit=1, max_queue_size=5))
+    grouped = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in MODEL_EVENTS}
+    assert set(grouped) == MODEL_EVENTS
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in grouped.values()} == {(MODEL_QUEUE, 1)}
+    others = [fn for fn in app.fns.values() if fn.api_name in ("system", "stats")]
+    assert others and all(fn.concurrency_id != MODEL_QUEUE for fn in others)
+    assert app._queue.max_size == 5
+    assert not app.analytics_enabled
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_auth_refuses_requests_without_credentials(tiny_settings, launch):
+    _, url = launch(tiny_settings.replace(auth="ann:s3cret"))
+    status, page = _get(url)
+    assert status == 200 and "mmdemo: log in to continue." in page  # the login page, not the app
+    assert _get(url + "config")[0] == 401
+    assert _get(url + "gradio_api/info")[0] == 401
+    call = urllib.request.Request(
+        url + "gradio_api/call/system", data=b'{"data": []}', headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call, timeout=10)
+    assert refused.value.code == 401
+    wrong = urllib.parse.urlencode({"username": "ann", "password": "nope"}).encode()
+    with pytest.raises(urllib.error.HTTPError) as bad_login:
+        urllib.request.urlopen(urllib.request.Request(url + "login", data=wrong), timeout=10)
+    assert bad_login.value.code == 400
+
+    from gradio_client import Client
+
+    client = Client(url, auth=("ann", "s3cret"), verbose=False)
+    _, info = client.predict(api_name="/system")
+    assert "Profile:" in info
+
+
+def test_mcp_schema_lists_each_tabs_tools(tiny_settings, launch):
+    _, url = launch(tiny_settings.replace(mcp=True))
+    status, body = _get(url + "gradio_api/mcp/schema")
+    assert status == 200
+    tools = {tool["name"]: tool for tool in json.loads(body)}
+    assert {"chat", "search", "index_images", "classify"} <= set(tools)
+    assert "Zero-shot classify" in tools["classify"]["description"]
+
+
+def test_load_and_unload_are_refused_on_an_unauthenticated_share_link(tiny_settings, launch):
+    from gradio_client import Client
+
+    # share=True is what the handlers see; the server itself is plain loopback (no tunnel offline).
+    _, url = launch(tiny_settings.replace(share=True))
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="needs a login on a share link"):
+        client.predict("tiny-clip", api_name="/load_model")
+
+
+def test_load_and_unload_from_the_system_tab(data_dir, tiny_settings, launch):
+    from gradio_client import Client
+
+    from mmdemo.models.catalog import build_manager
+
+    manager = build_manager(tiny_settings)  # its own manager: this test unloads
+    app = build_app(tiny_settings, manager)
+    serve(app, tiny_settings.replace(port=free_port()), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        table, _ = client.predict("tiny-clip", api_name="/load_model")
+        assert [row[0] for row in table["data"]] == ["tiny-clip"] and manager.is_loaded("clip")
+        table, _ = client.predict("tiny-clip", api_name="/unload_model")
+        assert not manager.is_loaded("clip")
+    finally:
+        app.close()
+
+
+def test_with_spaces_installed_the_gpu_handlers_run_on_cpu(tiny_settings, launch, images):
+    spaces = pytest.importorskip("spaces")
+    from gradio_client import Client, handle_file
+
+    from mmdemo import hosting
+
+    def probe(x: int) -> int:
+        return x + 1
+
+    assert hosting.import_spaces() is spaces
+    assert hosting.gpu(10)(probe)(1) == 2  # off ZeroGPU, spaces.GPU hands the function back
+    _, url = launch(tiny_settings)
+    assert "spaces" in sys.modules
+    label, _, _, _ = Client(url, verbose=False).predict(
+        handle_file(str(images[0])), [], "red, green", "custom", "a photo of a {}.", 2, api_name="/classify"
+    )
+    assert label["label"] in {"red", "green"}
