@@ -19,8 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     zero_gpu = hosting.on_zero_gpu()
     if zero_gpu:
         hosting.import_spaces()  # before torch: it patches CUDA for ZeroGPU
-        if settings.device == "auto":
-            settings = settings.replace(device="cuda")  # ZeroGPU wants models on cuda at startup
+    settings = hosting.for_this_host(settings)
 
     from mmdemo.images import set_pixel_limit
     from mmdemo.models.catalog import build_manager

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from mmdemo.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,3 +50,13 @@ def gpu(duration: int) -> Callable[[F], F]:
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
+
+
+def for_this_host(settings: Settings) -> Settings:
+    """Settings adjusted to the host: a Space serves on 0.0.0.0 (its proxy connects from outside
+    the container) at GRADIO_SERVER_PORT, and ZeroGPU wants the models on `cuda` at startup."""
+    if on_spaces():
+        settings = settings.replace(host="0.0.0.0", port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    if on_zero_gpu() and settings.device == "auto":
+        settings = settings.replace(device="cuda")
+    return settings

@@ -84,7 +84,20 @@ def test_search_shows_gallery_results_with_scores(page):
     page.get_by_role("button", name="Search", exact=True).click()
     page.get_by_text("·").first.wait_for(timeout=60_000)
     assert page.locator("text=/0\\.\\d{3} · .+\\.jpg/").count() > 0
-    page.screenshot(path=ARTIFACTS / "search.png")
+
+
+def test_search_indexes_three_uploads_and_finds_one_by_example(page, images):
+    page.get_by_role("tab", name="Search").click()
+    page.get_by_text("Add your own images").click()
+    page.locator("#search-uploads input[type=file]").set_input_files([str(p) for p in images])
+    page.get_by_role("button", name="Add to my gallery").click()
+    page.locator("#search-report").get_by_text("Indexed 3 image(s)").wait_for(timeout=60_000)
+    page.locator("#search-query-image input[type=file]").set_input_files(str(images[2]))
+    page.get_by_role("button", name="Search", exact=True).click()
+    # The same image is its own best match: score 1.000, in this session's gallery.
+    page.get_by_text("1.000 · img2.png").first.wait_for(timeout=60_000)
+    page.locator("#search-table").get_by_text("yours").first.wait_for(timeout=10_000)  # the table names its gallery
+    page.screenshot(path=ARTIFACTS / "search.png", full_page=True)
 
 
 def test_classify_scores_the_labels(page, images):
@@ -94,11 +107,13 @@ def test_classify_scores_the_labels(page, images):
     top = page.locator("[data-testid=label-output-value]")
     top.wait_for(timeout=60_000)
     assert top.inner_text().strip() in {"cat", "dog", "car", "person"}
-    page.screenshot(path=ARTIFACTS / "classify.png")
+    page.screenshot(path=ARTIFACTS / "classify.png", full_page=True)
 
 
 def test_system_lists_the_resident_models(page):
     page.get_by_role("tab", name="System").click()
     page.get_by_role("button", name="Refresh").click()
     page.get_by_text("tiny-clip").first.wait_for(timeout=30_000)
+    for name in ("Load", "Unload"):  # enabled: this app is not shared
+        assert page.get_by_role("button", name=name, exact=True).is_enabled()
     page.screenshot(path=ARTIFACTS / "system.png")

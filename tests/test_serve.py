@@ -148,3 +148,39 @@ def test_with_spaces_installed_the_gpu_handlers_run_on_cpu(tiny_settings, launch
         handle_file(str(images[0])), [], "red, green", "custom", "a photo of a {}.", 2, api_name="/classify"
     )
     assert label["label"] in {"red", "green"}
+
+
+def test_spaces_bind_all_interfaces_and_zero_gpu_places_models_on_cuda(tiny_settings, monkeypatch):
+    from mmdemo import hosting
+
+    assert hosting.for_this_host(tiny_settings) == tiny_settings  # a laptop: unchanged
+    monkeypatch.setenv("SPACE_ID", "someone/mmdemo")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    on_space = hosting.for_this_host(tiny_settings)
+    assert (on_space.host, on_space.port, on_space.device) == ("0.0.0.0", 7861, "auto")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert hosting.for_this_host(tiny_settings).device == "cuda"
+
+
+def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):
+    """The gradio_client calls of README's "API and MCP" section, against `python app.py`."""
+    import re
+    import shutil
+    import zipfile
+
+    from tests.conftest import REPO
+
+    section = REPO.joinpath("README.md").read_text().split("## API and MCP", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    for name, source in (("query.jpg", images[0]), ("a.jpg", images[1]), ("cat.jpg", images[2])):
+        shutil.copy(source, name)
+    with zipfile.ZipFile("photos.zip", "w") as archive:
+        archive.write(images[0], "holiday/one.png")
+    code = code.replace("http://127.0.0.1:7860/", served_app[0]).replace('"clip-vit-b-32"', '"tiny-clip"')
+    names: dict = {}
+    exec(compile(code, "README.md", "exec"), names)
+    assert len(names["hits"]) == 12 and "·" in names["hits"][0]["caption"]
+    assert names["report"].startswith("Indexed")
+    assert set(names["scores"]) == {"label", "confidences"} and len(names["scores"]["confidences"]) == 3
+    assert "Profile:" in names["summary"] and any(m["id"] == "tiny-clip" for m in names["models"])

@@ -174,9 +174,9 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         show_label=False,
     )
     with gr.Row():
-        regen_btn = gr.Button("🔄 Regenerate", size="sm")
-        undo_btn = gr.Button("↩️ Undo last turn", size="sm")
-        clear_btn = gr.Button("🗑️ Clear", size="sm")
+        regen_btn = gr.Button("Regenerate", size="sm")
+        undo_btn = gr.Button("Undo last turn", size="sm")
+        clear_btn = gr.Button("Clear", size="sm")
     with gr.Accordion("Generation settings", open=False):
         with gr.Row():
             max_new = gr.Slider(

@@ -142,7 +142,9 @@ def build(settings: Settings, manager: ModelManager) -> None:
             with gr.Row():
                 top_k = gr.Slider(1, 48, value=12, step=1, label="Results")
                 min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label="Minimum score")
-        query_image = gr.Image(type="filepath", label="…or search by example image", height=160, scale=1)
+        query_image = gr.Image(
+            type="filepath", label="…or search by example image", height=160, scale=1, elem_id="search-query-image"
+        )
     go = gr.Button("Search", variant="primary")
     found = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id="search-results")
     table = gr.Dataframe(headers=["rank", "score", "name", "gallery"], label="Scores", elem_id="search-table")
