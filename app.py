@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
     os.environ["GRADIO_ANALYTICS_ENABLED"] = str(settings.analytics)  # read when gradio is imported
+    # Uploads land under the data dir too (in random, salted-hash folders): one place to mount,
+    # and nothing this app writes ends up elsewhere.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))
     zero_gpu = hosting.on_zero_gpu()
     if zero_gpu:
         hosting.import_spaces()  # before torch: it patches CUDA for ZeroGPU

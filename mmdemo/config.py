@@ -100,6 +100,7 @@ class Settings:
     max_labels: int = field(default=1000, metadata=_opt("Candidate labels in one classification."))
     max_label_chars: int = field(default=200, metadata=_opt("Longest candidate label, in characters."))
     max_zip_mb: int = field(default=500, metadata=_opt("Largest total uncompressed size of a .zip upload, in MB."))
+    max_zip_members: int = field(default=10_000, metadata=_opt("Files in one .zip upload, at most."))
     max_images_per_turn: int = field(default=8, metadata=_opt("Images in one chat message."))
     max_prompt_chars: int = field(default=8000, metadata=_opt("Longest chat message, in characters."))
     max_new_tokens: int = field(default=512, metadata=_opt("Default cap on tokens per chat answer."))

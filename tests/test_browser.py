@@ -6,6 +6,7 @@ Screenshots land in test-artifacts/. Skipped when Chromium is not installed; nev
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,25 @@ def test_system_lists_the_resident_models(page):
     for name in ("Load", "Unload"):  # enabled: this app is not shared
         assert page.get_by_role("button", name=name, exact=True).is_enabled()
     page.screenshot(path=ARTIFACTS / "system.png")
+
+
+def test_closing_the_tab_deletes_its_private_gallery(page, served_app, data_dir, images):
+    def session_galleries() -> set:
+        return {p for p in data_dir.glob("galleries/**/sessions/*") if p.is_dir()}
+
+    before = session_galleries()
+    context = page.context.browser.new_context()
+    other = context.new_page()
+    other.goto(served_app[0])
+    other.get_by_role("tab", name="Search").click()
+    other.get_by_text("Add your own images").click()
+    other.locator("#search-uploads input[type=file]").set_input_files(str(images[0]))
+    other.get_by_role("button", name="Add to my gallery").click()
+    other.locator("#search-report").get_by_text("Indexed 1 image(s)").wait_for(timeout=60_000)
+    (mine,) = session_galleries() - before
+    other.close()
+    context.close()
+    deadline = time.time() + 60
+    while mine.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not mine.exists(), "the closed session's gallery (index, thumbnails) is deleted"

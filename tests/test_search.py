@@ -246,3 +246,23 @@ def test_search_tab_galleries_are_private_per_session(served_app, tmp_path):
     assert "duplicate **photo0.jpg**" in again and "Your gallery holds 3 image(s)" in again
     _, table = alice.predict("x", None, 48, 0.99, api_name="/search")
     assert all(row[1] >= 0.99 for row in table["data"])
+
+
+def test_uploads_are_deleted_once_indexed_and_never_served_to_others(served_app, data_dir, tmp_path):
+    """Alice's upload is served (to whoever holds its salted path) only until her gallery has it."""
+    import httpx
+
+    url = served_app[0]
+    photo = _photos(tmp_path, 1)[0]
+    with photo.open("rb") as f:
+        (path,) = httpx.post(url + "gradio_api/upload", files=[("files", (photo.name, f))]).json()
+    assert Path(path).is_relative_to(data_dir), "uploads stay under the data dir"
+    assert httpx.get(url + "gradio_api/file=" + path).status_code == 200  # before indexing
+    event = httpx.post(
+        url + "gradio_api/call/index_images", json={"data": [[{"path": path, "meta": {"_type": "gradio.FileData"}}]]}
+    ).json()["event_id"]
+    result = httpx.get(f"{url}gradio_api/call/index_images/{event}", timeout=60).text
+    assert "Indexed **1** image(s)" in result
+    assert not Path(path).exists()
+    assert httpx.get(url + "gradio_api/file=" + path).status_code in (403, 404)
+    assert not list((data_dir / "uploads").glob("*/*")), "unpacked archives are gone too"

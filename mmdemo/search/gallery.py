@@ -193,9 +193,12 @@ def gallery_root(data_dir: Path, clip: Any, name: str) -> Path:
 def open_store(data_dir: Path, clip: Any, name: str, ann_threshold: int) -> GalleryStore:
     """The store of gallery `name` for these weights (created empty if new), last committed state.
 
-    Galleries of one model share a thumbnail folder: thumbnails are content-addressed."""
+    Shared galleries of one model share a thumbnail folder (thumbnails are content-addressed). A
+    private gallery ("sessions/<token>") keeps its own: they are deleted with it, and their URLs
+    contain the session's secret token, so no other visitor can fetch them."""
     root = gallery_root(data_dir, clip, name)
-    return GalleryStore(root, clip.embed_dim, ann_threshold, thumbs=root.parent / "thumbs")
+    thumbs = root / "thumbs" if "/" in name else root.parent / "thumbs"
+    return GalleryStore(root, clip.embed_dim, ann_threshold, thumbs=thumbs)
 
 
 def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -12,20 +13,22 @@ from mmdemo.ingest import ImageFile
 
 
 def expand_uploads(
-    paths: Sequence[str | Path], workdir: Path, max_files: int, max_zip_bytes: int
+    paths: Sequence[str | Path], workdir: Path, max_files: int, max_zip_bytes: int, max_members: int = 10_000
 ) -> tuple[list[ImageFile], list[Skipped]]:
     """Images to index and files left out. Archives are unpacked into `workdir`.
 
     A zip member is only ever written below `workdir` under a flat generated name (no path from
-    the archive is trusted), and the archive's declared sizes are checked against
-    `max_zip_bytes` before anything is extracted; extraction stops at that many bytes anyway.
+    the archive is trusted). The member count is read from the archive's last record before its
+    directory is parsed (a million-entry directory costs memory in itself), and the declared
+    sizes are checked against `max_zip_bytes` before anything is extracted; extraction stops at
+    that many bytes anyway, whatever the headers claim.
     """
     files: list[ImageFile] = []
     skipped: list[Skipped] = []
     for raw in paths:
         path = Path(raw)
         if path.suffix.lower() == ".zip":
-            files += _unzip(path, workdir, max_zip_bytes, skipped)
+            files += _unzip(path, workdir, max_zip_bytes, max_members, skipped)
         else:
             files.append(ImageFile(str(path), path.name))
         if len(files) > max_files:
@@ -33,8 +36,28 @@ def expand_uploads(
     return files, skipped
 
 
-def _unzip(path: Path, workdir: Path, max_bytes: int, skipped: list[Skipped]) -> list[ImageFile]:
+def discard(paths: Sequence[str | Path]) -> None:
+    """Delete uploaded files (and the folders Gradio made for them, when left empty)."""
+    for raw in paths:
+        path = Path(raw)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+def _member_count(path: Path) -> int | None:
+    """Entries in a zip's central directory, from its end record (None: not a zip)."""
+    with open(path, "rb") as fp:
+        end = zipfile._EndRecData(fp)  # the stdlib's own end-record reader (handles zip64)
+    return None if end is None else end[zipfile._ECD_ENTRIES_TOTAL]
+
+
+def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped: list[Skipped]) -> list[ImageFile]:
     try:
+        count = _member_count(path)
+        if count is not None and count > max_members:
+            skipped.append(Skipped(path.name, f"holds {count} files; the limit is {max_members}"))
+            return []
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         skipped.append(Skipped(path.name, f"not a readable zip archive ({exc})"))

@@ -14,7 +14,8 @@ __all__ = ["CSS", "build_app", "theme"]
 
 def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
     """Build (not launch) the app. Launch with `app.launch(theme=theme(), css=CSS, ...)`."""
-    with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics) as app:
+    # delete_cache: uploads and outputs older than a day go (checked hourly), and all at shutdown.
+    with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics, delete_cache=(3600, 86400)) as app:
         gr.Markdown("# mmdemo\nAsk about images, search a gallery by description, classify without training.")
         if settings.is_synthetic:
             gr.Markdown(
@@ -26,7 +27,7 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 chat.build(settings, manager, app)
             with gr.Tab("Search", id="search"):
-                search.build(settings, manager)
+                search.build(settings, manager, app)
             with gr.Tab("Classify", id="classify"):
                 classify.build(settings, manager)
             with gr.Tab("System", id="system"):

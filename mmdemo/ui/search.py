@@ -8,9 +8,8 @@ kept in that session's state: no other session can search it.
 from __future__ import annotations
 
 import secrets
-import tempfile
+import shutil
 import threading
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -18,47 +17,15 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
-from mmdemo.search.gallery import Gallery, open_store
-from mmdemo.search.store import GalleryStore, Hit
-from mmdemo.search.uploads import expand_uploads
+from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.search.gallery import Gallery
+from mmdemo.search.store import Hit
+from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.serve import model_queue
-from mmdemo.vectorcache import VectorCache
-
-LIBRARY = "library"
 
 
-class Galleries:
-    """Open stores by folder (opened once, shared by requests) and Gallery views over them."""
-
-    def __init__(self, settings: Settings, manager: ModelManager):
-        self.settings, self.manager = settings, manager
-        self.cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
-        self._stores: dict[tuple[str, str], GalleryStore] = {}
-        self._lock = threading.Lock()
-        self._library_synced = False
-
-    def get(self, name: str) -> Gallery:
-        """The gallery `name` over the current CLIP model (the store outlives model reloads)."""
-        clip = self.manager.get("clip")
-        with self._lock:
-            key = (clip.weights_key, name)
-            if key not in self._stores:
-                self._stores[key] = open_store(self.settings.data_dir, clip, name, self.settings.ann_threshold)
-            store = self._stores[key]
-        return Gallery(clip, store, self.cache, self.settings.max_image_pixels)
-
-    def library(self) -> Gallery:
-        """The shared gallery; the bundled photos are indexed into it once (then cost a hash each)."""
-        gallery = self.get(LIBRARY)
-        with self._lock:
-            if not self._library_synced and self.settings.gallery_dir.is_dir():
-                gallery.add_folder(self.settings.gallery_dir)
-            self._library_synced = True
-        return gallery
-
-
-def build(settings: Settings, manager: ModelManager) -> None:
+def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
     """Add the search components and events to the current Blocks."""
     galleries = Galleries(settings, manager)
     if "clip" in settings.preload:  # index the bundled photos while the page loads
@@ -80,7 +47,7 @@ def build(settings: Settings, manager: ModelManager) -> None:
         the results' ids (kept for "Remove selected").
         """
         library = galleries.library()
-        mine = galleries.get(f"sessions/{token}") if token else None
+        mine = galleries.get(session_gallery(token)) if token else None
         if len(library) + len(mine or ()) == 0:
             gr.Warning("The gallery is empty: add some images first.")
             return [], [], []
@@ -101,20 +68,29 @@ def build(settings: Settings, manager: ModelManager) -> None:
     @friendly_errors
     @hosting.gpu(duration=120)
     def index_images(
-        files: list[Any] | None, token: str | None, progress: gr.Progress = gr.Progress()
+        files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()
     ) -> tuple[str, str | None]:
         """Add uploaded images (or .zip archives of images) to this session's private gallery."""
         paths = [f if isinstance(f, str) else f.name for f in files or []]
         if not paths:
             return "Choose some images (or a .zip of images) to add first.", token
         token = token or secrets.token_hex(16)
-        workdir = Path(tempfile.mkdtemp(prefix="mmdemo-upload-"))
-        found, unpacked_skips = expand_uploads(
-            paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000
-        )
-        progress((0, len(found)), desc="indexing")
-        mine = galleries.get(f"sessions/{token}")
-        report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
+        if request is not None and request.session_hash:
+            owners[request.session_hash] = token
+        # Archives unpack outside the served folders, and go once indexed, like the uploads
+        # themselves: what is kept is the index and thumbnails of this session's gallery.
+        workdir = settings.data_dir / "uploads" / token
+        try:
+            found, unpacked_skips = expand_uploads(
+                paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000,
+                settings.max_zip_members,
+            )  # fmt: skip
+            progress((0, len(found)), desc="indexing")
+            mine = galleries.get(session_gallery(token))
+            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            discard(paths)
         text = report.summary() + "".join(f"\n- skipped **{s.name}**: {s.reason}" for s in unpacked_skips)
         return f"{text}\n\nYour gallery holds {len(mine)} image(s).", token
 
@@ -126,14 +102,23 @@ def build(settings: Settings, manager: ModelManager) -> None:
         source, item_id = ids[selected]
         if source != "yours" or not token:
             return "That image is in the shared library: only your own uploads can be removed."
-        removed = galleries.get(f"sessions/{token}").remove([item_id])
+        removed = galleries.get(session_gallery(token)).remove([item_id])
         return f"Removed {removed} image. Search again to refresh the results."
 
     def select_result(evt: gr.SelectData) -> int:
         """Remember which result was clicked."""
         return int(evt.index)
 
-    token = gr.State(None)
+    # The session's gallery token. The gallery is deleted when the tab closes (unload), or, for
+    # API clients that never say goodbye, when Gradio expires the session's state.
+    token = gr.State(None, delete_callback=lambda t: t and galleries.drop(session_gallery(t)))
+    owners: dict[str, str] = {}  # session hash -> token
+
+    def end_session(request: gr.Request) -> None:
+        if (mine := owners.pop(request.session_hash or "", None)) is not None:
+            galleries.drop(session_gallery(mine))
+
+    app.unload(end_session)
     result_ids = gr.State([])
     selected = gr.State(None)
     with gr.Row():
