@@ -63,12 +63,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def served_app(data_dir, tmp_path_factory):
-    """`python app.py` with the tiny profile on a free port, as a user would start it."""
+def start_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Popen]:
+    """`python app.py` with the tiny profile on a free port, as a user would start it; its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port)}
+    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port), **env}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -76,14 +74,28 @@ def served_app(data_dir, tmp_path_factory):
     while time.time() < deadline:
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return url, proc
         except OSError:
             if proc.poll() is not None:
                 pytest.fail(f"app.py exited early:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
-    yield url, log
+    proc.kill()
+    pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """Stop an app started by start_app."""
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def served_app(data_dir, tmp_path_factory):
+    """The tiny app served by `python app.py` (shared by the session's tests): (url, log path)."""
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    url, proc = start_app(data_dir, log)
+    yield url, log
+    stop_app(proc)

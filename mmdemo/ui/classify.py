@@ -17,7 +17,7 @@ from mmdemo.errors import UserFacingError
 from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
-from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.common import friendly_errors, upload_path
 from mmdemo.ui.serve import model_queue
 from mmdemo.vectorcache import VectorCache
 
@@ -44,9 +44,9 @@ def build(settings: Settings, manager: ModelManager) -> None:
         Returns the top-k scores of the single image, a note on how scores are computed, the
         table (image, top-1, score, top-5) and the path of the table as CSV.
         """
-        paths = [f if isinstance(f, str) else f.name for f in files or []]
+        paths = [upload_path(f) for f in files or []]
         if image:
-            paths.insert(0, image)
+            paths.insert(0, upload_path(image))
         if not paths:
             raise UserFacingError("Upload an image to classify (or several in the batch box).")
         if len(paths) > settings.max_images_per_upload:
@@ -118,4 +118,4 @@ def build(settings: Settings, manager: ModelManager) -> None:
         gr.Examples([[p] for p in bundled], inputs=[image], label="Pick from the gallery", examples_per_page=12)
     preset.change(fill_preset, preset, labels, api_visibility="private")
     go.click(classify, [image, files, labels, template_set, template, top_k], [scores, info, table, csv_file],
-             api_name="classify", **model_queue(settings))  # fmt: skip
+             api_name="classify", preprocess=False, **model_queue(settings))  # fmt: skip

@@ -20,6 +20,21 @@ footer { display: none !important; }
 """
 
 
+def upload_path(value: Any) -> str | None:
+    """The server path of an uploaded file, as a handler with `preprocess=False` receives it.
+
+    Image inputs skip Gradio's preprocessing: it opens every upload with Pillow and would answer
+    a corrupt file or a decompression bomb with Pillow's own error (and the server path) instead
+    of ours. Gradio still checks that the path is one of its uploads before the handler runs.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    path = value.get("path") if isinstance(value, dict) else getattr(value, "path", None)
+    if not path:
+        raise UserFacingError("The image did not arrive as a file: upload it again.")
+    return str(path)
+
+
 def theme() -> gr.themes.Base:
     """The app's theme."""
     return gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")

@@ -21,7 +21,7 @@ from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.gallery import Gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
-from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.common import friendly_errors, upload_path
 from mmdemo.ui.serve import model_queue
 
 
@@ -55,7 +55,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
 
         def run(gallery: Gallery) -> list[Hit]:
             if query_image:
-                return gallery.search_image(query_image, k, floor)
+                return gallery.search_image(upload_path(query_image), k, floor)
             return gallery.search_text(query, k, floor)
 
         tagged = [("shared", h) for h in run(library)] + ([("yours", h) for h in run(mine)] if mine else [])
@@ -143,8 +143,17 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
 
     outputs = [found, table, result_ids]
     queue = model_queue(settings)
-    go.click(search, [query, query_image, top_k, min_score, token], outputs, api_name="search", **queue)
-    query.submit(search, [query, query_image, top_k, min_score, token], outputs, api_visibility="private", **queue)
+    go.click(
+        search, [query, query_image, top_k, min_score, token], outputs, api_name="search", preprocess=False, **queue
+    )
+    query.submit(
+        search,
+        [query, query_image, top_k, min_score, token],
+        outputs,
+        api_visibility="private",
+        preprocess=False,
+        **queue,
+    )
     add.click(index_images, [uploads, token], [report, token], api_name="index_images", **queue)
     found.select(select_result, None, selected, api_visibility="private")
     remove.click(remove_selected, [selected, result_ids, token], report, api_name="remove_selected")

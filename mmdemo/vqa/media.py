@@ -32,6 +32,9 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+MAX_ASPECT = 200  # qwen_vl_utils refuses images stretched further than this
+
+
 def load_image(path: str | Path, max_file_pixels: int, max_pixels: int) -> Image.Image:
     """An RGB image for the VLM; JPEGs are decoded no larger than `max_pixels` needs.
 
@@ -103,7 +106,9 @@ def check_attachments(
             if is_video(path):
                 read_video(path, max_frames)
             else:
-                load_image(path, max_file_pixels, max_pixels)
+                image = load_image(path, max_file_pixels, max_pixels)
+                if max(image.size) > MAX_ASPECT * min(image.size):
+                    raise BadImageError(Path(path).name, f"too long and thin for the model (over {MAX_ASPECT}:1)")
             good.append(path)
         except BadImageError as exc:
             skipped.append(Skipped(exc.name, exc.reason))
