@@ -86,6 +86,13 @@ class Settings:
         metadata=_opt("Bundled gallery indexed for every visitor (read-only)."),
     )
     clip_batch_size: int = field(default=32, metadata=_opt("Images or texts per CLIP forward pass."))
+    index_commit_every: int = field(
+        default=2048,
+        metadata=_opt(
+            "Images per gallery commit during a long ingest: a crash loses at most this many "
+            "(their embeddings stay cached, so resuming costs no model time)."
+        ),
+    )
     ann_threshold: int = field(
         default=50_000,
         metadata=_opt("Gallery size above which search switches from exact to an IVF index (recall@10 >= 0.95)."),

@@ -79,6 +79,9 @@ def parse_labels(text: str, max_labels: int, max_chars: int) -> tuple[list[str],
     return labels, notices
 
 
+LABEL_CHUNK = 64  # labels encoded (x templates) and committed to the cache at a time
+
+
 def build_classifier(clip: Any, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
     """(len(labels), D) unit vectors: each label's template embeddings averaged and re-normalised."""
     texts = [template.replace("{}", label) for label in labels for template in templates]
@@ -104,8 +107,11 @@ def cached_classifier(
         return Classifier(labels, matrix, 0)
     found = cache.get(space, labels, persistent)
     missing = [label for label in labels if label not in found]
-    if missing:
-        fresh = dict(zip(missing, build_classifier(clip, missing, templates), strict=True))
+    # Committed chunk by chunk: ImageNet-1k x 80 templates takes minutes on a CPU, and a crash or
+    # restart part-way keeps what was done.
+    for start in range(0, len(missing), LABEL_CHUNK):
+        chunk = missing[start : start + LABEL_CHUNK]
+        fresh = dict(zip(chunk, build_classifier(clip, chunk, templates), strict=True))
         cache.put(space, fresh, persistent)
         found.update(fresh)
     matrix = np.stack([found[label] for label in labels])

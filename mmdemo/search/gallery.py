@@ -28,7 +28,7 @@ from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.vectorcache import VectorCache
 
 THUMB_SIZE = 320
-COMMIT_EVERY = 2048  # images per commit during a long ingest: a crash loses at most this much work
+COMMIT_EVERY = 2048  # default images per commit during a long ingest (MMDEMO_INDEX_COMMIT_EVERY)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,12 @@ def content_hash(path: str | Path) -> tuple[str, int]:
 class Gallery:
     """Images searchable by text or by example, stored in `store`, embedded by `clip`."""
 
-    def __init__(self, clip: Any, store: GalleryStore, cache: VectorCache | None, max_pixels: int):
+    def __init__(
+        self, clip: Any, store: GalleryStore, cache: VectorCache | None, max_pixels: int,
+        commit_every: int = COMMIT_EVERY,
+    ):  # fmt: skip
         self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
+        self.commit_every = commit_every
         self._space = f"images|{clip.weights_key}"
 
     def __len__(self) -> int:
@@ -133,7 +137,7 @@ class Gallery:
                 fresh = {p.hash: v for p, v in zip(batch.items, batch.vectors, strict=True)}
                 self.cache.put(self._space, fresh, persistent)
             count.advance(len(batch.items) + len(batch.skipped))
-            if len(rows) >= COMMIT_EVERY:
+            if len(rows) >= self.commit_every:
                 self.store.add(rows, np.stack(vectors))
                 rows, vectors = [], []
             if progress:
@@ -204,7 +208,7 @@ def open_store(data_dir: Path, clip: Any, name: str, ann_threshold: int) -> Gall
 def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:
     """The persistent gallery `name` over `clip`."""
     store = open_store(data_dir, clip, name, settings.ann_threshold)
-    return Gallery(clip, store, cache, settings.max_image_pixels)
+    return Gallery(clip, store, cache, settings.max_image_pixels, settings.index_commit_every)
 
 
 def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:
