@@ -7,6 +7,7 @@ kept in that session's state: no other session can search it.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import threading
@@ -39,7 +40,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
     @friendly_errors
     @hosting.gpu(duration=30)
     def search(
-        query: str, query_image: str | None, top_k: float, min_score: float, token: str | None
+        query: str, query_image: dict[str, Any] | str | None, top_k: float, min_score: float, token: str | None
     ) -> tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]]]:
         """Images matching a description (or, when an image is given, looking like it).
 
@@ -79,7 +80,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
             owners[request.session_hash] = token
         # Archives unpack outside the served folders, and go once indexed, like the uploads
         # themselves: what is kept is the index and thumbnails of this session's gallery.
-        workdir = settings.data_dir / "uploads" / token
+        workdir = settings.data_dir / "uploads" / token / secrets.token_hex(4)  # one per request
         try:
             found, unpacked_skips = expand_uploads(
                 paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000,
@@ -90,6 +91,8 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
             report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the session's folder, once no request uses it
+                workdir.parent.rmdir()
             discard(paths)
         text = report.summary() + "".join(f"\n- skipped **{s.name}**: {s.reason}" for s in unpacked_skips)
         return f"{text}\n\nYour gallery holds {len(mine)} image(s).", token
