@@ -40,6 +40,13 @@ def median_seconds(fn: Callable[[], object], rounds: int = 5, warmup: int = 1) -
     return statistics.median(times)
 
 
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one fn() call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def sample_photos(n: int) -> list[Path]:
     """n photos: Flickr8k from ../shared when present, else generated JPEGs (500x375, noisy)."""
     if SHARED_FLICKR.is_dir():

@@ -6,9 +6,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from mmdemo.errors import UserFacingError
+
+ORIENTATION = ExifTags.Base.Orientation
 
 # What Pillow decodes that people keep photos in; matched case-insensitively.
 IMAGE_SUFFIXES = {
@@ -50,7 +52,10 @@ def open_image(path: str | Path, max_pixels: int, name: str | None = None, min_s
     The pixel limit is checked from the header before any pixel is decoded, so a decompression
     bomb costs nothing. Animated images give their first frame. With `min_side`, a JPEG is
     decoded at the smallest 1/2, 1/4 or 1/8 scale whose sides stay >= min_side (libjpeg's DCT
-    scaling): a 12 MP phone photo wanted at 224 px decodes ~30x fewer pixels.
+    scaling): a 12 MP phone photo wanted at 224 px decodes ~30x fewer pixels. Other formats
+    are box-reduced by the largest whole factor that keeps their shorter side >= 2 * min_side
+    (Pillow's thumbnail() does the same with reducing_gap=2), so a 50 MP PNG costs no more
+    than a phone photo further down the line.
     """
     name = name or Path(path).name
     try:
@@ -59,13 +64,18 @@ def open_image(path: str | Path, max_pixels: int, name: str | None = None, min_s
             if width * height > max_pixels:
                 raise BadImageError(name, f"{width}x{height} is over the {max_pixels / 1e6:.0f} MP limit")
             img.seek(0)
-            if min_side and img.format == "JPEG":
+            jpeg = img.format == "JPEG"
+            if min_side and jpeg:
                 img.draft("RGB", (min_side, min_side))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. palette images with transparency
-                rgb = ImageOps.exif_transpose(img).convert("RGB")
-            rgb.load()
-            return rgb
+                img.load()
+                # Both steps copy the image even when there is nothing to do: skip them then.
+                if img.getexif().get(ORIENTATION, 1) != 1:
+                    img = ImageOps.exif_transpose(img)
+                rgb = img if img.mode == "RGB" else img.convert("RGB")
+            factor = min(rgb.size) // (2 * min_side) if min_side and not jpeg else 0
+            return rgb.reduce(factor) if factor >= 2 else rgb
     except BadImageError:
         raise
     except FileNotFoundError:

@@ -152,6 +152,26 @@ def test_duplicates_and_cached_embeddings_cost_no_model_time(session_manager, tm
     ]
 
 
+def test_thumbnails_outlive_their_sources_and_never_touch_them(session_manager, tmp_path):
+    clip = session_manager.get("clip")
+    small, large = _photos(tmp_path, 2)
+    Image.new("RGB", (900, 700), (200, 30, 30)).save(large)
+    gallery = Gallery(clip, GalleryStore(tmp_path / "g", clip.embed_dim), None, 10**8)
+    gallery.add_files([ImageFile(str(p), p.name) for p in (small, large)])
+    thumbs = {item.name: Path(item.thumb) for item in gallery.store.items()}
+    original = small.read_bytes()
+    assert thumbs["photo0.jpg"].read_bytes() == original  # a small JPEG is its own thumbnail
+    with Image.open(thumbs["photo1.jpg"]) as thumb:
+        assert thumb.size == (320, 249)
+    small.unlink()
+    large.unlink()
+    assert thumbs["photo0.jpg"].read_bytes() == original
+    small.write_bytes(b"a new file under the old name")
+    assert thumbs["photo0.jpg"].read_bytes() == original
+    thumbs["photo0.jpg"].unlink()
+    assert small.read_bytes() == b"a new file under the old name"
+
+
 @needs_shared
 def test_every_format_pillow_decodes_is_indexed(session_manager, tmp_path):
     clip = session_manager.get("clip")
@@ -164,7 +184,7 @@ def test_every_format_pillow_decodes_is_indexed(session_manager, tmp_path):
     assert {p.suffix.lower() for p in folder.iterdir()} >= {".gif", ".webp", ".tiff", ".jp2", ".pbm", ".bmp"}
     for item in gallery.store.items():
         with Image.open(item.thumb) as thumb:
-            assert thumb.mode == "RGB" and max(thumb.size) <= 320
+            assert thumb.mode == "RGB" and max(thumb.size) <= 640
 
 
 def test_zip_uploads_are_unpacked_safely(tmp_path):
