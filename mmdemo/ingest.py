@@ -2,16 +2,17 @@
 
 Decoders open files and hand over uint8 pixels at about the model's scale (JPEG draft mode,
 whole-factor reduction for other formats: memory and time stay bounded). Resizing to the
-model's input then runs on the compute thread in torch's vectorised uint8 kernels (about 4x
-faster here than Pillow's, and parallel across the cores that the model uses).
+model's input then runs on the compute thread in torch's vectorised uint8 kernels (3-4x faster
+here than Pillow's resampling).
 
 On a GPU the decoders run one model batch ahead, so a batch is always ready while the GPU works.
 On a CPU they take turns with the model instead: its forward already keeps every core busy, and
 a decoder thread running beside it (holding the GIL, preempting an OpenMP worker that the rest
 of its team waits for at the next barrier) slowed the forward by far more than the decode it
-hid: on 2 cores a busy decoder thread cut ViT-B-32's forward from 150 to 20 img/s. Pillow and
-numpy release the GIL in the heavy parts, so plain threads decode in parallel well (no process
-pool, no pickling of images).
+hid: on 2 cores a busy decoder thread cut ViT-B-32's forward from 150 to 20 img/s. So on a CPU,
+decoders also wait while any model job runs (another user's chat, say). Pillow and numpy
+release the GIL in the heavy parts, so plain threads decode in parallel well (no process pool,
+no pickling of images).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from mmdemo.images import BadImageError, Skipped, open_image
+from mmdemo.models import compute
 
 T = TypeVar("T")
 # Model batches per turn on a CPU: a turn's fixed costs (waking the decoders, the model's OpenMP
@@ -79,6 +81,8 @@ def embed_files(
     ahead = 2 if overlap else 1  # turns submitted before the model takes one
 
     def load(item: T) -> np.ndarray:
+        if not overlap:  # on a CPU, decode between model jobs, this request's or another's
+            compute.wait_idle()
         file = path_of(item)
         image = open_image(file.path, max_pixels, file.name, min_side=clip.input_size)
         if on_decoded is not None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -90,3 +93,27 @@ def test_ingest_works_while_a_model_load_has_changed_the_default_dtype(session_m
     finally:
         torch.set_default_dtype(previous)
     assert sum(len(b.items) for b in batches) == len(images)
+
+
+def test_on_a_cpu_decoding_waits_while_another_model_job_runs(session_manager, tmp_path):
+    """A decoder beside a CPU forward slows the forward several-fold: decoders wait their turn."""
+    clip = session_manager.get("clip")
+    assert clip.placement.device == "cpu"
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (40, 30), (i * 40, 0, 0)).save(paths[-1])
+    release, started = threading.Event(), threading.Event()
+    other_user = compute.submit(lambda: (started.set(), release.wait(10)))  # e.g. a chat reply
+    started.wait(5)
+    decoded: list[str] = []
+    files = [ImageFile(str(p), p.name) for p in paths]
+    with ThreadPoolExecutor(1) as pool:
+        batches = pool.submit(
+            lambda: list(embed_files(clip, files, 10**8, lambda f: f, on_decoded=lambda f, _: decoded.append(f.name)))
+        )
+        time.sleep(0.5)
+        assert decoded == [] and not batches.done()
+        release.set()
+        assert sum(len(b.items) for b in batches.result(timeout=30)) == 5
+    assert other_user.result() == (None, True) and sorted(decoded) == sorted(p.name for p in paths)

@@ -25,14 +25,17 @@ THREAD_NAME = "mmdemo-compute"
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
 _pending = 0
 _lock = threading.Lock()
+_idle = threading.Event()  # set while no job runs or waits
+_idle.set()
 
 
 def _after_fork_in_child() -> None:
     # A forked child (ZeroGPU runs GPU calls in one) has no compute thread, but inherits an
     # executor that believes it has: give the child a fresh one, or its first job waits forever.
-    global _executor, _pending, _lock
+    global _executor, _pending, _lock, _idle
     _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-    _pending, _lock = 0, threading.Lock()
+    _pending, _lock, _idle = 0, threading.Lock(), threading.Event()
+    _idle.set()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -56,9 +59,12 @@ def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         finally:
             with _lock:
                 _pending -= 1
+                if _pending == 0:
+                    _idle.set()
 
     with _lock:
         _pending += 1
+        _idle.clear()
     return _executor.submit(job)
 
 
@@ -73,3 +79,12 @@ def busy() -> bool:
     """True while a job runs or waits on the compute thread."""
     with _lock:
         return _pending > 0
+
+
+def wait_idle(timeout: float | None = None) -> bool:
+    """Block until no job runs or waits on the compute thread; False if `timeout` passed first.
+
+    CPU work that would compete with a model for the cores (decoding images for the model on a
+    CPU) calls this first, so it runs between model jobs rather than beside them.
+    """
+    return _idle.wait(timeout)

@@ -24,6 +24,7 @@ from PIL import Image
 from mmdemo.errors import UserFacingError
 from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Skipped, open_image
 from mmdemo.ingest import ImageFile, Throughput, decode_workers, embed_files
+from mmdemo.models import compute
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.vectorcache import VectorCache
 
@@ -99,7 +100,7 @@ class Gallery:
         pending: list[_Pending] = []
         seen: dict[str, str] = {}
         with ThreadPoolExecutor(decode_workers()) as pool:
-            hashes = list(pool.map(_try_hash, files))
+            hashes = list(pool.map(self._hash, files))
         for file, hashed in zip(files, hashes, strict=True):
             if isinstance(hashed, Skipped):
                 skipped.append(hashed)
@@ -151,6 +152,11 @@ class Gallery:
             progress(count)
         seconds = time.perf_counter() - started
         return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds)
+
+    def _hash(self, file: ImageFile) -> tuple[str, int] | Skipped:
+        if self.clip.placement.device == "cpu":  # between model jobs, like decoding (see ingest.py)
+            compute.wait_idle()
+        return _try_hash(file)
 
     def _ensure_thumbnail(self, p: _Pending) -> Skipped | None:
         path = self.store.thumb_path(p.hash)
