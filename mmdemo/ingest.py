@@ -79,9 +79,12 @@ def embed_files(
     turn = size if overlap else size * CPU_BATCHES_PER_TURN
     turns = (len(files) + turn - 1) // turn
     ahead = 2 if overlap else 1  # turns submitted before the model takes one
+    # On a CPU, decode between model jobs, this request's or another's (unless this call is
+    # itself a model job: its decoders would wait for it forever).
+    take_turns = not overlap and not compute.on_compute_thread()
 
     def load(item: T) -> np.ndarray:
-        if not overlap:  # on a CPU, decode between model jobs, this request's or another's
+        if take_turns:
             compute.wait_idle()
         file = path_of(item)
         image = open_image(file.path, max_pixels, file.name, min_side=clip.input_size)

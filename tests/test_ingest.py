@@ -117,3 +117,12 @@ def test_on_a_cpu_decoding_waits_while_another_model_job_runs(session_manager, t
         release.set()
         assert sum(len(b.items) for b in batches.result(timeout=30)) == 5
     assert other_user.result() == (None, True) and sorted(decoded) == sorted(p.name for p in paths)
+
+
+def test_an_ingest_run_as_a_model_job_does_not_wait_for_itself(session_manager, tmp_path):
+    clip = session_manager.get("clip")
+    path = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(path)
+    files = [ImageFile(str(path), path.name)]
+    job = compute.submit(lambda: list(embed_files(clip, files, 10**8, lambda f: f)))
+    assert len(job.result(timeout=30)[0].items) == 1

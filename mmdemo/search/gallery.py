@@ -99,8 +99,9 @@ class Gallery:
         duplicates: list[tuple[str, str]] = []
         pending: list[_Pending] = []
         seen: dict[str, str] = {}
+        take_turns = self.clip.placement.device == "cpu" and not compute.on_compute_thread()
         with ThreadPoolExecutor(decode_workers()) as pool:
-            hashes = list(pool.map(self._hash, files))
+            hashes = list(pool.map(lambda file: self._hash(file, take_turns), files))
         for file, hashed in zip(files, hashes, strict=True):
             if isinstance(hashed, Skipped):
                 skipped.append(hashed)
@@ -153,8 +154,8 @@ class Gallery:
         seconds = time.perf_counter() - started
         return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds)
 
-    def _hash(self, file: ImageFile) -> tuple[str, int] | Skipped:
-        if self.clip.placement.device == "cpu":  # between model jobs, like decoding (see ingest.py)
+    def _hash(self, file: ImageFile, take_turns: bool) -> tuple[str, int] | Skipped:
+        if take_turns:  # between model jobs, like decoding (see ingest.py)
             compute.wait_idle()
         return _try_hash(file)
 
