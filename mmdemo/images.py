@@ -55,7 +55,8 @@ def open_image(path: str | Path, max_pixels: int, name: str | None = None, min_s
     scaling): a 12 MP phone photo wanted at 224 px decodes ~30x fewer pixels. Other formats
     are box-reduced by the largest whole factor that keeps their shorter side >= 2 * min_side
     (Pillow's thumbnail() does the same with reducing_gap=2), so a 50 MP PNG costs no more
-    than a phone photo further down the line.
+    than a phone photo further down the line. The file's own size, before either, is kept in
+    the result's `info["source_size"]`.
     """
     name = name or Path(path).name
     try:
@@ -75,7 +76,9 @@ def open_image(path: str | Path, max_pixels: int, name: str | None = None, min_s
                     img = ImageOps.exif_transpose(img)
                 rgb = img if img.mode == "RGB" else img.convert("RGB")
             factor = min(rgb.size) // (2 * min_side) if min_side and not jpeg else 0
-            return rgb.reduce(factor) if factor >= 2 else rgb
+            rgb = rgb.reduce(factor) if factor >= 2 else rgb
+            rgb.info["source_size"] = (width, height)
+            return rgb
     except BadImageError:
         raise
     except FileNotFoundError:

@@ -159,6 +159,11 @@ def test_thumbnails_outlive_their_sources_and_never_touch_them(session_manager, 
     gallery = Gallery(clip, GalleryStore(tmp_path / "g", clip.embed_dim), None, 10**8)
     gallery.add_files([ImageFile(str(p), p.name) for p in (small, large)])
     thumbs = {item.name: Path(item.thumb) for item in gallery.store.items()}
+    # The file's own size, though the 900x700 JPEG was decoded at half scale for the model.
+    assert {item.name: (item.width, item.height) for item in gallery.store.items()} == {
+        "photo0.jpg": (80, 60),
+        "photo1.jpg": (900, 700),
+    }
     original = small.read_bytes()
     assert thumbs["photo0.jpg"].read_bytes() == original  # a small JPEG is its own thumbnail
     with Image.open(thumbs["photo1.jpg"]) as thumb:

@@ -249,7 +249,7 @@ def _save_thumbnail(image: Image.Image, path: Path, source: str) -> tuple[int, i
     A JPEG up to OWN_THUMB_MAX is its own thumbnail: no re-encode, no quality loss, and
     hard-linked rather than copied where it can be (a link is 4x faster than a copy).
     """
-    size = _header_size(source) or image.size
+    size = image.info.get("source_size") or _header_size(source) or image.size
     if Path(source).suffix.lower() in (".jpg", ".jpeg") and max(size) <= OWN_THUMB_MAX:
         _link_or_copy(source, path)
     elif not path.is_file():
