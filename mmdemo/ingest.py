@@ -65,17 +65,19 @@ def embed_files(
     path_of: Callable[[T], ImageFile],
     workers: int | None = None,
     on_decoded: Callable[[T, Any], None] | None = None,
+    overlap: bool | None = None,
 ) -> Iterator[EmbeddedBatch[T]]:
     """Yield embedded batches of `files` in order; unreadable files are skipped with their reason.
 
     `path_of` maps an item to its file, so callers can carry their own records through;
     `on_decoded(item, image)` runs in the decoder thread (e.g. to write a thumbnail). Files are
-    decoded a turn at a time and encoded in model batches; see the module docstring.
+    decoded a turn at a time and encoded in model batches; see the module docstring. `overlap`
+    (decode ahead while the model runs) defaults to whether the model is off the CPU.
     """
     if not files:
         return
     size = clip.batch_size
-    overlap = clip.placement.device != "cpu"
+    overlap = clip.placement.device != "cpu" if overlap is None else overlap
     turn = size if overlap else size * CPU_BATCHES_PER_TURN
     turns = (len(files) + turn - 1) // turn
     ahead = 2 if overlap else 1  # turns submitted before the model takes one

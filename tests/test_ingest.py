@@ -43,11 +43,12 @@ def test_pixels_match_open_clips_own_preprocess(session_manager):
     assert torch.equal(arrays, pixels)
 
 
-@pytest.mark.parametrize("batches_per_turn", [1, 8])
+@pytest.mark.parametrize(("batches_per_turn", "overlap"), [(1, False), (8, False), (8, True)])
 def test_embed_files_keeps_order_across_chunks_and_skips_bad_files(
-    session_manager, tmp_path, monkeypatch, batches_per_turn
+    session_manager, tmp_path, monkeypatch, batches_per_turn, overlap
 ):
-    monkeypatch.setattr(ingest, "CPU_BATCHES_PER_TURN", batches_per_turn)  # several turns, or one
+    # Several turns or one on a CPU; or a batch a turn decoded ahead, as on a GPU.
+    monkeypatch.setattr(ingest, "CPU_BATCHES_PER_TURN", batches_per_turn)
     clip = session_manager.get("clip")
     rng = np.random.default_rng(0)
     files = []
@@ -58,7 +59,7 @@ def test_embed_files_keeps_order_across_chunks_and_skips_bad_files(
         else:
             Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(path)
         files.append(ImageFile(str(path), path.name))
-    batches = list(embed_files(clip, files, 10**8, path_of=lambda f: f, workers=3))
+    batches = list(embed_files(clip, files, 10**8, path_of=lambda f: f, workers=3, overlap=overlap))
     names = [f.name for b in batches for f in b.items]
     assert names == [f.name for i, f in enumerate(files) if i not in (3, clip.batch_size + 1)]
     assert [s.name for b in batches for s in b.skipped] == ["003.jpg", f"{clip.batch_size + 1:03d}.jpg"]
