@@ -21,7 +21,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -100,12 +100,8 @@ def embed_files(
     with ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="mmdemo-decode") as pool:
         pending = deque(submit(pool, index) for index in range(min(ahead, turns)))
         for index in range(turns):
-            futures = pending.popleft()
-            # The whole turn before the model runs; one wake-up for it, not one per file (each
-            # would take the GIL from the decoders).
-            wait(futures)
             decoded: list[np.ndarray | Skipped] = []
-            for future in futures:
+            for future in pending.popleft():  # the whole turn, before the model runs
                 try:
                     decoded.append(future.result())
                 except BadImageError as exc:

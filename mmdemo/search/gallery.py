@@ -270,21 +270,18 @@ def _link_or_copy(source: str, path: Path) -> None:
     across filesystems, or where the kernel refuses links to files we do not own
     (fs.protected_hardlinks).
     """
-    for attempt in range(2):
-        try:
-            os.link(source, path)
-            return
-        except FileExistsError:  # already there (same bytes, content-addressed)
-            return
-        except FileNotFoundError:  # the first file in this folder: make it, try again
-            if attempt or not Path(source).exists():
-                raise
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            break
-    if path.is_file():
+    try:
+        os.link(source, path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # already there (same bytes: thumbnails are content-addressed)
+        return
+    except FileNotFoundError:
+        if path.parent.is_dir():
+            raise  # the source is gone
+        path.parent.mkdir(parents=True, exist_ok=True)  # the first thumbnail in this folder
+        return _link_or_copy(source, path)
+    except OSError:  # another filesystem, or links refused
+        pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     shutil.copyfile(source, tmp)
     os.replace(tmp, path)
