@@ -3,16 +3,17 @@
 Decoders open files and hand over uint8 pixels at about the model's scale (JPEG draft mode,
 whole-factor reduction for other formats: memory and time stay bounded). Resizing to the
 model's input then runs on the compute thread in torch's vectorised uint8 kernels (3-4x faster
-here than Pillow's resampling).
+here than Pillow's resampling), a model batch at a time, as soon as that batch is decoded.
 
 On a GPU the decoders run one model batch ahead, so a batch is always ready while the GPU works.
 On a CPU they take turns with the model instead: its forward already keeps every core busy, and
 a decoder thread running beside it (holding the GIL, preempting an OpenMP worker that the rest
 of its team waits for at the next barrier) slowed the forward by far more than the decode it
 hid: on 2 cores a busy decoder thread cut ViT-B-32's forward from 150 to 20 img/s. So on a CPU,
-decoders also wait while any model job runs (another user's chat, say). Pillow and numpy
-release the GIL in the heavy parts, so plain threads decode in parallel well (no process pool,
-no pickling of images).
+decoders also wait while any model job runs (another user's chat, say), but not while a batch
+is resized: that job uses one core (compute.submit_light). Pillow and numpy release the GIL in
+the heavy parts, so plain threads decode in parallel well enough (a process pool cost more in
+start-up and pickling than it gained), each taking a few files per task.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ T = TypeVar("T")
 # Model batches per turn on a CPU: a turn's fixed costs (waking the decoders, the model's OpenMP
 # workers spinning down, the last file of a turn leaving a core idle) are shared by more images.
 CPU_BATCHES_PER_TURN = 8
+DECODE_CHUNK = 8  # files per decoder task
 
 
 @dataclass(frozen=True)
@@ -85,36 +87,46 @@ def embed_files(
     # itself a model job: its decoders would wait for it forever).
     take_turns = not overlap and not compute.on_compute_thread()
 
-    def load(item: T) -> np.ndarray:
+    def load(item: T) -> np.ndarray | Skipped:
         if take_turns:
             compute.wait_idle()
         file = path_of(item)
-        image = open_image(file.path, max_pixels, file.name, min_side=clip.input_size)
+        try:
+            image = open_image(file.path, max_pixels, file.name, min_side=clip.input_size)
+        except BadImageError as exc:
+            return Skipped(exc.name, exc.reason)
         if on_decoded is not None:
             on_decoded(item, image)
         return np.array(image)  # a writable copy: torch borrows it without a warning
 
-    def submit(pool: ThreadPoolExecutor, index: int) -> list[Future]:
-        return [pool.submit(load, item) for item in files[index * turn : (index + 1) * turn]]
+    def submit(pool: ThreadPoolExecutor, index: int) -> list[list[Future]]:
+        """A turn's decoding, per model batch: a task per DECODE_CHUNK files (a future a file cost 10%)."""
+        part = files[index * turn : (index + 1) * turn]
+        batches = [part[start : start + size] for start in range(0, len(part), size)]
+        return [[pool.submit(lambda chunk: [load(item) for item in chunk], batch[start : start + DECODE_CHUNK])
+                 for start in range(0, len(batch), DECODE_CHUNK)] for batch in batches]  # fmt: skip
 
     with ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="mmdemo-decode") as pool:
         pending = deque(submit(pool, index) for index in range(min(ahead, turns)))
         for index in range(turns):
-            decoded: list[np.ndarray | Skipped] = []
-            for future in pending.popleft():  # the whole turn, before the model runs
-                try:
-                    decoded.append(future.result())
-                except BadImageError as exc:
-                    decoded.append(Skipped(exc.name, exc.reason))
-            for start in range(0, len(decoded), size):
-                part = decoded[start : start + size]
-                kept = [i for i, d in enumerate(part) if not isinstance(d, Skipped)]
-                pixels = [part[i] for i in kept]
-                vectors = clip.encode_images(pixels) if kept else np.zeros((0, clip.embed_dim), np.float32)
-                if start + size >= len(decoded) and index + ahead < turns:  # the model is done with this turn
+            # The whole turn is decoded before the model runs; each model batch is resized as soon
+            # as its files are decoded (on one core, while the decoders go on with the next).
+            batches = [_preprocess(clip, chunks) for chunks in pending.popleft()]
+            for number, (pixels, kept, skipped) in enumerate(batches):
+                vectors = clip.encode_pixels(pixels.result()) if pixels else np.zeros((0, clip.embed_dim), np.float32)
+                if number == len(batches) - 1 and index + ahead < turns:  # the model is done with this turn
                     pending.append(submit(pool, index + ahead))
-                items = tuple(files[index * turn + start + i] for i in kept)
-                yield EmbeddedBatch(items, vectors, tuple(d for d in part if isinstance(d, Skipped)))
+                items = tuple(files[index * turn + number * size + i] for i in kept)
+                yield EmbeddedBatch(items, vectors, skipped)
+
+
+def _preprocess(clip: Any, chunks: list[Future]) -> tuple[Future | None, list[int], tuple[Skipped, ...]]:
+    """Wait for a model batch's files; queue their resize (a light compute job): (pixels, kept, skipped)."""
+    decoded = [d for chunk in chunks for d in chunk.result()]
+    kept = [i for i, d in enumerate(decoded) if not isinstance(d, Skipped)]
+    skipped = tuple(d for d in decoded if isinstance(d, Skipped))
+    pixels = compute.submit_light(clip.pixels, [decoded[i] for i in kept]) if kept else None
+    return pixels, kept, skipped
 
 
 @dataclass

@@ -127,3 +127,25 @@ def test_an_ingest_run_as_a_model_job_does_not_wait_for_itself(session_manager, 
     files = [ImageFile(str(path), path.name)]
     job = compute.submit(lambda: list(embed_files(clip, files, 10**8, lambda f: f)))
     assert len(job.result(timeout=30)[0].items) == 1
+
+
+def test_light_compute_jobs_let_decoders_run_but_model_jobs_do_not():
+    """Resizing (a light job, one core) runs beside decoders; a forward queued behind it holds them."""
+    release, started = threading.Event(), threading.Event()
+    light = compute.submit_light(lambda: (started.set(), release.wait(10)))
+    assert started.wait(5)
+    assert compute.wait_idle(timeout=0.2) and not compute.busy()
+    heavy = compute.submit(lambda: "forward")
+    assert not compute.wait_idle(timeout=0.2)
+    release.set()
+    assert light.result(5) == (None, True) and heavy.result(5) == "forward" and compute.wait_idle(5)
+
+
+def test_a_light_job_from_the_compute_thread_runs_at_once_and_keeps_its_error():
+    def nested() -> tuple[int, Exception | None]:
+        done = compute.submit_light(lambda: 7)
+        failed = compute.submit_light(lambda: 1 / 0)
+        return done.result(), failed.exception()
+
+    value, error = compute.run(nested)
+    assert value == 7 and isinstance(error, ZeroDivisionError)

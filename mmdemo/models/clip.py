@@ -94,15 +94,18 @@ class ClipModel:
             as_pil = [Image.fromarray(im) if isinstance(im, np.ndarray) else im.convert("RGB") for im in images]
             return torch.stack([self.preprocess(im) for im in as_pil]).to(torch.float32)
         # Stored (N, H, W, 3) like the images themselves (the kernels keep that layout, so each
-        # copy into the batch is a plain one), handed out as an (N, 3, H, W) view.
-        batch = torch.empty((len(images), *self.image_size, 3), dtype=torch.uint8)  # not the default dtype
+        # copy into the batch is a plain one), handed out as an (N, 3, H, W) view. The copies go
+        # through numpy: torch's copy_ wakes its OpenMP team, whose spinning workers then take
+        # the cores that decoder threads run on beside this job (ingest.py); the resize kernels
+        # themselves run on one thread.
+        batch = np.empty((len(images), *self.image_size, 3), dtype=np.uint8)
         for image, slot in zip(images, batch, strict=True):
             array = image if isinstance(image, np.ndarray) else np.array(image.convert("RGB"))
             chw = torch.from_numpy(array).permute(2, 0, 1)
             for step in steps:
                 chw = step(chw)
-            slot.copy_(chw.permute(1, 2, 0))
-        return batch.permute(0, 3, 1, 2)
+            np.copyto(slot, chw.permute(1, 2, 0).numpy())
+        return torch.from_numpy(batch).permute(0, 3, 1, 2)
 
     def encode_pixels(self, pixels: Any) -> np.ndarray:
         """Embed a batch from `pixels` (or an already normalised float (N, 3, H, W) batch)."""

@@ -75,14 +75,30 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return submit(fn, *args, **kwargs).result()
 
 
+def submit_light(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+    """Queue a short single-threaded job (resizing a batch of images) that helpers may run beside.
+
+    Unlike submit(), it leaves wait_idle() open: it uses one core, so decoders can use the
+    others meanwhile. From the compute thread itself, runs `fn` now and returns its Future done.
+    """
+    if on_compute_thread():
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - raised where the caller reads it, as from the thread
+            future.set_exception(exc)
+        return future
+    return _executor.submit(fn, *args, **kwargs)
+
+
 def busy() -> bool:
-    """True while a job runs or waits on the compute thread."""
+    """True while a job (other than a light one) runs or waits on the compute thread."""
     with _lock:
         return _pending > 0
 
 
 def wait_idle(timeout: float | None = None) -> bool:
-    """Block until no job runs or waits on the compute thread; False if `timeout` passed first.
+    """Block until no job (light ones aside) runs or waits on the compute thread; False on timeout.
 
     CPU work that would compete with a model for the cores (decoding images for the model on a
     CPU) calls this first, so it runs between model jobs rather than beside them.
