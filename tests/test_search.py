@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from PIL import Image
 from mmdemo.errors import UserFacingError
 from mmdemo.ingest import ImageFile
 from mmdemo.search.evaluate import retrieval_metrics
-from mmdemo.search.gallery import Gallery
+from mmdemo.search.gallery import Gallery, _link_or_copy
 from mmdemo.search.index import VectorIndex, recall_at_k
 from mmdemo.search.store import GalleryStore
 from mmdemo.search.uploads import expand_uploads
@@ -175,6 +176,32 @@ def test_thumbnails_outlive_their_sources_and_never_touch_them(session_manager, 
     assert thumbs["photo0.jpg"].read_bytes() == original
     thumbs["photo0.jpg"].unlink()
     assert small.read_bytes() == b"a new file under the old name"
+
+
+def test_thumbnail_links_into_a_new_folder_from_many_threads_at_once(tmp_path):
+    """Decoder threads meet at the first thumbnail of a folder: none may take it for a lost source."""
+    sources = [tmp_path / f"s{i}.jpg" for i in range(8)]
+    for i, source in enumerate(sources):
+        source.write_bytes(bytes([i]) * 10)
+    for trial in range(20):
+        start, errors = threading.Barrier(len(sources)), []
+
+        def link(i: int, trial: int = trial, start: threading.Barrier = start, errors: list = errors) -> None:
+            start.wait()
+            try:
+                _link_or_copy(str(sources[i]), tmp_path / f"thumbs{trial}" / "ab" / f"{i}.jpg")
+            except OSError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=link, args=(i,)) for i in range(len(sources))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert [(tmp_path / f"thumbs{trial}" / "ab" / f"{i}.jpg").read_bytes() for i in range(8)] == [
+            s.read_bytes() for s in sources
+        ]
 
 
 @needs_shared

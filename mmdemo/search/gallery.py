@@ -270,16 +270,16 @@ def _link_or_copy(source: str, path: Path) -> None:
     across filesystems, or where the kernel refuses links to files we do not own
     (fs.protected_hardlinks).
     """
+    # The folder first, every time: a thread that found it missing, and made it, must not race
+    # another thread into reading "missing" as "the source is gone".
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, path)
         return
     except FileExistsError:  # already there (same bytes: thumbnails are content-addressed)
         return
     except FileNotFoundError:
-        if path.parent.is_dir():
-            raise  # the source is gone
-        path.parent.mkdir(parents=True, exist_ok=True)  # the first thumbnail in this folder
-        return _link_or_copy(source, path)
+        raise  # the source is gone
     except OSError:  # another filesystem, or links refused
         pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
