@@ -96,7 +96,10 @@ def embed_files(
         except BadImageError as exc:
             return Skipped(exc.name, exc.reason)
         if on_decoded is not None:
-            on_decoded(item, image)
+            try:
+                on_decoded(item, image)
+            except OSError as exc:  # e.g. its thumbnail: the disk is full, or the file just went
+                return Skipped(file.name, f"cannot be stored ({exc.strerror or exc})")
         return np.array(image)  # a writable copy: torch borrows it without a warning
 
     def submit(pool: ThreadPoolExecutor, index: int) -> list[list[Future]]:

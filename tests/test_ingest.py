@@ -59,10 +59,17 @@ def test_embed_files_keeps_order_across_chunks_and_skips_bad_files(
         else:
             Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(path)
         files.append(ImageFile(str(path), path.name))
-    batches = list(embed_files(clip, files, 10**8, path_of=lambda f: f, workers=3, overlap=overlap))
+
+    def store(item: ImageFile, image: Image.Image) -> None:
+        if item.name == "007.jpg":  # its thumbnail cannot be written
+            raise OSError(28, "No space left on device")
+
+    batches = list(embed_files(clip, files, 10**8, lambda f: f, workers=3, on_decoded=store, overlap=overlap))
     names = [f.name for b in batches for f in b.items]
-    assert names == [f.name for i, f in enumerate(files) if i not in (3, clip.batch_size + 1)]
-    assert [s.name for b in batches for s in b.skipped] == ["003.jpg", f"{clip.batch_size + 1:03d}.jpg"]
+    assert names == [f.name for i, f in enumerate(files) if i not in (3, 7, clip.batch_size + 1)]
+    skipped = [(s.name, s.reason) for b in batches for s in b.skipped]
+    assert [name for name, _ in skipped] == ["003.jpg", "007.jpg", f"{clip.batch_size + 1:03d}.jpg"]
+    assert skipped[1][1] == "cannot be stored (No space left on device)"
     by_name = dict(zip(names, np.concatenate([b.vectors for b in batches]), strict=True))
     picked = [files[i] for i in (0, 40, 2 * clip.batch_size + 4)]
     direct = clip.encode_images([open_image(f.path, 10**8) for f in picked])
