@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--textbook", type=int, default=200, help="images for the slow textbook loop")
     parser.add_argument("--phone", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of (b) and (c)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of (b) and (c)")
     args = parser.parse_args()
 
     import torch
