@@ -108,7 +108,7 @@ def embed_files(
     def submit(pool: ThreadPoolExecutor, index: int) -> list[list[Future]]:
         """Turn `index` queued for decoding: per model batch, a task per DECODE_CHUNK files."""
         part = files[index * turn : (index + 1) * turn]
-        return [[pool.submit(decode, chunk) for chunk in _chunks(batch, DECODE_CHUNK)] for batch in _chunks(part, size)]
+        return [[pool.submit(decode, chunk) for chunk in chunks(batch, DECODE_CHUNK)] for batch in chunks(part, size)]
 
     with ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="mmdemo-decode") as pool:
         pending = deque(submit(pool, index) for index in range(min(ahead, turns)))
@@ -124,7 +124,8 @@ def embed_files(
                 yield EmbeddedBatch(items, vectors, skipped)
 
 
-def _chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
+def chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
+    """`items` in consecutive slices of n (the last may be shorter)."""
     return [items[start : start + n] for start in range(0, len(items), n)]
 
 
