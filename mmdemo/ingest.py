@@ -115,7 +115,7 @@ def embed_files(
         for index in range(turns):
             # The whole turn is decoded before the model runs; each model batch is resized as soon
             # as its files are decoded (on one core, while the decoders go on with the next).
-            batches = [_preprocess(clip, chunks) for chunks in pending.popleft()]
+            batches = [_preprocess(clip, tasks) for tasks in pending.popleft()]
             for number, (pixels, kept, skipped) in enumerate(batches):
                 vectors = clip.encode_pixels(pixels.result()) if pixels else np.zeros((0, clip.embed_dim), np.float32)
                 if number == len(batches) - 1 and index + ahead < turns:  # the model is done with this turn
@@ -129,9 +129,9 @@ def chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
     return [items[start : start + n] for start in range(0, len(items), n)]
 
 
-def _preprocess(clip: Any, chunks: list[Future]) -> tuple[Future | None, list[int], tuple[Skipped, ...]]:
-    """Wait for a model batch's files; queue their resize (a light compute job): (pixels, kept, skipped)."""
-    decoded = [d for chunk in chunks for d in chunk.result()]
+def _preprocess(clip: Any, tasks: list[Future]) -> tuple[Future | None, list[int], tuple[Skipped, ...]]:
+    """Wait for a model batch's decoder tasks; queue its resize (a light compute job): (pixels, kept, skipped)."""
+    decoded = [d for task in tasks for d in task.result()]
     kept = [i for i, d in enumerate(decoded) if not isinstance(d, Skipped)]
     skipped = tuple(d for d in decoded if isinstance(d, Skipped))
     pixels = compute.submit_light(clip.pixels, [decoded[i] for i in kept]) if kept else None
