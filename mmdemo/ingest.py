@@ -1,9 +1,10 @@
 """Image files -> CLIP vectors: decoder threads decode, the compute thread preprocesses and encodes.
 
-Decoders open files and hand over uint8 pixels at about the model's scale (JPEG draft mode,
-whole-factor reduction for other formats: memory and time stay bounded). Resizing to the
-model's input then runs on the compute thread in torch's vectorised uint8 kernels (3-4x faster
-here than Pillow's resampling), a model batch at a time, as soon as that batch is decoded.
+Decoders open files and hand over uint8 pixels at about the model's scale (images.decode_pixels:
+plain JPEGs straight from libjpeg-turbo, JPEG draft mode and whole-factor reduction for the
+rest: memory and time stay bounded). Resizing to the model's input then runs on the compute
+thread in torch's vectorised uint8 kernels (3-4x faster here than Pillow's resampling), a model
+batch at a time, as soon as that batch is decoded.
 
 On a GPU the decoders run one model batch ahead, so a batch is always ready while the GPU works.
 On a CPU they take turns with the model instead: its forward already keeps every core busy, and
@@ -11,9 +12,14 @@ a decoder thread running beside it (holding the GIL, preempting an OpenMP worker
 of its team waits for at the next barrier) slowed the forward by far more than the decode it
 hid: on 2 cores a busy decoder thread cut ViT-B-32's forward from 150 to 20 img/s. So on a CPU,
 decoders also wait while any model job runs (another user's chat, say), but not while a batch
-is resized: that job uses one core (compute.submit_light). Pillow and numpy release the GIL in
-the heavy parts, so plain threads decode in parallel well enough (a process pool cost more in
-start-up and pickling than it gained), each taking a few files per task.
+is resized: that job uses one core (compute.submit_light). Pillow, libjpeg and numpy release
+the GIL in the heavy parts, so plain threads decode in parallel well enough (a process pool
+cost more in start-up and pickling than it gained), each taking a few files per task.
+
+Not done, on purpose: decoders at idle priority (SCHED_IDLE) beside the forward. They did pick
+up ~20% of the decoding for free on an idle machine, but a thread that starves while holding
+the GIL stalls the whole process: with two busy processes beside it, ingest took 1.8x longer
+and the server froze for up to 1.1 s at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from mmdemo.images import BadImageError, Skipped, open_image
+from mmdemo.images import BadImageError, Decoded, Skipped, decode_pixels
 from mmdemo.models import compute
 
 T = TypeVar("T")
@@ -66,13 +72,13 @@ def embed_files(
     max_pixels: int,
     path_of: Callable[[T], ImageFile],
     workers: int | None = None,
-    on_decoded: Callable[[T, Any], None] | None = None,
+    on_decoded: Callable[[T, Decoded], None] | None = None,
     overlap: bool | None = None,
 ) -> Iterator[EmbeddedBatch[T]]:
     """Yield embedded batches of `files` in order; unreadable files are skipped with their reason.
 
     `path_of` maps an item to its file, so callers can carry their own records through;
-    `on_decoded(item, image)` runs in the decoder thread (e.g. to write a thumbnail). Files are
+    `on_decoded(item, decoded)` runs in the decoder thread (e.g. to write a thumbnail). Files are
     decoded a turn at a time and encoded in model batches; see the module docstring. `overlap`
     (decode ahead while the model runs) defaults to whether the model is off the CPU.
     """
@@ -92,15 +98,15 @@ def embed_files(
             compute.wait_idle()
         file = path_of(item)
         try:
-            image = open_image(file.path, max_pixels, file.name, min_side=clip.input_size)
+            decoded = decode_pixels(file.path, max_pixels, file.name, min_side=clip.input_size)
         except BadImageError as exc:
             return Skipped(exc.name, exc.reason)
         if on_decoded is not None:
             try:
-                on_decoded(item, image)
+                on_decoded(item, decoded)
             except OSError as exc:  # e.g. its thumbnail: the disk is full, or the file just went
                 return Skipped(file.name, f"cannot be stored ({exc.strerror or exc})")
-        return np.array(image)  # a writable copy: torch borrows it without a warning
+        return decoded.pixels
 
     def decode(chunk: Sequence[T]) -> list[np.ndarray | Skipped]:
         return [load(item) for item in chunk]

@@ -8,7 +8,8 @@ small op then pays a futex wake-up). Gradio runs handlers on a pool of threads, 
 the app would be in that mode after a few requests. Funnelling model work through one thread
 keeps one OpenMP team; on a GPU it is also the "one model queue" a shared accelerator needs.
 
-Helper threads (image decoders) do their pixel work in numpy, not torch, for the same reason.
+Helper threads (image decoders) do their pixel work in numpy, or in torch ops that run on one
+thread with no OpenMP team of their own (torchvision's JPEG decoder), for the same reason.
 """
 
 from __future__ import annotations

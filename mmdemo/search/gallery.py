@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from mmdemo.errors import UserFacingError
-from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Skipped, open_image
+from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decode_pixels, open_image
 from mmdemo.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.models import compute
 from mmdemo.search.store import GalleryStore, Hit
@@ -129,8 +129,8 @@ class Gallery:
         count.advance(len(drawn))
         sizes: dict[str, tuple[int, int]] = {}
 
-        def on_decoded(item: _Pending, image: Image.Image) -> None:
-            sizes[item.hash] = _save_thumbnail(image, self.store.thumb_path(item.hash), item.file.path)
+        def on_decoded(item: _Pending, decoded: Decoded) -> None:
+            sizes[item.hash] = _save_thumbnail(decoded, self.store.thumb_path(item.hash), item.file.path)
 
         reused = {p.hash for p in pending if p.hash in cached}
         to_embed = [p for p in pending if p.hash not in reused]
@@ -165,7 +165,7 @@ class Gallery:
         if path.is_file():
             return None
         try:
-            _save_thumbnail(open_image(p.file.path, self.max_pixels, p.file.name), path, p.file.path)
+            _save_thumbnail(decode_pixels(p.file.path, self.max_pixels, p.file.name), path, p.file.path)
         except BadImageError as exc:
             return Skipped(exc.name, exc.reason)
         return None
@@ -244,19 +244,19 @@ def _header_size(path: str) -> tuple[int, int] | None:
         return None
 
 
-def _save_thumbnail(image: Image.Image, path: Path, source: str) -> tuple[int, int]:
+def _save_thumbnail(decoded: Decoded, path: Path, source: str) -> tuple[int, int]:
     """Write a JPEG thumbnail atomically (sessions may add the same bytes at once); original size.
 
     A JPEG up to OWN_THUMB_MAX is its own thumbnail: no re-encode, no quality loss, and
     hard-linked rather than copied where it can be (a link is 4x faster than a copy).
     """
-    size = image.info.get("source_size") or _header_size(source) or image.size
+    size = decoded.source_size
     if Path(source).suffix.lower() in (".jpg", ".jpeg") and max(size) <= OWN_THUMB_MAX:
         _link_or_copy(source, path)
     elif not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        thumb = image.copy()
+        thumb = decoded.image()
         thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
         thumb.save(tmp, "JPEG", quality=85)
         os.replace(tmp, path)
