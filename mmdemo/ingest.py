@@ -16,10 +16,10 @@ is resized: that job uses one core (compute.submit_light). Pillow, libjpeg and n
 the GIL in the heavy parts, so plain threads decode in parallel well enough (a process pool
 cost more in start-up and pickling than it gained), each taking a few files per task.
 
-Not done, on purpose: decoders at idle priority (SCHED_IDLE) beside the forward. They did pick
-up ~20% of the decoding for free on an idle machine, but a thread that starves while holding
-the GIL stalls the whole process: with two busy processes beside it, ingest took 1.8x longer
-and the server froze for up to 1.1 s at a time.
+Not done, on purpose: decoders at idle priority (SCHED_IDLE) beside the forward. On an idle
+machine they did about a quarter of the decoding for free, but a thread that starves while
+holding the GIL stalls the whole process: with two busy processes beside it, ingest took 1.8x
+longer and the server froze for up to 1.1 s at a time.
 """
 
 from __future__ import annotations
