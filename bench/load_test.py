@@ -101,8 +101,10 @@ def run_clients(url: str, clients: int, seconds: float, photos: Path, request_ti
         rng = random.Random(number)
         images = sample_images(photos, number)
         client = Client(url, verbose=False)
+        endpoint, outcome = ENDPOINTS[0], "ok"
         while time.time() < stop_at:
-            endpoint = rng.choice(ENDPOINTS)
+            # Told the queue is full, a person tries the same thing again; otherwise, something else.
+            endpoint = endpoint if outcome == "queue_full" else rng.choice(ENDPOINTS)
             started = time.perf_counter()
             outcome = "ok"
             try:
