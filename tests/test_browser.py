@@ -66,9 +66,20 @@ def test_chat_stop_regenerate_and_undo(page, served_app):
     stopped = bot.nth(before).inner_text()
     page.wait_for_timeout(1500)
     assert bot.nth(before).inner_text() == stopped  # nothing arrives after Stop
+    # Regenerate first takes the old answer away: wait for that, or the old text would pass for the
+    # new one and Undo could reach the server before Regenerate does (seen on a loaded machine).
+    page.evaluate(
+        f"""() => {{
+            window.answerGone = false;
+            new MutationObserver(() => {{
+                if (document.querySelectorAll('[data-testid=bot]').length <= {before}) window.answerGone = true;
+            }}).observe(document.body, {{childList: true, subtree: true}});
+        }}"""
+    )
     page.get_by_role("button", name="Regenerate").click()
     page.wait_for_function(
-        f"() => document.querySelectorAll('[data-testid=bot]')[{before}]?.innerText.trim().length > 0",
+        f"() => window.answerGone"
+        f" && document.querySelectorAll('[data-testid=bot]')[{before}]?.innerText.trim().length > 0",
         timeout=60_000,
     )
     page.wait_for_timeout(500)
