@@ -83,7 +83,7 @@ def decode_pixels(path: str | Path, max_pixels: int, name: str | None = None, mi
     """open_image's pixels as a uint8 array, which is what a model batch is built from.
 
     A plain JPEG with nothing to reduce or rotate (the usual gallery photo) goes straight from
-    libjpeg-turbo into an array through torchvision: the same pixels as Pillow's, in ~60% of
+    libjpeg-turbo into an array through torchvision: the same pixels as Pillow's, in two thirds of
     the time on 2 threads (no Pillow image to build and convert). Every other file, and a JPEG
     that libjpeg rejects, goes through open_image, whose errors name the file and the problem.
     """
