@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
     os.environ["GRADIO_ANALYTICS_ENABLED"] = str(settings.analytics)  # read when gradio is imported
+    # Read when torch loads OpenMP. Passive: an idle OpenMP worker sleeps at once instead of
+    # spinning on a core. A chat's decode steps are many small ops, and the spinning worker held a
+    # core the web server and other visitors' requests needed: on 2 cores a search during a chat
+    # answer took 1.58x its idle time with spinning workers, 1.41x without, at the same decode rate
+    # (bench/bench_fairness.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Uploads land under the data dir too (in random, salted-hash folders): one place to mount,
     # and nothing this app writes ends up elsewhere.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))

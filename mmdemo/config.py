@@ -142,17 +142,31 @@ class Settings:
             "user:password per line. '' = no login."
         ),
     )
+    admins: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Logged-in users (names from --auth) who may load and unload models, comma-separated. "
+            "Besides them, only requests from this machine to an app bound to loopback may."
+        ),
+    )
     root_path: str = field(default="", metadata=_opt("URL prefix when served behind a reverse proxy, e.g. /mmdemo."))
     mcp: bool = field(default=False, metadata=_opt("Also serve the tabs' API as MCP tools (/gradio_api/mcp/)."))
     concurrency_limit: int = field(
         default=0,
         metadata=_opt(
-            "Model-running requests served at once; all share one queue. 0 = auto: 1 on a GPU, 2 on CPU "
-            "(model work is serialised anyway; a second slot overlaps decoding and thumbnails)."
+            "CLIP requests (search, indexing, classification) served at once, in their own queue. "
+            "0 = auto: 2 (model jobs take turns anyway; a second slot overlaps one request's file decoding)."
+        ),
+    )
+    chat_concurrency_limit: int = field(
+        default=0,
+        metadata=_opt(
+            "Chat answers generated at once, in their own queue (waiting visitors see their place). "
+            "0 = auto: 1 in process."
         ),
     )
     max_queue_size: int = field(
-        default=64, metadata=_opt("Requests waiting in the model queue at most; beyond it users are told to retry.")
+        default=64, metadata=_opt("Requests waiting in all queues together at most; beyond it users are told to retry.")
     )
     analytics: bool = field(default=False, metadata=_opt("Let Gradio send its usage analytics."))
     log_level: str = field(default="INFO", metadata=_opt("Python logging level."))

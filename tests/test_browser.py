@@ -151,3 +151,32 @@ def test_closing_the_tab_deletes_its_private_gallery(page, served_app, data_dir,
     while mine.exists() and time.time() < deadline:
         time.sleep(0.5)
     assert not mine.exists(), "the closed session's gallery (index, thumbnails) is deleted"
+
+
+def test_model_management_is_for_admins_only(page, data_dir, tmp_path):
+    """On a public app (bound to 0.0.0.0, with logins) Load/Unload are enabled for an admin only."""
+    from tests.conftest import start_app, stop_app
+
+    env = {"MMDEMO_HOST": "0.0.0.0", "MMDEMO_AUTH": "ann:pw1,bob:pw2", "MMDEMO_ADMINS": "ann", "MMDEMO_PRELOAD": ""}
+    url, proc = start_app(data_dir, tmp_path / "app.log", **env)
+    try:
+        for user, password, allowed in (("bob", "pw2", False), ("ann", "pw1", True)):
+            context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+            visitor = context.new_page()
+            visitor.goto(url)
+            visitor.get_by_label("username").fill(user)
+            visitor.get_by_label("password").fill(password)
+            visitor.get_by_role("button", name="Login").click()
+            visitor.get_by_role("tab", name="System").click()
+            visitor.get_by_text("Profile:").first.wait_for(timeout=30_000)
+            for name in ("load", "unload"):
+                visitor.wait_for_function(
+                    f"() => document.querySelector('#system-{name}')?.disabled === {str(not allowed).lower()}",
+                    timeout=10_000,
+                )
+            assert ("for the operator" in visitor.locator("#system-note").inner_text()) is not allowed
+            visitor.screenshot(path=ARTIFACTS / f"system-{user}.png")
+            context.close()
+    finally:
+        stop_app(proc)
+    assert "Traceback" not in (tmp_path / "app.log").read_text()

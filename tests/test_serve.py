@@ -12,10 +12,21 @@ import pytest
 
 from mmdemo.errors import UserFacingError
 from mmdemo.ui import build_app
-from mmdemo.ui.serve import MODEL_QUEUE, SHARE_WARNING, read_auth, serve, share_warning
+from mmdemo.ui.serve import (
+    ADMIN_QUEUE,
+    CLIP_QUEUE,
+    OPERATOR_ONLY,
+    SHARE_WARNING,
+    VLM_QUEUE,
+    is_operator,
+    read_auth,
+    serve,
+    share_warning,
+)
 from tests.conftest import free_port
 
-MODEL_EVENTS = {"chat", "regenerate", "search", "index_images", "classify", "load_model"}
+QUEUES = {"chat": VLM_QUEUE, "regenerate": VLM_QUEUE, "search": CLIP_QUEUE, "index_images": CLIP_QUEUE,
+          "classify": CLIP_QUEUE, "load_model": ADMIN_QUEUE, "unload_model": ADMIN_QUEUE}  # fmt: skip
 
 
 @pytest.fixture
@@ -51,13 +62,15 @@ def test_sharing_without_a_login_warns(tiny_settings):
     assert share_warning(tiny_settings) is None
 
 
-def test_model_events_share_one_bounded_queue(tiny_settings, launch):
-    app, _ = launch(tiny_settings.replace(concurrency_limit=1, max_queue_size=5))
-    grouped = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in MODEL_EVENTS}
-    assert set(grouped) == MODEL_EVENTS
-    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in grouped.values()} == {(MODEL_QUEUE, 1)}
+def test_each_model_role_has_its_own_queue(tiny_settings, launch):
+    """A search never waits in the chat's line: chats, CLIP requests and model management queue apart."""
+    app, _ = launch(tiny_settings.replace(concurrency_limit=3, max_queue_size=5))
+    grouped = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in QUEUES}
+    assert {name: fn.concurrency_id for name, fn in grouped.items()} == QUEUES
+    limits = {fn.concurrency_id: fn.concurrency_limit for fn in grouped.values()}
+    assert limits == {VLM_QUEUE: 1, CLIP_QUEUE: 3, ADMIN_QUEUE: 1}
     others = [fn for fn in app.fns.values() if fn.api_name in ("system", "stats")]
-    assert others and all(fn.concurrency_id != MODEL_QUEUE for fn in others)
+    assert others and all(fn.concurrency_id not in limits for fn in others)
     assert app._queue.max_size == 5
     assert not app.analytics_enabled
 
@@ -103,14 +116,73 @@ def test_mcp_schema_lists_each_tabs_tools(tiny_settings, launch):
     assert "Zero-shot classify" in tools["classify"]["description"]
 
 
-def test_load_and_unload_are_refused_on_an_unauthenticated_share_link(tiny_settings, launch):
+class _Request:
+    """What is_operator reads of a gr.Request: who logged in, the socket's peer, the headers."""
+
+    def __init__(self, host: str = "127.0.0.1", username: str | None = None, headers: dict | None = None):
+        self.client = type("Client", (), {"host": host})()
+        self.username, self.headers = username, headers or {}
+
+
+def test_only_operators_may_manage_models(tiny_settings):
+    local = tiny_settings  # bound to 127.0.0.1: only this machine can reach it
+    assert is_operator(local, _Request("127.0.0.1")) and is_operator(local.replace(host="::1"), _Request("::1"))
+    assert not is_operator(local, _Request("127.0.0.1", headers={"x-forwarded-for": "203.0.113.9"}))  # a proxy
+    assert not is_operator(local.replace(share=True), _Request("127.0.0.1"))  # the share tunnel arrives locally
+    public = tiny_settings.replace(host="0.0.0.0", auth="ann:pw1,bob:pw2", admins=("ann",))  # Docker, Spaces
+    assert not is_operator(public, _Request("127.0.0.1")) and not is_operator(public, _Request("172.17.0.1"))
+    assert is_operator(public, _Request("198.51.100.7", username="ann"))
+    assert not is_operator(public, _Request("198.51.100.7", username="bob"))
+    assert not is_operator(public, None)
+
+
+def _call(url: str, api: str, data: list) -> str:
+    """A raw Gradio API call (no client-side checks): the SSE text of its result."""
+    request = urllib.request.Request(
+        url + f"gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(url + f"gradio_api/call/{api}/{event}", timeout=60) as response:
+        return response.read().decode()
+
+
+def test_a_visitor_of_a_public_app_cannot_load_or_unload(tiny_settings, launch):
     from gradio_client import Client
 
-    # share=True is what the handlers see; the server itself is plain loopback (no tunnel offline).
-    _, url = launch(tiny_settings.replace(share=True))
+    _, url = launch(tiny_settings.replace(host="0.0.0.0"))  # reached here through loopback, like a proxy
     client = Client(url, verbose=False)
-    with pytest.raises(Exception, match="needs a login on a share link"):
-        client.predict("tiny-clip", api_name="/load_model")
+    for api in ("/load_model", "/unload_model"):
+        with pytest.raises(Exception, match="for the operator"):
+            client.predict("tiny-clip", api_name=api)
+    assert OPERATOR_ONLY.split(":")[0] in _call(url, "unload_model", ["tiny-clip"])
+
+
+def test_an_admin_may_load_and_a_logged_in_visitor_may_not(tiny_settings, launch):
+    from gradio_client import Client
+
+    settings = tiny_settings.replace(host="0.0.0.0", auth="ann:pw1,bob:pw2", admins=("ann",))
+    _, url = launch(settings)
+    table, _ = Client(url, auth=("ann", "pw1"), verbose=False).predict("tiny-clip", api_name="/load_model")
+    assert "tiny-clip" in [row[0] for row in table["data"]]
+    with pytest.raises(Exception, match="for the operator"):
+        Client(url, auth=("bob", "pw2"), verbose=False).predict("tiny-clip", api_name="/unload_model")
+
+
+def test_load_model_takes_only_the_configured_models(tiny_settings, launch, caplog, tmp_path):
+    """Any other id could name a hub repo or a file: refused before it is resolved, in one log line."""
+    _, url = launch(tiny_settings)  # the operator: loopback on a loopback-bound app
+    before = sorted(tiny_settings.data_dir.rglob("*"))
+    caplog.set_level("INFO", logger="mmdemo")
+    for model_id in ("hf-hub:org/x", "ViT-B-32:/etc/passwd", str(tmp_path), "../../etc"):
+        caplog.clear()
+        answer = _call(url, "load_model", [model_id])
+        assert "event: error" in answer and "Only the configured models" in answer
+        assert "tiny-clip" in answer and "Traceback" not in answer
+        refusals = [r for r in caplog.records if r.name.startswith("mmdemo")]
+        assert len(refusals) == 1 and refusals[0].exc_info is None and "not a configured model" in refusals[0].message
+    assert sorted(tiny_settings.data_dir.rglob("*")) == before  # nothing planned, built or downloaded
 
 
 def test_load_and_unload_from_the_system_tab(data_dir, tiny_settings, launch):

@@ -1,42 +1,128 @@
-"""One thread runs the process's model computations.
+"""One thread runs the process's model computations; short jobs run between a long job's steps.
 
-Why: torch's CPU kernels use OpenMP (libgomp), and a second thread entering multi-threaded
-torch ops drops the whole process into a slow mode: measured on 2 cores, a decode loop took
-2.3x longer once any other thread had run a model op, even after that thread went idle
+Why one thread: torch's CPU kernels use OpenMP (libgomp), and a second thread entering
+multi-threaded torch ops drops the whole process into a slow mode: measured on 2 cores, a decode
+loop took 2.3x longer once any other thread had run a model op, even after that thread went idle
 (libgomp stops spinning its workers once it manages more threads than there are CPUs, and every
 small op then pays a futex wake-up). Gradio runs handlers on a pool of threads, so without this
 the app would be in that mode after a few requests. Funnelling model work through one thread
 keeps one OpenMP team; on a GPU it is also the "one model queue" a shared accelerator needs.
 
+Why two kinds of job: a chat answer is one `generate()` call of many seconds, and a search queued
+behind it would wait for all of it. So jobs are *short* (a CLIP forward, a similarity scan: the
+default) or *long* (`long=True`: generation, chat preprocessing, model loads). The thread takes
+short jobs first, and a long job calls `between_steps()` at its safe points (generation does,
+after every token, from a StoppingCriteria), which runs the short jobs queued by then, right
+there, on this same thread: a search issued mid-answer starts within one decode step, and the
+OpenMP team stays one. A long job without such points (a model load) cannot be overtaken.
+
 Helper threads (image decoders) do their pixel work in numpy, or in torch ops that run on one
-thread with no OpenMP team of their own (torchvision's JPEG decoder), for the same reason.
+thread with no OpenMP team of their own (torchvision's JPEG decoder), for the same reason. On a
+CPU they wait while short jobs run or wait (`wait_idle`), not for long ones: a one-image
+classification must not wait for another visitor's whole answer.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 THREAD_NAME = "mmdemo-compute"
+LINGER = 0.005  # seconds a long job waits at a safe point for the next short job of a chain
+DRAIN_BUDGET = 0.05  # seconds of short jobs per safe point at most: a stream of them cannot starve a chat
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-_pending = 0
-_lock = threading.Lock()
-_idle = threading.Event()  # set while no job runs or waits
-_idle.set()
+
+class _Scheduler:
+    """The compute thread and its two queues (short jobs first)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.short: collections.deque[Callable[[], None]] = collections.deque()
+        self.long: collections.deque[Callable[[], None]] = collections.deque()
+        self.pending_short = 0  # short jobs queued or running (light ones aside)
+        self.pending_long = 0
+        self.idle = threading.Event()  # set while no short job runs or waits
+        self.idle.set()
+        self.thread: threading.Thread | None = None
+
+    def put(self, job: Callable[[], None], long: bool, counted: bool) -> None:
+        with self.cond:
+            if long:
+                self.pending_long += 1
+                self.long.append(job)
+            else:
+                if counted:
+                    self.pending_short += 1
+                    self.idle.clear()
+                self.short.append(job)
+            if self.thread is None:  # started on first use: importing this module starts nothing
+                self.thread = threading.Thread(target=self.loop, name=THREAD_NAME, daemon=True)
+                self.thread.start()
+            self.cond.notify()
+
+    def done(self, long: bool, counted: bool) -> None:
+        with self.cond:
+            if long:
+                self.pending_long -= 1
+            elif counted:
+                self.pending_short -= 1
+                if self.pending_short == 0:
+                    self.idle.set()
+
+    def take(self, block: bool) -> Callable[[], None] | None:
+        with self.cond:
+            while block and not self.short and not self.long:
+                self.cond.wait()
+            if self.short:
+                return self.short.popleft()
+            if block:
+                return self.long.popleft()
+            return None
+
+    def loop(self) -> None:
+        while True:
+            job = self.take(block=True)
+            assert job is not None
+            job()
+
+    def drain_short(self) -> int:
+        """Run the short jobs waiting; then, while any ran, wait LINGER for follow-ups. How many ran.
+
+        A request's model work is often a chain (encode, then scan; resize, encode, score), each
+        job queued once the last returns: waiting a moment for the next one costs the long job
+        little and saves the request a whole step per link. After DRAIN_BUDGET the long job goes
+        on, and what is still queued runs at its next safe point.
+        """
+        ran, started = 0, time.monotonic()
+        while time.monotonic() - started < DRAIN_BUDGET or not ran:
+            job = self.take(block=False)
+            if job is not None:
+                job()
+                ran += 1
+                continue
+            left = min(LINGER, started + DRAIN_BUDGET - time.monotonic())
+            with self.cond:  # waiting releases the GIL: the request's own thread runs at once
+                if self.short:
+                    continue
+                if not ran or left <= 0 or not self.cond.wait_for(lambda: bool(self.short), timeout=left):
+                    return ran
+        return ran
+
+
+_scheduler = _Scheduler()
 
 
 def _after_fork_in_child() -> None:
-    # A forked child (ZeroGPU runs GPU calls in one) has no compute thread, but inherits an
-    # executor that believes it has: give the child a fresh one, or its first job waits forever.
-    global _executor, _pending, _lock, _idle
-    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-    _pending, _lock, _idle = 0, threading.Lock(), threading.Event()
-    _idle.set()
+    # A forked child (ZeroGPU runs GPU calls in one) has no compute thread, but inherits a
+    # scheduler that believes it has one: give the child a fresh one, or its first job waits forever.
+    global _scheduler
+    _scheduler = _Scheduler()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -47,33 +133,39 @@ def on_compute_thread() -> bool:
     return threading.current_thread().name.startswith(THREAD_NAME)
 
 
-def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
-    """Queue `fn` on the compute thread. Not from the compute thread (it would wait on itself)."""
-    global _pending
+def _queue(fn: Callable[..., T], args: Any, kwargs: Any, *, long: bool, counted: bool) -> Future[T]:
+    future: Future[T] = Future()
+    scheduler = _scheduler
+
+    def job() -> None:
+        try:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:  # noqa: BLE001 - raised where the caller reads the future
+                    future.set_exception(exc)
+        finally:
+            scheduler.done(long, counted)
+
+    scheduler.put(job, long, counted)
+    return future
+
+
+def submit(fn: Callable[..., T], *args: Any, long: bool = False, **kwargs: Any) -> Future[T]:
+    """Queue `fn` on the compute thread: short by default, `long=True` for generation and loads.
+
+    Not from the compute thread (it would wait on itself).
+    """
     if on_compute_thread():
         raise RuntimeError("submit() from the compute thread would deadlock; call the function directly")
-
-    def job() -> T:
-        global _pending
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            with _lock:
-                _pending -= 1
-                if _pending == 0:
-                    _idle.set()
-
-    with _lock:
-        _pending += 1
-        _idle.clear()
-    return _executor.submit(job)
+    return _queue(fn, args, kwargs, long=long, counted=True)
 
 
-def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def run(fn: Callable[..., T], *args: Any, long: bool = False, **kwargs: Any) -> T:
     """Run `fn` on the compute thread and return its result (directly when already there)."""
     if on_compute_thread():
         return fn(*args, **kwargs)
-    return submit(fn, *args, **kwargs).result()
+    return submit(fn, *args, long=long, **kwargs).result()
 
 
 def submit_light(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
@@ -89,19 +181,28 @@ def submit_light(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         except Exception as exc:  # noqa: BLE001 - raised where the caller reads it, as from the thread
             future.set_exception(exc)
         return future
-    return _executor.submit(fn, *args, **kwargs)
+    return _queue(fn, args, kwargs, long=False, counted=False)
+
+
+def between_steps() -> int:
+    """From a long job's safe point: run the short jobs waiting now; how many ran (0 elsewhere)."""
+    if not on_compute_thread():
+        return 0
+    return _scheduler.drain_short()
 
 
 def busy() -> bool:
-    """True while a job (other than a light one) runs or waits on the compute thread."""
-    with _lock:
-        return _pending > 0
+    """True while a job (other than a light one), short or long, runs or waits on the compute thread."""
+    with _scheduler.cond:
+        return _scheduler.pending_short + _scheduler.pending_long > 0
 
 
 def wait_idle(timeout: float | None = None) -> bool:
-    """Block until no job (light ones aside) runs or waits on the compute thread; False on timeout.
+    """Block until no short job (light ones aside) runs or waits; False on timeout.
 
     CPU work that would compete with a model for the cores (decoding images for the model on a
-    CPU) calls this first, so it runs between model jobs rather than beside them.
+    CPU) calls this first, so it runs between model jobs rather than beside them. Long jobs do
+    not count: a decoder waiting for another visitor's whole chat answer is the head-of-line
+    blocking this module exists to avoid.
     """
-    return _idle.wait(timeout)
+    return _scheduler.idle.wait(timeout)

@@ -119,7 +119,7 @@ class ModelManager:
             start = time.perf_counter()
             try:
                 # On the compute thread: loading runs torch ops (random init, dtype casts) too.
-                model = compute.run(self._loaders[plan.spec.family], plan)
+                model = compute.run(self._loaders[plan.spec.family], plan, long=True)
             except UserFacingError as exc:
                 self.errors[model_id] = str(exc)
                 log.error("%s", exc)  # already a full explanation: no traceback in the log

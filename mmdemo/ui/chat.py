@@ -18,7 +18,7 @@ from mmdemo.errors import UserFacingError
 from mmdemo.models.device import pick_device
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
-from mmdemo.ui.serve import model_queue
+from mmdemo.ui.serve import chat_queue
 from mmdemo.vqa.chat import (
     DEFAULT_QUESTION,
     PATCH_AREA,
@@ -33,6 +33,10 @@ from mmdemo.vqa.media import check_attachments
 from mmdemo.vqa.sessions import ChatSessions
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+# At most this many seconds between two updates of a streaming answer: 10 a second reads as smooth,
+# and each update is work for the server (measured on 2 cores: a search issued mid-answer took
+# 2.8x its idle time with an update per token, bench/bench_fairness.py).
+STREAM_INTERVAL = 0.1
 QUANTIZATION_NOTE = (
     "Quantized weights (`MMDEMO_QUANTIZATION`, CUDA only): 8-bit halves memory but decodes 2-5x slower "
     "than bf16 (bitsandbytes #490); 4-bit nf4 saves the most memory at a smaller slowdown."
@@ -66,7 +70,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
             )
         stop, prefix = sessions.begin(session)
         reply = {"role": "assistant", "content": ""}
-        for partial in stream_reply(vlm, prompt, params, stop, prefix):
+        for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL):
             reply["content"] = partial
             yield [*history, reply]
         yield [*history, reply]
@@ -208,10 +212,10 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         )
     controls = [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px]
 
-    event = box.submit(chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **model_queue(settings))
+    event = box.submit(chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **chat_queue(settings))
     event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
     box.stop(stop, None, None, api_visibility="private")
-    regen = regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **model_queue(settings))
+    regen = regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **chat_queue(settings))
     # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
     undo_btn.click(undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
     clear_btn.click(forget, None, None, api_visibility="private", cancels=[event, regen]).then(

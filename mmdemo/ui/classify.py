@@ -18,7 +18,7 @@ from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors, upload_path
-from mmdemo.ui.serve import model_queue
+from mmdemo.ui.serve import clip_queue
 from mmdemo.vectorcache import VectorCache
 
 NO_PRESET = "(type your own)"
@@ -55,11 +55,16 @@ def build(settings: Settings, manager: ModelManager) -> None:
         templates = templates_for(template_set, template)
         clip = manager.get("clip")
         count = Throughput(len(paths))
-        progress((0, len(paths)), desc="classifying")
+        # A progress bar for batches only: each update is a message the server sends, and one image
+        # is answered before a bar would show.
+        batch = len(paths) > 1
+        if batch:
+            progress((0, len(paths)), desc="classifying")
 
         def advance(n: int) -> None:
             count.advance(n)
-            progress((count.done, count.total), desc=count.describe())
+            if batch:
+                progress((count.done, count.total), desc=count.describe())
 
         result = classify_files(
             clip,
@@ -118,4 +123,4 @@ def build(settings: Settings, manager: ModelManager) -> None:
         gr.Examples([[p] for p in bundled], inputs=[image], label="Pick from the gallery", examples_per_page=12)
     preset.change(fill_preset, preset, labels, api_visibility="private")
     go.click(classify, [image, files, labels, template_set, template, top_k], [scores, info, table, csv_file],
-             api_name="classify", preprocess=False, **model_queue(settings))  # fmt: skip
+             api_name="classify", preprocess=False, **clip_queue(settings))  # fmt: skip

@@ -23,7 +23,7 @@ from mmdemo.search.gallery import Gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.ui.common import friendly_errors, upload_path
-from mmdemo.ui.serve import model_queue
+from mmdemo.ui.serve import clip_queue
 
 
 def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
@@ -145,7 +145,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         report = gr.Markdown(elem_id="search-report")
 
     outputs = [found, table, result_ids]
-    queue = model_queue(settings)
+    queue = clip_queue(settings)
     go.click(
         search, [query, query_image, top_k, min_score, token], outputs, api_name="search", preprocess=False, **queue
     )

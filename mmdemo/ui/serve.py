@@ -1,7 +1,8 @@
-"""How the app is served: the shared model queue, logins, share links, MCP — Settings to `launch()`."""
+"""How the app is served: the queues, logins, share links, MCP — Settings to `launch()`."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ from mmdemo.errors import UserFacingError
 
 log = logging.getLogger("mmdemo")
 
-MODEL_QUEUE = "models"  # the one concurrency group every model-running event joins
+# Gradio concurrency groups. Each has its own limit and its own line (a visitor waiting in one sees
+# their place in it); a search never waits in the chat's line. What they share is the compute
+# thread, where CLIP jobs run between a chat's decode steps (mmdemo.models.compute).
+CLIP_QUEUE = "clip"
+VLM_QUEUE = "vlm"
+ADMIN_QUEUE = "admin"
 SHARE_WARNING = (
     "Sharing without --auth: anyone with the link can use this app, upload files and run the models "
     "on this machine. Add --auth user:password (or MMDEMO_AUTH) to require a login."
@@ -44,18 +50,71 @@ def read_auth(spec: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
+# Headers a reverse proxy adds: a request that carries one came from elsewhere, whatever its socket says.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+OPERATOR_ONLY = (
+    "Loading and unloading models is for the operator: use the app on the machine it runs on, "
+    "or log in as one of MMDEMO_ADMINS."
+)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_operator(settings: Settings, request: Any) -> bool:
+    """May this request load and unload models?
+
+    Yes for a logged-in user named in `admins`, and for a request from this machine to an app that
+    is bound to loopback only (nobody else can reach it). Not through a share link or a reverse
+    proxy: their requests arrive from loopback too, on behalf of anyone.
+    """
+    username = getattr(request, "username", None)
+    if username and username in settings.admins:
+        return True
+    if settings.share or not _is_loopback(settings.host):
+        return False
+    headers = getattr(request, "headers", None) or {}
+    if any(h in headers for h in PROXY_HEADERS):
+        return False
+    client = getattr(request, "client", None)
+    return _is_loopback(getattr(client, "host", None))
+
+
 def concurrency_limit(settings: Settings) -> int:
-    """Model-running requests served at once: the setting, or 1 on a GPU and 2 on CPU."""
-    if settings.concurrency_limit > 0:
-        return settings.concurrency_limit
-    from mmdemo.models.device import pick_device
+    """CLIP requests (search, indexing, classification) served at once: the setting, or 2.
 
-    return 1 if pick_device(settings.device) != "cpu" else 2
+    Their model jobs take turns on the compute thread anyway (between a chat's decode steps too);
+    the second slot lets one request decode its files while another's model job runs.
+    """
+    return settings.concurrency_limit if settings.concurrency_limit > 0 else 2
 
 
-def model_queue(settings: Settings) -> dict[str, Any]:
-    """Event keyword arguments that put a model-running event in the shared queue."""
-    return {"concurrency_id": MODEL_QUEUE, "concurrency_limit": concurrency_limit(settings)}
+def chat_concurrency_limit(settings: Settings) -> int:
+    """Chat answers generated at once: the setting, or 1 (in process, `generate()` runs one at a time)."""
+    return settings.chat_concurrency_limit if settings.chat_concurrency_limit > 0 else 1
+
+
+def clip_queue(settings: Settings) -> dict[str, Any]:
+    """Event arguments for a CLIP-running event (search, indexing, classification)."""
+    return {"concurrency_id": CLIP_QUEUE, "concurrency_limit": concurrency_limit(settings)}
+
+
+def chat_queue(settings: Settings) -> dict[str, Any]:
+    """Event arguments for a chat answer: a queue of its own, so a waiting chat shows its place in line."""
+    return {"concurrency_id": VLM_QUEUE, "concurrency_limit": chat_concurrency_limit(settings)}
+
+
+def admin_queue() -> dict[str, Any]:
+    """Event arguments for loading and unloading: one at a time, and never ahead of a user's request."""
+    return {"concurrency_id": ADMIN_QUEUE, "concurrency_limit": 1}
 
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:
@@ -85,7 +144,7 @@ def serve(app: gr.Blocks, settings: Settings, **extra: Any) -> Any:
     if warning := share_warning(settings):
         log.warning("%s", warning)
         print(f"\n⚠️  {warning}\n", flush=True)
-    # Model events join MODEL_QUEUE with their own limit; the rest (history edits, the System
-    # table) are cheap and must not wait behind a long answer.
+    # Model events join their role's group (above); the rest (history edits, the System table)
+    # are cheap and run at once. max_size counts what waits in all groups together (Gradio's rule).
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=8)
     return app.launch(**{**launch_kwargs(settings), **extra})

@@ -1,7 +1,8 @@
-"""System tab: what the model manager holds, and the machine's memory."""
+"""System tab: what the model manager holds, and the machine's memory; load and unload for the operator."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 from typing import Any
@@ -12,7 +13,9 @@ from mmdemo.config import Settings
 from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
-from mmdemo.ui.serve import model_queue
+from mmdemo.ui.serve import OPERATOR_ONLY, admin_queue, is_operator
+
+log = logging.getLogger("mmdemo.ui")
 
 COLUMNS = ["model", "roles", "device", "dtype", "quantization", "parameters (M)", "memory (MB)",
            "load (s)", "last used", "loads", "pinned"]  # fmt: skip
@@ -43,56 +46,85 @@ def summary(settings: Settings, manager: ModelManager) -> str:
     return "\n\n".join(lines)
 
 
-def may_manage(settings: Settings, request: gr.Request | None) -> bool:
-    """Loading and unloading is for the operator: on a share link, only for a logged-in user."""
-    return not settings.share or bool(getattr(request, "username", None))
+class SystemTab:
+    """The System tab: layout in `render`, one method per event."""
+
+    def __init__(self, settings: Settings, manager: ModelManager) -> None:
+        self.settings = settings
+        self.manager = manager
+
+    def render(self, app: gr.Blocks) -> None:
+        """Lay out the tab and wire its events (inside a `gr.Tab`)."""
+        info = gr.Markdown()
+        table = gr.Dataframe(headers=COLUMNS, label="Resident models", interactive=False, wrap=True)
+        with gr.Row():
+            choices = [(f"{mid} ({role})", mid) for role, mid in self.manager.aliases.items()]
+            model = gr.Dropdown(
+                choices, value=choices[0][1] if choices else None, label="Model", scale=3, elem_id="system-model"
+            )
+            load = gr.Button("Load", size="sm", elem_id="system-load")
+            unload = gr.Button("Unload", size="sm", elem_id="system-unload")
+            refresh = gr.Button("Refresh", size="sm")
+            hidden = gr.JSON(visible=False)
+            gr.Button("stats (API)", visible=False).click(self.stats, None, hidden, api_name="stats")
+        note = gr.Markdown(elem_id="system-note")  # why the buttons are off, for a visitor
+        shown = [table, info]
+        refresh.click(self.refresh, None, shown, api_name="system")
+        # preprocess=False: the id reaches `_checked` as sent, so a refusal is our one-line message
+        # (the dropdown's own check would log a traceback for every probe).
+        load.click(self.load_model, model, shown, api_name="load_model", preprocess=False, **admin_queue())
+        unload.click(self.unload_model, model, shown, api_name="unload_model", preprocess=False, **admin_queue())
+        app.load(self.on_page_load, None, [*shown, note, model, load, unload], api_visibility="private")
+
+    def refresh(self) -> tuple[list[list[Any]], str]:
+        """Resident models (one row each) and a memory summary."""
+        return model_rows(self.manager), summary(self.settings, self.manager)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Resident models with device, dtype, quantization, parameters, bytes, load time."""
+        return [asdict(s) for s in self.manager.stats()]
+
+    @friendly_errors
+    def load_model(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
+        """Load a model (one of the configured roles' ids) and keep it resident; returns the refreshed table.
+
+        Operators only: from the machine the app runs on, or a user named in MMDEMO_ADMINS.
+        """
+        self.manager.get(self._checked("load", model_id, request))
+        gr.Info(f"{model_id} is resident.")
+        return self.refresh()
+
+    @friendly_errors
+    def unload_model(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
+        """Unload a model and free its memory (it loads again on next use); returns the refreshed table.
+
+        Operators only, like /load_model.
+        """
+        unloaded = self.manager.unload(self._checked("unload", model_id, request))
+        gr.Info(f"{model_id} unloaded." if unloaded else f"{model_id} was not loaded.")
+        return self.refresh()
+
+    def on_page_load(self, request: gr.Request) -> tuple[Any, ...]:
+        allowed = is_operator(self.settings, request)
+        note = "" if allowed else f"*{OPERATOR_ONLY}*"
+        return (*self.refresh(), note, *(gr.update(interactive=allowed) for _ in range(3)))
+
+    def _checked(self, action: str, model_id: Any, request: gr.Request) -> str:
+        """`model_id` if this request may manage it; else refused with one log line and a message."""
+        who = getattr(request, "username", None) or getattr(getattr(request, "client", None), "host", "?")
+        if not is_operator(self.settings, request):
+            log.warning("refused %s of %r: %s is not an operator", action, model_id, who)
+            raise gr.Error(OPERATOR_ONLY, print_exception=False)
+        roles = set(self.manager.aliases.values())
+        if not isinstance(model_id, str) or model_id not in roles:
+            # Never resolved, planned or loaded: an arbitrary id could name a hub repo or a file.
+            log.warning("refused %s of %r from %s: not a configured model", action, model_id, who)
+            raise gr.Error(
+                f"Only the configured models can be {action}ed: {', '.join(sorted(roles))}.", print_exception=False
+            )
+        return model_id
 
 
 def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
     """Add the system components and events to the current Blocks."""
-
-    def refresh() -> tuple[list[list[Any]], str]:
-        """Resident models (one row each) and a memory summary."""
-        return model_rows(manager), summary(settings, manager)
-
-    def stats() -> list[dict[str, Any]]:
-        """Resident models with device, dtype, quantization, parameters, bytes, load time."""
-        return [asdict(s) for s in manager.stats()]
-
-    def check_access(request: gr.Request) -> None:
-        if not may_manage(settings, request):
-            raise gr.Error("Loading and unloading models needs a login on a share link (start with --auth).")
-
-    @friendly_errors
-    def load_model(model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
-        """Load a model (a role's model id) and keep it resident; returns the refreshed table."""
-        check_access(request)
-        manager.get(model_id)
-        gr.Info(f"{model_id} is resident.")
-        return refresh()
-
-    @friendly_errors
-    def unload_model(model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
-        """Unload a model and free its memory (it loads again on next use); returns the refreshed table."""
-        check_access(request)
-        gr.Info(f"{model_id} unloaded." if manager.unload(model_id) else f"{model_id} was not loaded.")
-        return refresh()
-
-    def on_load(request: gr.Request) -> tuple[Any, ...]:
-        allowed = may_manage(settings, request)
-        return (*refresh(), *(gr.update(interactive=allowed) for _ in range(3)))
-
-    info = gr.Markdown()
-    table = gr.Dataframe(headers=COLUMNS, label="Resident models", interactive=False, wrap=True)
-    with gr.Row():
-        choices = [(f"{mid} ({role})", mid) for role, mid in manager.aliases.items()]
-        model = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model", scale=3)
-        load = gr.Button("Load", size="sm")
-        unload = gr.Button("Unload", size="sm")
-        button = gr.Button("Refresh", size="sm")
-        hidden = gr.JSON(visible=False)
-        gr.Button("stats (API)", visible=False).click(stats, None, hidden, api_name="stats")
-    button.click(refresh, None, [table, info], api_name="system")
-    load.click(load_model, model, [table, info], api_name="load_model", **model_queue(settings))
-    unload.click(unload_model, model, [table, info], api_name="unload_model")
-    app.load(on_load, None, [table, info, model, load, unload], api_visibility="private")
+    SystemTab(settings, manager).render(app)

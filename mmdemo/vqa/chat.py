@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,7 +137,7 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
     Turns are counted on the tokenized prompt itself (images and videos included), so one
     extra preprocessing pass is needed only when something is dropped.
     """
-    inputs = compute.run(prepare_inputs, vlm, messages)
+    inputs = compute.run(prepare_inputs, vlm, messages, long=True)
     total = int(inputs["input_ids"].shape[1])
     if not max_tokens or total <= max_tokens:
         return Prompt(inputs, total)
@@ -154,7 +155,7 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
             f"This message needs {sizes[-1]} tokens, over the {max_tokens}-token context budget. "
             "Attach fewer or smaller images (lower 'Max pixels per image'), or shorten the text."
         )
-    inputs = compute.run(prepare_inputs, vlm, messages[drop:])
+    inputs = compute.run(prepare_inputs, vlm, messages[drop:], long=True)
     return Prompt(inputs, int(inputs["input_ids"].shape[1]), dropped=drop)
 
 
@@ -173,8 +174,13 @@ def stream_reply(
     params: GenerationParams,
     stop: threading.Event | None = None,
     prefix: PrefixCache | None = None,
+    min_interval: float = 0.0,
 ) -> Iterator[str]:
     """Yield the answer as it grows (the whole text so far, each time a token arrives).
+
+    With `min_interval`, updates come at most that often (the text of the tokens in between
+    joins the next one; the last is always yielded): each update costs the web server work
+    that would otherwise compete with the model and with other visitors' requests.
 
     Generation runs on the compute thread. Setting `stop`, or closing this generator (the browser
     went away), ends `generate()` at the next token, and returns only once it has ended.
@@ -185,7 +191,10 @@ def stream_reply(
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     class _StopOnEvent(StoppingCriteria):
+        # Called on the compute thread after every token: the safe point where other visitors'
+        # short model jobs (a search, a classification) run, instead of waiting for the answer.
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            compute.between_steps()
             return stop.is_set()
 
     stop = stop or threading.Event()
@@ -205,19 +214,26 @@ def stream_reply(
                 **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
                 **params.generate_kwargs(),
             )  # fmt: skip
-            if prefix is not None:
-                prefix.ids = out[0, : prefix.cache.get_seq_length()].tolist()
+            cache = kwargs.get("past_key_values")
+            # The session may have been cleared meanwhile (Clear, or its tab closed: forget() does
+            # not wait for the answer to end); then there is nothing to keep.
+            if prefix is not None and prefix.cache is cache is not None:
+                prefix.ids = out[0, : cache.get_seq_length()].tolist()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             failure.append(exc)
             streamer.end()  # unblock the consumer
 
-    job = compute.submit(work)  # the one thread that runs model work (mmdemo.models.compute)
-    text = ""
+    job = compute.submit(work, long=True)  # the one thread that runs model work (mmdemo.models.compute)
+    text, shown, last = "", "", 0.0
     try:
         for chunk in streamer:
             if stop.is_set():
                 break
             text += chunk
+            if (now := time.monotonic()) - last >= min_interval:
+                shown, last = text, now
+                yield text
+        if text != shown and not stop.is_set():
             yield text
     finally:
         stop.set()
