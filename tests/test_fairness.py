@@ -98,6 +98,7 @@ def test_clearing_a_conversation_while_its_answer_streams_is_not_an_error(sessio
 
 def test_a_search_through_the_app_is_answered_while_another_visitor_streams(served_app):
     from gradio_client import Client
+    from gradio_client.utils import Status
 
     url, log = served_app
     chat = Client(url, verbose=False).submit(
@@ -110,6 +111,13 @@ def test_a_search_through_the_app_is_answered_while_another_visitor_streams(serv
         hits, _ = Client(url, verbose=False, download_files=False).predict("a cat", None, 3, -1, api_name="/search")
         assert len(hits) == 3
         assert not chat.done(), "the search waited for the chat answer to end"
+        # A second chat waits in the chat's own line, and is told its place in it.
+        second = Client(url, verbose=False).submit({"text": "And you?", "files": []}, [], api_name="/chat")
+        deadline = time.time() + 10
+        while (status := second.status()).code != Status.IN_QUEUE and time.time() < deadline:
+            time.sleep(0.02)
+        assert status.code == Status.IN_QUEUE and status.rank == 0 and not chat.done()
+        second.cancel()
     finally:
         chat.cancel()
     assert "Traceback" not in log.read_text()
