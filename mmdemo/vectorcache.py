@@ -103,9 +103,3 @@ class VectorCache:
             self._stacked[(space, keys)] = matrix
             while len(self._stacked) > _STACKED_SETS:
                 self._stacked.popitem(last=False)
-
-    def forget_memory(self) -> None:
-        """Drop the in-memory level (the disk level stays)."""
-        with self._lock:
-            self._memory.clear()
-            self._stacked.clear()

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class AddReport:
     skipped: tuple[Skipped, ...] = ()
     from_cache: int = 0  # vectors reused from the embedding cache: no model time
     seconds: float = 0.0
-    notes: tuple[str, ...] = field(default=())
 
     def summary(self) -> str:
         """A Markdown report: counts, then one line per duplicate and per skipped file."""
@@ -53,7 +52,6 @@ class AddReport:
             f"Indexed **{len(self.added)}** image(s) in {self.seconds:.1f} s ({rate:.1f} img/s); "
             f"{len(self.duplicates)} duplicate(s), {len(self.skipped)} skipped, {self.from_cache} from cache."
         ]
-        lines += [f"- {note}" for note in self.notes]
         lines += [f"- duplicate **{name}**: same bytes as {first}" for name, first in self.duplicates]
         lines += [f"- skipped **{s.name}**: {s.reason}" for s in self.skipped]
         return "\n".join(lines)

@@ -49,8 +49,3 @@ class ChatSessions:
             cache = self._caches.pop(session, None)
         if cache is not None:
             cache.clear()
-
-    def cached(self, session: str) -> PrefixCache | None:
-        """The session's cache, if it holds one (for the System tab and tests)."""
-        with self._lock:
-            return self._caches.get(session)
