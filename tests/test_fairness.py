@@ -127,3 +127,25 @@ def compute_is_streaming(job) -> bool:
     """True once the chat's answer has begun to arrive."""
     outputs = job.outputs()
     return bool(outputs) and outputs[-1][0][-1]["role"] == "assistant"
+
+
+def test_a_stream_of_short_jobs_cannot_starve_a_long_one():
+    """Many visitors searching at once: the chat still gets a step in at least every DRAIN_BUDGET or so."""
+    release, steps = threading.Event(), []
+    long = compute.submit(_long_job_with_safe_points, release, steps, long=True)
+    busy_until = time.monotonic() + 1.0
+
+    def visitor() -> None:
+        while time.monotonic() < busy_until:
+            compute.run(time.sleep, 0.01)  # a 10 ms forward, and the next right after
+
+    visitors = [threading.Thread(target=visitor) for _ in range(4)]
+    for thread in visitors:
+        thread.start()
+    start = len(steps)
+    for thread in visitors:
+        thread.join()
+    release.set()
+    long.result(timeout=5)
+    # Without the budget the long job would wait for all 4 visitors' jobs, ~every one of them.
+    assert len(steps) - start >= 5, f"{len(steps) - start} steps in 1 s of other visitors' jobs"
