@@ -16,41 +16,26 @@ bench_vqa.py unless `--vlm 7b`) on a loopback port and drives it with `gradio_cl
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-from common import REPO, table
+from common import REPO, start_app, table
 
 sys.path.insert(0, str(REPO / "bench"))
 from bench_vqa import build_model
-from load_test import free_port, sample_images
+from load_test import sample_images
 
 
-def start_app(data_dir: Path, vlm: Path, device: str, log: Path) -> tuple[str, subprocess.Popen]:
-    port = free_port()
-    env = {**os.environ, "MMDEMO_PROFILE": "random", "MMDEMO_VLM_MODEL": str(vlm), "MMDEMO_DATA_DIR": str(data_dir),
-           "MMDEMO_PORT": str(port), "MMDEMO_DEVICE": device, "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return url, proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"app.py did not start:\n{log.read_text()[-3000:]}")
+def start_bench_app(data_dir: Path, vlm: Path, device: str, log: Path) -> tuple[str, subprocess.Popen]:
+    """The app with random ViT-B-32 and the VLM in `vlm`; its URL once it answers."""
+    env = {"MMDEMO_PROFILE": "random", "MMDEMO_VLM_MODEL": str(vlm), "MMDEMO_DATA_DIR": str(data_dir),
+           "MMDEMO_DEVICE": device}  # fmt: skip
+    return start_app(env, log)
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -143,7 +128,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         build_model("scaled" if args.vlm == "scaled" else "7b", tmp_path / "vlm")
         image = sample_images(tmp_path / "photos", 0, 1)[0]
-        url, proc = start_app(tmp_path / "data", tmp_path / "vlm", args.device, tmp_path / "app.log")
+        url, proc = start_bench_app(tmp_path / "data", tmp_path / "vlm", args.device, tmp_path / "app.log")
         try:
             probe(url, image, 2, 0)  # warm-up: models resident, library indexed, label vectors cached
             results: dict[str, dict[str, list[float]]] = {"alone": probe(url, image, args.rounds, args.gap)}

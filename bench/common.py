@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,3 +78,31 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(env: dict[str, str], log: Path, wait_s: float = 300) -> tuple[str, subprocess.Popen]:
+    """`python app.py` on a free loopback port with these MMDEMO_* settings; its URL once it answers."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env, "MMDEMO_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return url, proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"app.py did not start:\n{log.read_text()[-3000:]}")

@@ -13,49 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-from common import REPO, table
+from common import start_app, table
 
 ENDPOINTS = ("chat", "index_images", "search", "classify")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(data_dir: Path, max_queue_size: int, log: Path) -> tuple[str, subprocess.Popen]:
+def start_tiny_app(data_dir: Path, max_queue_size: int, log: Path) -> tuple[str, subprocess.Popen]:
     """The tiny app on a free loopback port; its URL once it answers."""
-    port = free_port()
-    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port),
-           "MMDEMO_MAX_QUEUE_SIZE": str(max_queue_size), "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(360):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return url, proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"app.py did not start:\n{log.read_text()[-3000:]}")
+    env = {"MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_MAX_QUEUE_SIZE": str(max_queue_size)}
+    return start_app(env, log, wait_s=180)
 
 
 def sample_images(folder: Path, seed: int, count: int = 4) -> list[Path]:
@@ -150,7 +126,7 @@ def main() -> None:
         proc = None
         url = args.url
         if not url:
-            url, proc = start_app(args.data_dir or Path(tmp) / "data", args.max_queue_size, Path(tmp) / "app.log")
+            url, proc = start_tiny_app(args.data_dir or Path(tmp) / "data", args.max_queue_size, Path(tmp) / "app.log")
         try:
             figures = run_clients(url, args.clients, args.seconds, Path(tmp) / "photos", args.request_timeout)
         finally:

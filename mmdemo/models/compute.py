@@ -99,19 +99,16 @@ class _Scheduler:
         little and saves the request a whole step per link. After DRAIN_BUDGET the long job goes
         on, and what is still queued runs at its next safe point.
         """
-        ran, started = 0, time.monotonic()
-        while time.monotonic() - started < DRAIN_BUDGET or not ran:
+        ran, deadline = 0, time.monotonic() + DRAIN_BUDGET
+        while (left := deadline - time.monotonic()) > 0:
             job = self.take(block=False)
             if job is not None:
                 job()
                 ran += 1
                 continue
-            left = min(LINGER, started + DRAIN_BUDGET - time.monotonic())
             with self.cond:  # waiting releases the GIL: the request's own thread runs at once
-                if self.short:
-                    continue
-                if not ran or left <= 0 or not self.cond.wait_for(lambda: bool(self.short), timeout=left):
-                    return ran
+                if not ran or not self.cond.wait_for(lambda: bool(self.short), timeout=min(LINGER, left)):
+                    break
         return ran
 
 
