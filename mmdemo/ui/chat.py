@@ -43,43 +43,97 @@ QUANTIZATION_NOTE = (
 )
 
 
+History = list[dict[str, Any]]
+
+
 def _session(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "api"
 
 
-def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
-    """Add the chat components and events to the current Blocks."""
-    sessions = ChatSessions(settings.chat_cache_sessions)
-    on_gpu = pick_device(settings.device) == "cuda"
-    default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
+class ChatTab:
+    """The Chat tab, shaped like gradio's ChatInterface: `render` lays it out and wires the events,
+    and each event is a method. `chat` and `regenerate` take the same generation controls, in
+    the order of `self.controls`."""
 
-    def answer(history: list[dict[str, Any]], controls: tuple[Any, ...], session: str) -> Iterator[Any]:
-        """Stream an answer to the last user turn of `history` (shared by send and regenerate)."""
-        max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px = controls
-        params = GenerationParams(int(max_new), float(temperature), float(top_p), float(repetition), bool(greedy))
-        budget = ImageBudget(
-            min_pixels=int(min(min_px, max_px)), max_pixels=int(max_px), max_frames=int(frames),
-            video_total_pixels=int(video_px), max_file_pixels=settings.max_image_pixels,
-        )  # fmt: skip
-        vlm = manager.get("vlm")
-        prompt = build_prompt(vlm, to_qwen_messages(history, budget), settings.max_context_tokens)
-        if prompt.dropped:
-            gr.Warning(
-                f"The conversation outgrew the {settings.max_context_tokens}-token context: the model no longer "
-                f"sees the oldest {prompt.dropped} message(s)."
+    def __init__(self, settings: Settings, manager: ModelManager) -> None:
+        self.settings, self.manager = settings, manager
+        self.sessions = ChatSessions(settings.chat_cache_sessions)
+        on_gpu = pick_device(settings.device) == "cuda"
+        self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
+        # The model-running events, wrapped as bound methods (their names and docstrings stay those
+        # of the API and MCP tools): a spaces.GPU allocation each on ZeroGPU, messages not traces.
+        self.chat = friendly_errors(hosting.gpu(duration=120)(self.chat))
+        self.regenerate = friendly_errors(hosting.gpu(duration=120)(self.regenerate))
+
+    # --- layout and events ---
+
+    def render(self, app: gr.Blocks) -> None:
+        """Lay out the tab and wire its events (inside a `gr.Tab`)."""
+        chatbot = gr.Chatbot(label="Conversation", height=460, buttons=["copy"])
+        box = gr.MultimodalTextbox(
+            placeholder="Ask about an image: attach images or a video, then type a question",
+            file_types=["image", "video"],
+            file_count="multiple",
+            stop_btn=True,
+            show_label=False,
+        )
+        with gr.Row():
+            regen_btn = gr.Button("Regenerate", size="sm")
+            undo_btn = gr.Button("Undo last turn", size="sm")
+            clear_btn = gr.Button("Clear", size="sm")
+        with gr.Accordion("Generation settings", open=False):
+            controls = self._render_controls()
+            gr.Markdown(QUANTIZATION_NOTE)
+        examples = sorted(ASSETS.glob("*.jpg"))[:2]
+        if examples:
+            gr.Examples(
+                [[{"text": "What is in this picture?", "files": [str(p)]}] for p in examples]
+                + [[{"text": "Compare these two pictures.", "files": [str(p) for p in examples]}]],
+                inputs=[box],
+                label="Examples",
             )
-        stop, prefix = sessions.begin(session)
-        reply = {"role": "assistant", "content": ""}
-        for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL):
-            reply["content"] = partial
-            yield [*history, reply]
-        yield [*history, reply]
 
-    @friendly_errors
-    @hosting.gpu(duration=120)
+        queue = chat_queue(self.settings)
+        event = box.submit(self.chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **queue)
+        event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
+        box.stop(self.stop, None, None, api_visibility="private")
+        regen = regen_btn.click(self.regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **queue)
+        # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
+        undo_btn.click(self.undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
+        clear_btn.click(self.forget, None, None, api_visibility="private", cancels=[event, regen]).then(
+            lambda: ([], None), None, [chatbot, box], api_visibility="private"
+        )
+        app.unload(self.forget)  # the tab closed: stop its generation and free its cache
+
+    def _render_controls(self) -> list[gr.components.Component]:
+        """The generation controls, in the order `chat` and `regenerate` take them."""
+        settings, area = self.settings, PATCH_AREA
+        with gr.Row():
+            max_new = gr.Slider(
+                1, settings.max_new_tokens, value=min(256, settings.max_new_tokens), step=1, label="Max new tokens"
+            )
+            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p")
+            repetition = gr.Slider(1.0, 2.0, value=1.05, step=0.01, label="Repetition penalty")
+            greedy = gr.Checkbox(value=False, label="Greedy (deterministic)")
+        with gr.Row():
+            min_px = gr.Slider(4 * area, 1024 * area, value=4 * area, step=area, label="Min pixels per image")
+            max_px = gr.Slider(
+                16 * area, 16384 * area, value=self.default_max_pixels, step=area,
+                label="Max pixels per image (larger images are shrunk; more pixels = more memory and time)",
+            )  # fmt: skip
+            frames = gr.Slider(2, settings.max_video_frames, value=min(16, settings.max_video_frames), step=2,
+                               label="Video: frames sampled")  # fmt: skip
+            video_px = gr.Slider(64 * area, 24576 * area, value=4096 * area, step=area,
+                                 label="Video: total pixels of all frames")  # fmt: skip
+        return [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px]
+
+    # --- handlers ---
+
     def chat(
+        self,
         message: dict[str, Any] | None,
-        history: list[dict[str, Any]],
+        history: History,
         max_new_tokens: float,
         temperature: float,
         top_p: float,
@@ -90,7 +144,7 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         video_frames: float,
         video_total_pixels: float,
         request: gr.Request,
-    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+    ) -> Iterator[tuple[History, Any]]:
         """Answer a message (text and/or images or a video) given the conversation so far, streaming.
 
         Args:
@@ -108,35 +162,18 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         Returns:
             The conversation with the answer appended, growing as tokens arrive.
         """
-        text = ((message or {}).get("text") or "").strip()
-        files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files") or []]
-        if len(text) > settings.max_prompt_chars:
-            raise UserFacingError(f"The message is {len(text)} characters; the limit is {settings.max_prompt_chars}.")
-        if len(files) > settings.max_images_per_turn:
-            raise UserFacingError(
-                f"{len(files)} files in one message; the limit is {settings.max_images_per_turn}. Send fewer at a time."
-            )
-        if not text and not files:
-            raise UserFacingError("Type a question, or attach an image.")
-        files, skipped = check_attachments(files, settings.max_image_pixels, int(max_pixels), int(video_frames))
-        for bad in skipped:
-            gr.Warning(f"Skipped {bad.name}: {bad.reason}")
-        if not text and not files:
-            raise UserFacingError("None of the attached files could be read, and there is no question.")
-        history = list(history or [])
-        history += [{"role": "user", "content": {"path": f}} for f in files]
-        history.append({"role": "user", "content": text or DEFAULT_QUESTION})
+        history = [*(history or []), *self._user_turn(message, int(max_pixels), int(video_frames))]
         yield history, gr.MultimodalTextbox(value=None, interactive=False)
-        controls = (max_new_tokens, temperature, top_p, repetition_penalty, greedy, min_pixels, max_pixels,
-                    video_frames, video_total_pixels)  # fmt: skip
-        for updated in answer(history, controls, _session(request)):
+        params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
+                                          min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
+        updated = history
+        for updated in self._answer(history, params, budget, _session(request)):
             yield updated, gr.MultimodalTextbox()
         yield updated, gr.MultimodalTextbox(interactive=True)
 
-    @friendly_errors
-    @hosting.gpu(duration=120)
     def regenerate(
-        history: list[dict[str, Any]],
+        self,
+        history: History,
         max_new_tokens: float,
         temperature: float,
         top_p: float,
@@ -147,78 +184,87 @@ def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
         video_frames: float,
         video_total_pixels: float,
         request: gr.Request,
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[History]:
         """Answer the last user turn again, replacing the old answer (same controls as `chat`)."""
         history = without_last_answer(history or [])
         if not history:
             raise UserFacingError("Nothing to regenerate yet.")
         yield history
-        controls = (max_new_tokens, temperature, top_p, repetition_penalty, greedy, min_pixels, max_pixels,
-                    video_frames, video_total_pixels)  # fmt: skip
-        yield from answer(history, controls, _session(request))
+        params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
+                                          min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
+        yield from self._answer(history, params, budget, _session(request))
 
-    def undo(history: list[dict[str, Any]], request: gr.Request) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def undo(self, history: History, request: gr.Request) -> tuple[History, dict[str, Any]]:
         """Remove the last question and its answer; put the question back in the box to edit."""
-        sessions.stop(_session(request))
+        self.sessions.stop(_session(request))
         history, text, files = pop_last_turn(history or [])
         return history, {"text": text, "files": files}
 
-    def forget(request: gr.Request) -> None:
-        sessions.forget(_session(request))
+    def forget(self, request: gr.Request) -> None:
+        """Stop this session's answer and free its cache (Clear, or the tab closed)."""
+        self.sessions.forget(_session(request))
 
-    def stop(request: gr.Request) -> None:
-        sessions.stop(_session(request))
+    def stop(self, request: gr.Request) -> None:
+        """Stop this session's answer at the next token."""
+        self.sessions.stop(_session(request))
 
-    chatbot = gr.Chatbot(label="Conversation", height=460, buttons=["copy"])
-    box = gr.MultimodalTextbox(
-        placeholder="Ask about an image: attach images or a video, then type a question",
-        file_types=["image", "video"],
-        file_count="multiple",
-        stop_btn=True,
-        show_label=False,
-    )
-    with gr.Row():
-        regen_btn = gr.Button("Regenerate", size="sm")
-        undo_btn = gr.Button("Undo last turn", size="sm")
-        clear_btn = gr.Button("Clear", size="sm")
-    with gr.Accordion("Generation settings", open=False):
-        with gr.Row():
-            max_new = gr.Slider(
-                1, settings.max_new_tokens, value=min(256, settings.max_new_tokens), step=1, label="Max new tokens"
+    # --- shared steps ---
+
+    def _user_turn(self, message: dict[str, Any] | None, max_pixels: int, video_frames: int) -> History:
+        """The checked user messages for `message` (its readable files, then its text)."""
+        settings = self.settings
+        text = ((message or {}).get("text") or "").strip()
+        files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files") or []]
+        if len(text) > settings.max_prompt_chars:
+            raise UserFacingError(f"The message is {len(text)} characters; the limit is {settings.max_prompt_chars}.")
+        if len(files) > settings.max_images_per_turn:
+            raise UserFacingError(
+                f"{len(files)} files in one message; the limit is {settings.max_images_per_turn}. Send fewer at a time."
             )
-            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
-            top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p")
-            repetition = gr.Slider(1.0, 2.0, value=1.05, step=0.01, label="Repetition penalty")
-            greedy = gr.Checkbox(value=False, label="Greedy (deterministic)")
-        with gr.Row():
-            min_px = gr.Slider(4 * PATCH_AREA, 1024 * PATCH_AREA, value=4 * PATCH_AREA, step=PATCH_AREA,
-                               label="Min pixels per image")  # fmt: skip
-            max_px = gr.Slider(
-                16 * PATCH_AREA, 16384 * PATCH_AREA, value=default_max_pixels, step=PATCH_AREA,
-                label="Max pixels per image (larger images are shrunk; more pixels = more memory and time)",
-            )  # fmt: skip
-            frames = gr.Slider(2, settings.max_video_frames, value=min(16, settings.max_video_frames), step=2,
-                               label="Video: frames sampled")  # fmt: skip
-            video_px = gr.Slider(64 * PATCH_AREA, 24576 * PATCH_AREA, value=4096 * PATCH_AREA, step=PATCH_AREA,
-                                 label="Video: total pixels of all frames")  # fmt: skip
-        gr.Markdown(QUANTIZATION_NOTE)
-    examples = sorted(ASSETS.glob("*.jpg"))[:2]
-    if examples:
-        gr.Examples(
-            [[{"text": "What is in this picture?", "files": [str(p)]}] for p in examples]
-            + [[{"text": "Compare these two pictures.", "files": [str(p) for p in examples]}]],
-            inputs=[box],
-            label="Examples",
-        )
-    controls = [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px]
+        if not text and not files:
+            raise UserFacingError("Type a question, or attach an image.")
+        files, skipped = check_attachments(files, settings.max_image_pixels, max_pixels, video_frames)
+        for bad in skipped:
+            gr.Warning(f"Skipped {bad.name}: {bad.reason}")
+        if not text and not files:
+            raise UserFacingError("None of the attached files could be read, and there is no question.")
+        return [
+            *({"role": "user", "content": {"path": f}} for f in files),
+            {"role": "user", "content": text or DEFAULT_QUESTION},
+        ]
 
-    event = box.submit(chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **chat_queue(settings))
-    event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
-    box.stop(stop, None, None, api_visibility="private")
-    regen = regen_btn.click(regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **chat_queue(settings))
-    # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
-    undo_btn.click(undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
-    clear_btn.click(forget, None, None, api_visibility="private", cancels=[event, regen]).then(
-        lambda: ([], None), None, [chatbot, box], api_visibility="private"
-    )
-    app.unload(forget)  # the tab closed: stop its generation and free its cache
+    def _generation(
+        self, max_new: float, temperature: float, top_p: float, repetition: float, greedy: bool,
+        min_px: float, max_px: float, frames: float, video_px: float,
+    ) -> tuple[GenerationParams, ImageBudget]:  # fmt: skip
+        """The controls' values as sampling parameters and an image budget."""
+        params = GenerationParams(int(max_new), float(temperature), float(top_p), float(repetition), bool(greedy))
+        budget = ImageBudget(
+            min_pixels=int(min(min_px, max_px)), max_pixels=int(max_px), max_frames=int(frames),
+            video_total_pixels=int(video_px), max_file_pixels=self.settings.max_image_pixels,
+        )  # fmt: skip
+        return params, budget
+
+    def _answer(
+        self, history: History, params: GenerationParams, budget: ImageBudget, session: str
+    ) -> Iterator[History]:
+        """Stream an answer to the last user turn of `history` (shared by chat and regenerate)."""
+        vlm = self.manager.get("vlm")
+        limit = self.settings.max_context_tokens
+        prompt = build_prompt(vlm, to_qwen_messages(history, budget), limit)
+        if prompt.dropped:
+            gr.Warning(
+                f"The conversation outgrew the {limit}-token context: the model no longer "
+                f"sees the oldest {prompt.dropped} message(s)."
+            )
+        stop, prefix = self.sessions.begin(session)
+        reply = {"role": "assistant", "content": ""}
+        for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL):
+            reply["content"] = partial
+            yield [*history, reply]
+        yield [*history, reply]
+
+
+def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
+    """Add the chat components and events to the current Blocks."""
+    ChatTab(settings, manager).render(app)
