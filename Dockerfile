@@ -24,5 +24,5 @@ WORKDIR /app
 COPY --chown=user . /app
 USER user
 EXPOSE 7860
-HEALTHCHECK --interval=30s --timeout=5s --start-period=300s CMD curl -fsS http://127.0.0.1:7860/ || exit 1
+HEALTHCHECK --interval=30s --timeout=5s --start-period=300s CMD curl -fsS http://127.0.0.1:7860/ready || exit 1
 CMD ["python", "app.py"]

@@ -32,16 +32,18 @@ def main(argv: list[str] | None = None) -> None:
 
     from mmdemo.images import set_pixel_limit
     from mmdemo.models.catalog import build_manager
+    from mmdemo.search.galleries import Galleries
     from mmdemo.ui import CSS, build_app, theme
-    from mmdemo.ui.serve import serve
+    from mmdemo.ui.serve import readiness, serve
 
     set_pixel_limit(settings.max_image_pixels)
     manager = build_manager(settings)
     # Serve at once and load in the background (first requests wait for it); ZeroGPU packs the
     # CUDA weights at startup, so there they must be resident before launch.
     manager.preload(settings.preload, background=not zero_gpu)
-    app = build_app(settings, manager)
-    serve(app, settings, theme=theme(), css=CSS)
+    galleries = Galleries(settings, manager)
+    app = build_app(settings, manager, galleries)
+    serve(app, settings, ready=lambda: readiness(settings, manager, galleries), theme=theme(), css=CSS)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def free_port() -> int:
 
 
 def start_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Popen]:
-    """`python app.py` with the tiny profile on a free port, as a user would start it; its URL."""
+    """`python app.py` with the tiny profile on a free port, as a user would start it; its URL once
+    it is ready (GET /ready: the preloaded models resident, the bundled photos indexed)."""
     port = free_port()
     env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port), **env}
     with log.open("w") as out:
@@ -73,7 +74,7 @@ def start_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url + "ready", timeout=2)
             return url, proc
         except OSError:
             if proc.poll() is not None:

@@ -69,7 +69,7 @@ def test_dockerfile_key_properties():
     assert re.search(r"useradd .*-u 1000", text) and first(r"^USER user") > first(r"useradd")
     assert "HF_HOME=/data/hf" in text and re.search(r"^VOLUME .*/data", text, re.M)
     assert re.search(r"^EXPOSE 7860", text, re.M) and "MMDEMO_HOST=0.0.0.0" in text
-    assert re.search(r"^HEALTHCHECK .*CMD curl -fsS http://127\.0\.0\.1:7860/", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*CMD curl -fsS http://127\.0\.0\.1:7860/ready", text, re.M)
     assert re.search(r'^CMD \["python", "app.py"\]', text, re.M)
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", "test-artifacts", ".venv"} <= set(ignored)

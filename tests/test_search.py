@@ -318,3 +318,69 @@ def test_uploads_are_deleted_once_indexed_and_never_served_to_others(served_app,
     assert not Path(path).exists()
     assert httpx.get(url + "gradio_api/file=" + path).status_code in (403, 404)
     assert not list((data_dir / "uploads").glob("*/*")), "unpacked archives are gone too"
+
+
+def test_the_library_indexes_in_the_background_without_blocking_other_galleries(tiny_settings, tmp_path):
+    """While the bundled photos are indexed, private galleries open and the library answers at once."""
+    import threading
+    import time
+
+    from mmdemo.models import compute
+    from mmdemo.models.catalog import build_manager
+    from mmdemo.search.galleries import Galleries
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data")
+    manager = build_manager(settings)
+    galleries = Galleries(settings, manager)
+    manager.get("clip")
+    release = threading.Event()
+    hold = compute.submit(release.wait, 30, long=True)  # the compute thread is busy: indexing cannot finish
+    try:
+        syncing = threading.Thread(target=galleries.library, kwargs={"wait": True})
+        syncing.start()
+        while not galleries.indexing_library():
+            time.sleep(0.01)
+        started = time.perf_counter()
+        galleries.get("sessions/abc123")
+        library = galleries.library()
+        assert time.perf_counter() - started < 1.0 and len(library) == 0  # what is committed so far
+        assert galleries.indexing_library() and not galleries.library_indexed()
+    finally:
+        release.set()
+        hold.result(10)
+    syncing.join(60)
+    assert galleries.library_indexed() and len(galleries.library()) > 0
+
+
+def test_the_library_is_indexed_again_for_other_clip_weights(tiny_settings, tmp_path):
+    from mmdemo.models.catalog import build_manager
+    from mmdemo.search.galleries import Galleries
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data")
+    manager = build_manager(settings)
+    galleries = Galleries(settings, manager)
+    first = len(galleries.library(wait=True))
+    assert first > 0
+    manager.aliases["clip"] = "random-clip-vit-b-32"  # the operator switched models: other weights
+    assert len(galleries.library(wait=True)) == first
+
+
+def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny_settings, tmp_path, images):
+    """The library and a private gallery are searched with one query vector."""
+    from mmdemo.search.galleries import Galleries
+    from mmdemo.ui.search import SearchTab
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data")
+    tab = SearchTab(settings, Galleries(settings, session_manager))
+    tab.index_images([str(p) for p in images], "abc123", None)
+    tab.galleries.library(wait=True)
+    clip = session_manager.get("clip")
+    calls: list[int] = []
+    real = clip.encode_texts
+    clip.encode_texts = lambda texts: calls.append(len(texts)) or real(texts)  # counts, then the real encode
+    try:
+        _, table, _ = tab.search("a red square", None, 20, -1.0, "abc123")
+    finally:
+        del clip.encode_texts
+    assert calls == [1]
+    assert {row[3] for row in table} == {"shared", "yours"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -256,3 +257,47 @@ def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):
     assert names["report"].startswith("Indexed")
     assert set(names["scores"]) == {"label", "confidences"} and len(names["scores"]["confidences"]) == 3
     assert "Profile:" in names["summary"] and any(m["id"] == "tiny-clip" for m in names["models"])
+
+
+def _ready(url: str) -> tuple[int, dict]:
+    status, body = _get(url + "ready")
+    return status, json.loads(body)
+
+
+def test_ready_reports_models_and_library_and_needs_no_login(data_dir, tiny_settings):
+    """/ready is 503 while models load, 200 once they are resident and the bundled photos indexed."""
+    from mmdemo.models import compute
+    from mmdemo.models.catalog import build_manager
+    from mmdemo.search.galleries import Galleries
+    from mmdemo.ui.serve import readiness
+
+    settings = tiny_settings.replace(preload=("clip",), auth="ann:pw1", port=free_port())
+    manager = build_manager(settings)
+    galleries = Galleries(settings, manager)
+    release = threading.Event()
+    hold = compute.submit(release.wait, 30, long=True)  # the compute thread is busy: CLIP cannot load yet
+    app = build_app(settings, manager, galleries)  # starts loading CLIP and indexing the bundled photos
+    serve(app, settings, ready=lambda: readiness(settings, manager, galleries), prevent_thread_lock=True, quiet=True)
+    try:
+        status, body = _ready(app.local_url)  # no credentials: probes do not log in
+        assert (status, body["ready"], body["models"]) == (503, False, {"tiny-clip": "loading"})
+        release.set()
+        hold.result(10)
+        galleries.library(wait=True)
+        status, body = _ready(app.local_url)
+        assert (status, body) == (200, {"ready": True, "models": {"tiny-clip": "resident"}, "library": "indexed"})
+        assert _get(app.local_url + "config")[0] == 401  # the app itself still needs the login
+    finally:
+        app.close()
+
+
+def test_ready_names_a_failed_load(tiny_settings):
+    from mmdemo.models.catalog import build_manager
+    from mmdemo.search.galleries import Galleries
+    from mmdemo.ui.serve import readiness
+
+    settings = tiny_settings.replace(clip_model="clip-vit-b-32", preload=("clip",))  # no weights offline
+    manager = build_manager(settings)
+    manager.preload(settings.preload, background=True).join(60)
+    ready, body = readiness(settings, manager, Galleries(settings, manager))
+    assert not ready and body["models"]["clip-vit-b-32"].startswith("failed: Model 'clip-vit-b-32'")

@@ -133,6 +133,12 @@ class ModelManager:
             self._make_room(0, keep=model_id)  # the estimate may have been low
             return model
 
+    def loaded(self, name: str) -> Any | None:
+        """The resident model for `name`, or None; never loads."""
+        with self._lock:
+            entry = self._entries.get(self.resolve_id(name))
+            return entry.model if entry is not None else None
+
     def is_loaded(self, name: str) -> bool:
         """True when the model is resident."""
         with self._lock:

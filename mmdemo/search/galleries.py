@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 
@@ -12,6 +13,7 @@ from mmdemo.search.store import GalleryStore
 from mmdemo.vectorcache import VectorCache
 
 LIBRARY = "library"
+log = logging.getLogger(__name__)
 
 
 def session_gallery(token: str) -> str:
@@ -28,8 +30,9 @@ class Galleries:
         self.settings, self.manager = settings, manager
         self.cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
         self._stores: dict[tuple[str, str], GalleryStore] = {}
-        self._lock = threading.Lock()
-        self._library_synced = False
+        self._lock = threading.Lock()  # guards the dicts; never held while indexing
+        self._sync_lock = threading.Lock()  # one sync of the bundled photos at a time
+        self._synced: set[str] = set()  # CLIP weights whose library holds the bundled photos
 
     def get(self, name: str) -> Gallery:
         """The gallery `name` over the current CLIP model (the store outlives model reloads)."""
@@ -50,11 +53,37 @@ class Galleries:
         for root in [*galleries.glob(f"*/{name}"), *galleries.glob(f"unsaved/*/{name}")]:
             shutil.rmtree(root, ignore_errors=True)
 
-    def library(self) -> Gallery:
-        """The shared gallery; the bundled photos are indexed into it once (then cost a hash each)."""
+    def library(self, wait: bool = False) -> Gallery:
+        """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then
+        cost a hash each): with `wait`, before returning; else in the background, while callers
+        search what is committed so far."""
         gallery = self.get(LIBRARY)
-        with self._lock:
-            if not self._library_synced and self.settings.gallery_dir.is_dir():
-                gallery.add_folder(self.settings.gallery_dir)
-            self._library_synced = True
+        if self.settings.gallery_dir.is_dir() and gallery.clip.weights_key not in self._synced:
+            if wait:
+                self._sync(gallery)
+            elif not self._sync_lock.locked():
+                threading.Thread(target=self._sync_quietly, args=(gallery,), name="mmdemo-library", daemon=True).start()
         return gallery
+
+    def indexing_library(self) -> bool:
+        """True while the bundled photos are being indexed into the library."""
+        return self._sync_lock.locked()
+
+    def library_indexed(self) -> bool:
+        """True once the bundled photos are in the library of the current CLIP weights (or there are none)."""
+        if not self.settings.gallery_dir.is_dir():
+            return True
+        clip = self.manager.loaded("clip")
+        return clip is not None and clip.weights_key in self._synced
+
+    def _sync_quietly(self, gallery: Gallery) -> None:
+        try:
+            self._sync(gallery)
+        except Exception:  # a background thread: nobody else would see it
+            log.exception("indexing the bundled photos into the library failed")
+
+    def _sync(self, gallery: Gallery) -> None:
+        with self._sync_lock:
+            if gallery.clip.weights_key not in self._synced:
+                gallery.add_folder(self.settings.gallery_dir)
+                self._synced.add(gallery.clip.weights_key)

@@ -182,16 +182,22 @@ class Gallery:
         """The k nearest images to a unit query vector, best first."""
         return self.store.search(query.reshape(1, -1).astype(np.float32), k, min_score)
 
+    def query_vector(self, text: str | None = None, image: str | Path | None = None) -> np.ndarray:
+        """The unit vector of a search: of the image at `image` if given, else of the description."""
+        if image is not None:
+            decoded = open_image(image, self.max_pixels, min_side=self.clip.input_size)
+            return self.clip.encode_images([decoded])[0]
+        if not (text or "").strip():
+            raise UserFacingError("Type what you are looking for (e.g. 'a cat on a sofa'), or give an example image.")
+        return self.clip.encode_texts([text.strip()])[0]
+
     def search_text(self, query: str, k: int = 12, min_score: float = -1.0) -> list[Hit]:
         """Images that best match a description."""
-        if not (query or "").strip():
-            raise UserFacingError("Type what you are looking for (e.g. 'a cat on a sofa'), or give an example image.")
-        return self.search_vector(self.clip.encode_texts([query.strip()])[0], k, min_score)
+        return self.search_vector(self.query_vector(text=query), k, min_score)
 
     def search_image(self, path: str | Path, k: int = 12, min_score: float = -1.0) -> list[Hit]:
         """Images that look most like the image at `path`."""
-        image = open_image(path, self.max_pixels, min_side=self.clip.input_size)
-        return self.search_vector(self.clip.encode_images([image])[0], k, min_score)
+        return self.search_vector(self.query_vector(image=path), k, min_score)
 
 
 def gallery_root(data_dir: Path, clip: Any, name: str) -> Path:

@@ -6,14 +6,19 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
+from mmdemo.search.galleries import Galleries
 from mmdemo.ui import chat, classify, search, system
 from mmdemo.ui.common import CSS, theme
 
 __all__ = ["CSS", "build_app", "theme"]
 
 
-def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
-    """Build (not launch) the app. Launch with `app.launch(theme=theme(), css=CSS, ...)`."""
+def build_app(settings: Settings, manager: ModelManager, galleries: Galleries | None = None) -> gr.Blocks:
+    """Build (not launch) the app over these models and galleries (by default, new ones).
+
+    Launch with `mmdemo.ui.serve.serve(app, settings, theme=theme(), css=CSS)`.
+    """
+    galleries = galleries or Galleries(settings, manager)
     # delete_cache: uploads and outputs older than a day go (checked hourly), and all at shutdown.
     with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics, delete_cache=(3600, 86400)) as app:
         gr.Markdown("# mmdemo\nAsk about images, search a gallery by description, classify without training.")
@@ -27,7 +32,7 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 chat.build(settings, manager, app)
             with gr.Tab("Search", id="search"):
-                search.build(settings, manager, app)
+                search.build(settings, galleries, app)
             with gr.Tab("Classify", id="classify"):
                 classify.build(settings, manager)
             with gr.Tab("System", id="system"):

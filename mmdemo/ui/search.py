@@ -17,9 +17,7 @@ import gradio as gr
 
 from mmdemo import hosting
 from mmdemo.config import Settings
-from mmdemo.models.manager import ModelManager
 from mmdemo.search.galleries import Galleries, session_gallery
-from mmdemo.search.gallery import Gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.ui.common import friendly_errors, upload_path
@@ -38,9 +36,9 @@ def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[li
 class SearchTab:
     """The Search tab: `render` lays it out and wires the events; each event is a method."""
 
-    def __init__(self, settings: Settings, manager: ModelManager) -> None:
+    def __init__(self, settings: Settings, galleries: Galleries) -> None:
         self.settings = settings
-        self.galleries = Galleries(settings, manager)
+        self.galleries = galleries
         self.owners: dict[str, str] = {}  # session hash -> its private gallery's token
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
         self.search = friendly_errors(hosting.gpu(duration=30)(self.search))
@@ -48,7 +46,7 @@ class SearchTab:
         self.remove_selected = friendly_errors(self.remove_selected)
         if "clip" in settings.preload:  # index the bundled photos while the page loads
             library = friendly_errors(self.galleries.library)
-            threading.Thread(target=library, name="mmdemo-library", daemon=True).start()
+            threading.Thread(target=library, kwargs={"wait": True}, name="mmdemo-library", daemon=True).start()
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
@@ -96,17 +94,16 @@ class SearchTab:
         """
         library = self.galleries.library()
         mine = self.galleries.get(session_gallery(token)) if token else None
+        if self.galleries.indexing_library():
+            gr.Info(f"The shared library is still being indexed: searching its first {len(library)} image(s).")
         if len(library) + len(mine or ()) == 0:
             gr.Warning("The gallery is empty: add some images first.")
             return [], [], []
         k, floor = int(top_k), float(min_score)
-
-        def run(gallery: Gallery) -> list[Hit]:
-            if query_image:
-                return gallery.search_image(upload_path(query_image), k, floor)
-            return gallery.search_text(query, k, floor)
-
-        tagged = [("shared", h) for h in run(library)] + ([("yours", h) for h in run(mine)] if mine else [])
+        # One query vector for every gallery: they share the CLIP model.
+        vector = library.query_vector(query, upload_path(query_image) if query_image else None)
+        tagged = [("shared", h) for h in library.search_vector(vector, k, floor)]
+        tagged += [("yours", h) for h in mine.search_vector(vector, k, floor)] if mine else []
         hits = sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
         if not hits:
             gr.Info(f"No image scores {floor:.2f} or more; lower the minimum score.")
@@ -163,6 +160,6 @@ class SearchTab:
             self.galleries.drop(session_gallery(mine))
 
 
-def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
+def build(settings: Settings, galleries: Galleries, app: gr.Blocks) -> None:
     """Add the search components and events to the current Blocks."""
-    SearchTab(settings, manager).render(app)
+    SearchTab(settings, galleries).render(app)

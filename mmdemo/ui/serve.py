@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from mmdemo.models.manager import ModelManager
+    from mmdemo.search.galleries import Galleries
 
 log = logging.getLogger("mmdemo")
 
@@ -139,12 +144,55 @@ def share_warning(settings: Settings) -> str | None:
     return SHARE_WARNING if settings.share and not settings.auth else None
 
 
-def serve(app: gr.Blocks, settings: Settings, **extra: Any) -> Any:
-    """Queue and launch `app` (extra launch() arguments win); warns when a share link has no login."""
+def readiness(settings: Settings, manager: ModelManager, galleries: Galleries) -> tuple[bool, dict[str, Any]]:
+    """Is the app ready for visitors: every preloaded model resident, and (when CLIP is preloaded)
+    the bundled photos indexed? With what is still loading and what failed (the recorded message)."""
+    models = {}
+    for name in settings.preload:
+        model_id = manager.resolve_id(name)
+        error = manager.errors.get(model_id)
+        models[model_id] = "resident" if manager.is_loaded(name) else f"failed: {error}" if error else "loading"
+    if manager.resolve_id("clip") in models:
+        library = "indexed" if galleries.library_indexed() else "indexing"
+    else:
+        library = "indexed on first search"
+    ready = all(state == "resident" for state in models.values()) and library != "indexing"
+    return ready, {"ready": ready, "models": models, "library": library}
+
+
+def add_readiness_route(app: gr.Blocks, check: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+    """GET /ready on the launched app: 200 when `check` says ready, else 503; both with its details.
+
+    For Docker's HEALTHCHECK and Kubernetes' readiness probe (no login needed, nothing secret in
+    it); `/` stays the liveness check: it answers as soon as the server does.
+    """
+    from fastapi.responses import JSONResponse
+
+    def ready() -> JSONResponse:
+        ok, body = check()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    app.app.add_api_route("/ready", ready, methods=["GET"])
+
+
+def serve(
+    app: gr.Blocks,
+    settings: Settings,
+    ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
+    **extra: Any,
+) -> Any:
+    """Queue and launch `app` (extra launch() arguments win), with GET /ready from `ready`;
+    warns when a share link has no login."""
     if warning := share_warning(settings):
         log.warning("%s", warning)
         print(f"\n⚠️  {warning}\n", flush=True)
     # Model events join their role's group (above); the rest (history edits, the System table)
     # are cheap and run at once. max_size counts what waits in all groups together (Gradio's rule).
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=8)
-    return app.launch(**{**launch_kwargs(settings), **extra})
+    block = not extra.pop("prevent_thread_lock", False)
+    launched = app.launch(**{**launch_kwargs(settings), **extra, "prevent_thread_lock": True})
+    if ready is not None:
+        add_readiness_route(app, ready)
+    if block:
+        app.block_thread()
+    return launched
