@@ -65,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int:
     from mmdemo.classify.evaluate import confusion_png, evaluate_folder
     from mmdemo.classify.templates import templates_for
-    from mmdemo.vectorcache import VectorCache
+    from mmdemo.vectorcache import embedding_cache
 
-    cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
+    cache = embedding_cache(settings)
     templates = templates_for(args.templates, args.template)
     metrics = evaluate_folder(manager.get("clip"), args.folder, templates, settings.max_image_pixels, cache)
     print(f"model: {manager.resolve_id('clip')}  templates: {args.templates} ({len(templates)})")
@@ -79,12 +79,12 @@ def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int
 def _index(args: argparse.Namespace, settings: Settings, manager) -> int:
     from mmdemo.ingest import ImageFile
     from mmdemo.search.gallery import open_gallery
-    from mmdemo.vectorcache import VectorCache
+    from mmdemo.vectorcache import embedding_cache
 
     if not args.path.exists():
         raise UserFacingError(f"{args.path} does not exist.")
     gallery = open_gallery(
-        settings.data_dir, manager.get("clip"), args.gallery, VectorCache(settings.data_dir / "embeddings.sqlite3"),
+        settings.data_dir, manager.get("clip"), args.gallery, embedding_cache(settings),
         settings,
     )  # fmt: skip
 

@@ -93,6 +93,13 @@ class Settings:
             "(their embeddings stay cached, so resuming costs no model time)."
         ),
     )
+    vector_cache_mb: int = field(
+        default=256,
+        metadata=_opt(
+            "Embeddings kept in memory per cache, in MB (least recently used dropped; the disk copy stays). "
+            "0 = no bound."
+        ),
+    )
     ann_threshold: int = field(
         default=50_000,
         metadata=_opt("Gallery size above which search switches from exact to an IVF index (recall@10 >= 0.95)."),

@@ -4,6 +4,10 @@ A space names everything a vector depends on besides its key: the exact weights 
 (`ClipModel.weights_key`), plus e.g. the prompt templates for label embeddings. Keys are labels,
 or content hashes of images. Models with random weights are cached in memory only
 (`persistent=False`): their vectors mean nothing to the next load.
+
+The memory level is bounded (`max_bytes`, least recently used dropped): a long-running app sees
+every photo anyone ever indexed. A dropped persistent vector is read back from disk when needed;
+a dropped in-memory-only one is computed again.
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmdemo.config import Settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vector (
@@ -29,11 +37,13 @@ _CHUNK = 500  # keys per SELECT, well under SQLite's limit on bound parameters
 
 
 class VectorCache:
-    """Thread-safe two-level cache; `path=None` keeps it in memory only."""
+    """Thread-safe two-level cache; `path=None` keeps it in memory only; `max_bytes=0`: unbounded."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, max_bytes: int = 0):
         self.path = path
-        self._memory: dict[tuple[str, str], np.ndarray] = {}
+        self.max_bytes = max_bytes
+        self._memory: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # least recently used first
+        self.memory_bytes = 0
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         # The last few whole key lists, stacked: a repeated call skips even the per-key lookups.
@@ -58,6 +68,7 @@ class VectorCache:
             for key in keys:
                 vector = self._memory.get((space, key))
                 if vector is not None:
+                    self._memory.move_to_end((space, key))
                     found[key] = vector
             self.hits += len(found)
             missing = [key for key in dict.fromkeys(keys) if key not in found]
@@ -69,7 +80,7 @@ class VectorCache:
                     (space, *chunk),
                 ).fetchall()
                 for key, blob in rows:
-                    self._memory[(space, key)] = found[key] = np.frombuffer(blob, dtype=np.float32)
+                    found[key] = self._remember((space, key), np.frombuffer(blob, dtype=np.float32))
                 self.disk_hits += len(rows)
             self.misses += len(keys) - len(found)
         return found
@@ -77,16 +88,29 @@ class VectorCache:
     def put(self, space: str, vectors: dict[str, np.ndarray], persistent: bool) -> None:
         """Remember new vectors; one transaction on disk, so a crash keeps all or none of them."""
         with self._lock:
-            for key, vector in vectors.items():
-                self._memory[(space, key)] = np.ascontiguousarray(vector, dtype=np.float32)
+            rows = [(key, np.ascontiguousarray(vector, dtype=np.float32)) for key, vector in vectors.items()]
+            for key, vector in rows:
+                self._remember((space, key), vector)
             db = self._connect() if persistent else None
-            if db is not None and vectors:
+            if db is not None and rows:
                 with db:  # BEGIN ... COMMIT
                     db.execute("BEGIN")
                     db.executemany(
                         "INSERT OR REPLACE INTO vector VALUES (?, ?, ?)",
-                        [(space, key, self._memory[(space, key)].tobytes()) for key in vectors],
+                        [(space, key, vector.tobytes()) for key, vector in rows],
                     )
+
+    def _remember(self, key: tuple[str, str], vector: np.ndarray) -> np.ndarray:
+        """Keep `vector` in memory as most recently used, dropping the least recently used past max_bytes."""
+        old = self._memory.pop(key, None)
+        if old is not None:
+            self.memory_bytes -= old.nbytes
+        self._memory[key] = vector
+        self.memory_bytes += vector.nbytes
+        while self.max_bytes and self.memory_bytes > self.max_bytes and len(self._memory) > 1:
+            _, dropped = self._memory.popitem(last=False)
+            self.memory_bytes -= dropped.nbytes
+        return vector
 
     def stacked(self, space: str, keys: tuple[str, ...]) -> np.ndarray | None:
         """The (N, D) matrix for exactly these keys, if it was stored with `keep_stacked`."""
@@ -103,3 +127,8 @@ class VectorCache:
             self._stacked[(space, keys)] = matrix
             while len(self._stacked) > _STACKED_SETS:
                 self._stacked.popitem(last=False)
+
+
+def embedding_cache(settings: Settings) -> VectorCache:
+    """The app's embedding cache: `embeddings.sqlite3` in the data dir, memory bounded by the settings."""
+    return VectorCache(settings.data_dir / "embeddings.sqlite3", max_bytes=settings.vector_cache_mb * 1_000_000)

@@ -191,3 +191,22 @@ def test_classify_tab_explains_bad_input(served_app, images, tmp_path, image, la
     with pytest.raises(AppError, match=message) as info:
         _classify(Client(served_app[0], verbose=False), upload, files, labels, template=template)
     assert "Traceback" not in str(info.value)
+
+
+def test_the_memory_level_of_the_vector_cache_is_bounded_by_bytes(tmp_path):
+    """Least recently used vectors leave memory past max_bytes; persistent ones come back from disk."""
+    vector = np.ones(512, np.float32)  # 2,048 bytes
+    cache = VectorCache(tmp_path / "vectors.sqlite3", max_bytes=10 * vector.nbytes)
+    cache.put("space", {f"k{i}": vector * i for i in range(8)}, persistent=True)
+    cache.get("space", ["k0"], persistent=True)  # k0 is now the most recently used
+    cache.put("space", {f"k{i}": vector * i for i in range(8, 14)}, persistent=True)
+    assert cache.memory_bytes <= 10 * vector.nbytes
+    disk_hits = cache.disk_hits
+    again = cache.get("space", ["k0", "k13"], persistent=True)  # both still in memory
+    assert cache.disk_hits == disk_hits and set(again) == {"k0", "k13"}
+    back = cache.get("space", ["k1"], persistent=True)  # dropped from memory, read from disk
+    assert cache.disk_hits == disk_hits + 1 and np.array_equal(back["k1"], vector)
+    assert cache.memory_bytes <= 10 * vector.nbytes
+    memory_only = VectorCache(None, max_bytes=2 * vector.nbytes)
+    memory_only.put("space", {"a": vector, "b": vector, "c": vector}, persistent=False)
+    assert set(memory_only.get("space", ["a", "b", "c"], persistent=False)) == {"b", "c"}  # a is computed again

@@ -10,7 +10,7 @@ from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.store import GalleryStore
-from mmdemo.vectorcache import VectorCache
+from mmdemo.vectorcache import embedding_cache
 
 LIBRARY = "library"
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class Galleries:
 
     def __init__(self, settings: Settings, manager: ModelManager):
         self.settings, self.manager = settings, manager
-        self.cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
+        self.cache = embedding_cache(settings)
         self._stores: dict[tuple[str, str], GalleryStore] = {}
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
         self._sync_lock = threading.Lock()  # one sync of the bundled photos at a time

@@ -19,14 +19,14 @@ from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors, upload_path
 from mmdemo.ui.serve import clip_queue
-from mmdemo.vectorcache import VectorCache
+from mmdemo.vectorcache import embedding_cache
 
 NO_PRESET = "(type your own)"
 
 
 def build(settings: Settings, manager: ModelManager) -> None:
     """Add the classification components and events to the current Blocks."""
-    cache = VectorCache(settings.data_dir / "embeddings.sqlite3")
+    cache = embedding_cache(settings)
 
     @friendly_errors
     @hosting.gpu(duration=60)
