@@ -130,6 +130,13 @@ class Settings:
             "0 = by device: 1280x28x28 on a GPU, 512x28x28 on CPU."
         ),
     )
+    chat_cache_mb: int = field(
+        default=2048,
+        metadata=_opt(
+            "Memory for the kept chat KV caches together, in MB, taken out of the memory budget "
+            "(least recently used dropped first)."
+        ),
+    )
     chat_cache_sessions: int = field(
         default=4,
         metadata=_opt("Conversations whose KV cache is kept for prefix reuse (0 = recompute every turn)."),

@@ -210,3 +210,28 @@ def test_the_memory_level_of_the_vector_cache_is_bounded_by_bytes(tmp_path):
     memory_only = VectorCache(None, max_bytes=2 * vector.nbytes)
     memory_only.put("space", {"a": vector, "b": vector, "c": vector}, persistent=False)
     assert set(memory_only.get("space", ["a", "b", "c"], persistent=False)) == {"b", "c"}  # a is computed again
+
+
+def test_a_batch_csv_is_written_under_the_data_dir_and_goes_with_the_session(served_app, data_dir, images):
+    """Not to the system temp folder, never removed: one CSV per session, deleted when the tab closes."""
+    import tempfile
+    from pathlib import Path
+
+    from gradio_client import Client, handle_file
+
+    from mmdemo.config import Settings
+    from mmdemo.ui.classify import ClassifyTab
+
+    temp_before = set(Path(tempfile.gettempdir()).glob("mmdemo-classify-*"))
+    batch = [handle_file(str(p)) for p in images]
+    _, _, rows, csv_path = Client(served_app[0], verbose=False).predict(
+        None, batch, "red, green, blue", "custom", "a photo of a {}.", 3, api_name="/classify"
+    )
+    assert len(rows["data"]) == 3 and Path(csv_path).read_text().startswith("image,top-1")
+    written = list((data_dir / "outputs" / "classify").glob("*/classify.csv"))
+    assert written and set(Path(tempfile.gettempdir()).glob("mmdemo-classify-*")) == temp_before
+
+    tab = ClassifyTab(Settings(profile="tiny", data_dir=data_dir), manager=None)
+    session = type("Request", (), {"session_hash": written[0].parent.name})()
+    tab.end_session(session)  # what the tab's unload event does
+    assert not written[0].parent.exists()

@@ -49,6 +49,11 @@ def build_manager(settings: Settings) -> ModelManager:
         return LoadPlan(spec, placement, location, spec.approx_bytes(placement.dtype, placement.quantization))
 
     budget = int(settings.memory_budget_gb * GB) if settings.memory_budget_gb > 0 else dev.auto_budget_bytes(device)
+    if settings.chat_cache_sessions > 0 and settings.chat_cache_mb > 0:
+        # The chat's KV caches share the same memory: models get the budget less what they may hold.
+        reserved = min(settings.chat_cache_mb * 1_000_000, budget // 2)
+        budget -= reserved
+        notes.append(f"{reserved / 1e9:.1f} GB of the memory budget kept for chat KV caches (MMDEMO_CHAT_CACHE_MB)")
     loaders = {
         "clip": lambda p: load_clip(p.spec, p.placement, p.location, batch_size=settings.clip_batch_size),
         "qwen_vl": lambda p: load_vlm(p.spec, p.placement, p.location),

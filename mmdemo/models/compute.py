@@ -50,6 +50,7 @@ class _Scheduler:
         self.idle = threading.Event()  # set while no short job runs or waits
         self.idle.set()
         self.thread: threading.Thread | None = None
+        self.long_waits_since: float | None = None  # when the first waiting long job began to wait
 
     def put(self, job: Callable[[], None], long: bool, counted: bool) -> None:
         with self.cond:
@@ -76,14 +77,22 @@ class _Scheduler:
                     self.idle.set()
 
     def take(self, block: bool) -> Callable[[], None] | None:
+        """The next job: short ones first, but (for the thread's own loop, `block`) a long job that
+        has waited behind DRAIN_BUDGET of short ones goes next. Non-blocking: short jobs only."""
         with self.cond:
             while block and not self.short and not self.long:
                 self.cond.wait()
-            if self.short:
+            if not block:
+                return self.short.popleft() if self.short else None
+            if not self.long:
+                self.long_waits_since = None
+            elif self.long_waits_since is None:
+                self.long_waits_since = time.monotonic()
+            overdue = self.long_waits_since is not None and time.monotonic() - self.long_waits_since > DRAIN_BUDGET
+            if self.short and not overdue:
                 return self.short.popleft()
-            if block:
-                return self.long.popleft()
-            return None
+            self.long_waits_since = None
+            return self.long.popleft()
 
     def loop(self) -> None:
         while True:

@@ -34,7 +34,7 @@ def build_app(settings: Settings, manager: ModelManager, galleries: Galleries | 
             with gr.Tab("Search", id="search"):
                 search.build(settings, galleries, app)
             with gr.Tab("Classify", id="classify"):
-                classify.build(settings, manager)
+                classify.build(settings, manager, app)
             with gr.Tab("System", id="system"):
                 system.build(settings, manager, app)
     return app

@@ -57,7 +57,7 @@ class ChatTab:
 
     def __init__(self, settings: Settings, manager: ModelManager) -> None:
         self.settings, self.manager = settings, manager
-        self.sessions = ChatSessions(settings.chat_cache_sessions)
+        self.sessions = ChatSessions(settings.chat_cache_sessions, settings.chat_cache_mb * 1_000_000)
         on_gpu = pick_device(settings.device) == "cuda"
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
         # The model-running events, wrapped as bound methods (their names and docstrings stay those
@@ -259,9 +259,12 @@ class ChatTab:
             )
         stop, prefix = self.sessions.begin(session)
         reply = {"role": "assistant", "content": ""}
-        for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL):
-            reply["content"] = partial
-            yield [*history, reply]
+        try:
+            for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL):
+                reply["content"] = partial
+                yield [*history, reply]
+        finally:
+            self.sessions.trim(keep=session)  # the caches, this answer's grown one too, within their bytes
         yield [*history, reply]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +23,74 @@ from mmdemo.ui.serve import clip_queue
 from mmdemo.vectorcache import embedding_cache
 
 NO_PRESET = "(type your own)"
+CSV_MAX_AGE_S = 86_400  # a session that never said goodbye (an API client) keeps its CSV this long
+Scores = tuple[dict[str, float] | None, str, list[list[Any]], str | None]
 
 
-def build(settings: Settings, manager: ModelManager) -> None:
-    """Add the classification components and events to the current Blocks."""
-    cache = embedding_cache(settings)
+class ClassifyTab:
+    """The Classify tab: `render` lays it out and wires the events; each event is a method."""
 
-    @friendly_errors
-    @hosting.gpu(duration=60)
+    def __init__(self, settings: Settings, manager: ModelManager) -> None:
+        self.settings, self.manager = settings, manager
+        self.cache = embedding_cache(settings)
+        self.csv_root = settings.data_dir / "outputs" / "classify"  # one folder per session
+        # Wrapped as a bound method (name and docstring stay the API's): ZeroGPU, and messages not traces.
+        self.classify = friendly_errors(hosting.gpu(duration=60)(self.classify))
+
+    def render(self, app: gr.Blocks) -> None:
+        """Lay out the tab and wire its events (inside a `gr.Tab`)."""
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="filepath", label="Image", height=300, elem_id="classify-image")
+                files = gr.File(
+                    file_count="multiple", label="Or a batch of images (table + CSV)", elem_id="classify-batch"
+                )
+                preset = gr.Dropdown([NO_PRESET, *PRESETS], value=NO_PRESET, label="Label preset")
+                labels = gr.Textbox(
+                    label="Candidate labels (one per line, or comma-separated)",
+                    value="cat, dog, car, person",
+                    lines=3,
+                    max_lines=12,
+                )
+                with gr.Row():
+                    template_set = gr.Radio(
+                        [(text, key) for key, text in TEMPLATE_SETS.items()], value=CUSTOM, label="Prompt templates"
+                    )
+                    template = gr.Textbox(label="Custom template", value=DEFAULT_TEMPLATE)
+                top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
+                go = gr.Button("Classify", variant="primary")
+            with gr.Column():
+                scores = gr.Label(label="Scores", elem_id="classify-scores")
+                info = gr.Markdown()
+                table = gr.Dataframe(headers=list(COLUMNS), label="Batch results", wrap=True, elem_id="classify-table")
+                csv_file = gr.File(label="Download CSV")
+        if self.settings.gallery_dir.is_dir():
+            gallery = self.settings.gallery_dir
+            bundled = sorted(str(p) for p in gallery.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            gr.Examples([[p] for p in bundled], inputs=[image], label="Pick from the gallery", examples_per_page=12)
+        preset.change(self.fill_preset, preset, labels, api_visibility="private")
+        inputs = [image, files, labels, template_set, template, top_k]
+        go.click(self.classify, inputs, [scores, info, table, csv_file], api_name="classify", preprocess=False,
+                 **clip_queue(self.settings))  # fmt: skip
+        app.unload(self.end_session)
+
     def classify(
+        self,
         image: str | None,
         files: list[Any] | None,
         labels_text: str,
         template_set: str,
         template: str,
         top_k: float,
+        request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[dict[str, float] | None, str, list[list[Any]], str | None]:
+    ) -> Scores:
         """Zero-shot classify one image (scores) or several (table + CSV) against the labels.
 
         Returns the top-k scores of the single image, a note on how scores are computed, the
         table (image, top-1, score, top-5) and the path of the table as CSV.
         """
+        settings = self.settings
         paths = [upload_path(f) for f in files or []]
         if image:
             paths.insert(0, upload_path(image))
@@ -53,7 +100,7 @@ def build(settings: Settings, manager: ModelManager) -> None:
             raise UserFacingError(f"{len(paths)} images; the limit is {settings.max_images_per_upload} per batch.")
         labels, notices = parse_labels(labels_text, settings.max_labels, settings.max_label_chars)
         templates = templates_for(template_set, template)
-        clip = manager.get("clip")
+        clip = self.manager.get("clip")
         count = Throughput(len(paths))
         # A progress bar for batches only: each update is a message the server sends, and one image
         # is answered before a bar would show.
@@ -66,14 +113,9 @@ def build(settings: Settings, manager: ModelManager) -> None:
             if batch:
                 progress((count.done, count.total), desc=count.describe())
 
+        files_in = [ImageFile(p, Path(p).name) for p in paths]
         result = classify_files(
-            clip,
-            [ImageFile(p, Path(p).name) for p in paths],
-            labels,
-            templates,
-            settings.max_image_pixels,
-            cache,
-            on_batch=advance,
+            clip, files_in, labels, templates, settings.max_image_pixels, self.cache, on_batch=advance
         )
         if not result.predictions:
             reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.skipped)
@@ -87,40 +129,32 @@ def build(settings: Settings, manager: ModelManager) -> None:
         lines += [f"- {n}" for n in notices]
         lines += [f"- skipped **{s.name}**: {s.reason}" for s in result.skipped]
         single = dict(result.predictions[0][1].top_k(k)) if len(result.predictions) == 1 else None
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="mmdemo-classify-", delete=False) as out:
-            out.write(result.to_csv(k))
-        return single, "\n".join(lines), result.rows(k), out.name
+        return single, "\n".join(lines), result.rows(k), str(self._write_csv(result.to_csv(k), request))
 
-    def fill_preset(preset: str) -> str | Any:
+    def fill_preset(self, preset: str) -> str | Any:
         """Put a preset's class names in the labels box, one per line."""
         return gr.update() if preset == NO_PRESET else "\n".join(preset_labels(preset))
 
-    with gr.Row():
-        with gr.Column():
-            image = gr.Image(type="filepath", label="Image", height=300, elem_id="classify-image")
-            files = gr.File(file_count="multiple", label="Or a batch of images (table + CSV)", elem_id="classify-batch")
-            preset = gr.Dropdown([NO_PRESET, *PRESETS], value=NO_PRESET, label="Label preset")
-            labels = gr.Textbox(
-                label="Candidate labels (one per line, or comma-separated)",
-                value="cat, dog, car, person",
-                lines=3,
-                max_lines=12,
-            )
-            with gr.Row():
-                template_set = gr.Radio(
-                    [(text, key) for key, text in TEMPLATE_SETS.items()], value=CUSTOM, label="Prompt templates"
-                )
-                template = gr.Textbox(label="Custom template", value=DEFAULT_TEMPLATE)
-            top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
-            go = gr.Button("Classify", variant="primary")
-        with gr.Column():
-            scores = gr.Label(label="Scores", elem_id="classify-scores")
-            info = gr.Markdown()
-            table = gr.Dataframe(headers=list(COLUMNS), label="Batch results", wrap=True, elem_id="classify-table")
-            csv_file = gr.File(label="Download CSV")
-    if settings.gallery_dir.is_dir():
-        bundled = sorted(str(p) for p in settings.gallery_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        gr.Examples([[p] for p in bundled], inputs=[image], label="Pick from the gallery", examples_per_page=12)
-    preset.change(fill_preset, preset, labels, api_visibility="private")
-    go.click(classify, [image, files, labels, template_set, template, top_k], [scores, info, table, csv_file],
-             api_name="classify", preprocess=False, **clip_queue(settings))  # fmt: skip
+    def end_session(self, request: gr.Request) -> None:
+        """The tab closed: its CSV goes (Gradio keeps the copy it served until its own cache expires)."""
+        shutil.rmtree(self._session_dir(request), ignore_errors=True)
+
+    def _session_dir(self, request: gr.Request | None) -> Path:
+        session = getattr(request, "session_hash", None) or "api"
+        return self.csv_root / "".join(c for c in session if c.isalnum())
+
+    def _write_csv(self, text: str, request: gr.Request | None) -> Path:
+        """The session's one CSV (the latest table); sessions gone for a day lose theirs."""
+        now = time.time()
+        for old in self.csv_root.glob("*/classify.csv"):
+            if now - old.stat().st_mtime > CSV_MAX_AGE_S:
+                shutil.rmtree(old.parent, ignore_errors=True)
+        path = self._session_dir(request) / "classify.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+
+def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
+    """Add the classification components and events to the current Blocks."""
+    ClassifyTab(settings, manager).render(app)

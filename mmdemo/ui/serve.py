@@ -135,7 +135,9 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
         "max_file_size": f"{settings.max_upload_mb}mb",
         # e.g. a non-image sent to an image input through the API: say why it failed
         "show_error": True,
-        "allowed_paths": [str(settings.data_dir / "galleries")],  # gallery thumbnails
+        # Gallery thumbnails, and files handlers return (classify CSVs) from their session's folder:
+        # outside the system temp dir, Gradio would refuse to serve them.
+        "allowed_paths": [str(settings.data_dir / "galleries"), str(settings.data_dir / "outputs")],
     }
 
 

@@ -49,6 +49,13 @@ class PrefixCache:
     model_token: int = 0  # id() of the model that filled it: a reloaded model invalidates it
     last: Reuse | None = None  # what the latest turn reused
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the cached keys and values (tensor metadata only: no model op)."""
+        layers = getattr(self.cache, "layers", None) or ()
+        tensors = [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))]
+        return sum(int(t.nbytes) for t in tensors if t is not None and hasattr(t, "nbytes"))
+
     def clear(self) -> None:
         """Drop the cached tensors (Clear, undo, or the session ended)."""
         self.ids, self.spans, self.cache, self.last = [], [], None, None

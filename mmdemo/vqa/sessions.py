@@ -1,7 +1,8 @@
 """Per-session chat state kept on the server: a stop flag and the last answer's KV cache.
 
-Caches are bounded: only the `max_cached` most recently active conversations keep one (each
-holds keys/values for its whole prompt, which on a GPU is real memory); older ones fall back
+Caches are bounded: only the `max_cached` most recently active conversations keep one, in
+`max_bytes` together (each holds keys/values for its whole prompt, which on a GPU is real
+memory: the model manager's budget is that much smaller, see catalog.py); older ones fall back
 to a full prefill on their next turn.
 """
 
@@ -16,8 +17,8 @@ from mmdemo.vqa.reuse import PrefixCache
 class ChatSessions:
     """Stop flags and prefix caches by session id."""
 
-    def __init__(self, max_cached: int = 4) -> None:
-        self.max_cached = max_cached
+    def __init__(self, max_cached: int = 4, max_bytes: int = 0) -> None:
+        self.max_cached, self.max_bytes = max_cached, max_bytes  # max_bytes 0: no byte bound
         self._stops: dict[str, threading.Event] = {}
         self._caches: OrderedDict[str, PrefixCache] = OrderedDict()
         self._lock = threading.Lock()
@@ -34,6 +35,26 @@ class ChatSessions:
                 _, evicted = self._caches.popitem(last=False)
                 evicted.clear()
             return stop, cache
+
+    def trim(self, keep: str) -> None:
+        """After an answer: drop the least recently used caches until all fit in max_bytes
+        (`keep`'s last, and only if it alone is too big)."""
+        if self.max_bytes <= 0:
+            return
+        with self._lock:
+            sizes = {session: cache.nbytes for session, cache in self._caches.items()}
+            order = [s for s in self._caches if s != keep] + ([keep] if keep in self._caches else [])
+            for session in order:
+                if sum(sizes.values()) <= self.max_bytes:
+                    break
+                self._caches.pop(session).clear()
+                del sizes[session]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all kept caches."""
+        with self._lock:
+            return sum(cache.nbytes for cache in self._caches.values())
 
     def stop(self, session: str) -> None:
         """Stop this session's running generation, if any."""
