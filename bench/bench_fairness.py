@@ -11,6 +11,8 @@ bench_vqa.py unless `--vlm 7b`) on a loopback port and drives it with `gradio_cl
 - the chat's decode rate (tokens/s, from the first to the last streamed chunk of an answer that
   always runs to max_new_tokens) alone and with the search/classify traffic beside it. Goal:
   slowdown <= 1.15x.
+The phases run in turn `--repeat` times and are pooled: this machine drifts run to run by about as
+much as the effects measured.
 """
 
 from __future__ import annotations
@@ -90,6 +92,16 @@ class Chatter:
         self.reader.join(5)
 
 
+def chat_alone(url: str, image: Path, tokens: int, answers: int = 2) -> list[float]:
+    """Decode rates of `answers` whole answers with nothing beside them."""
+    chatter = Chatter(url, image, tokens)
+    chatter.streaming.wait(300)
+    while len(chatter.rates) < answers:
+        time.sleep(0.1)
+    chatter.stop()
+    return chatter.rates[:answers]
+
+
 def probe(url: str, image: Path, rounds: int, gap: float) -> dict[str, list[float]]:
     """One visitor alternating a text search and a one-image classification: latencies in seconds."""
     from gradio_client import Client, handle_file
@@ -119,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--vlm", choices=("scaled", "7b"), default="scaled")
-    parser.add_argument("--rounds", type=int, default=12, help="searches and classifications per phase")
+    parser.add_argument("--rounds", type=int, default=8, help="searches and classifications per phase and repeat")
+    parser.add_argument("--repeat", type=int, default=3, help="times the phases run in turn (pooled)")
     parser.add_argument("--tokens", type=int, default=400, help="tokens per chat answer")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between the probe's requests")
     args = parser.parse_args()
@@ -131,23 +144,29 @@ def main() -> None:
         url, proc = start_bench_app(tmp_path / "data", tmp_path / "vlm", args.device, tmp_path / "app.log")
         try:
             probe(url, image, 2, 0)  # warm-up: models resident, library indexed, label vectors cached
-            results: dict[str, dict[str, list[float]]] = {"alone": probe(url, image, args.rounds, args.gap)}
-            chat_alone = Chatter(url, image, args.tokens)
-            chat_alone.streaming.wait(300)
-            while len(chat_alone.rates) < 2:  # two whole answers with nothing beside them
-                time.sleep(0.1)
-            chat_alone.stop()
-            rate_alone = statistics.median(chat_alone.rates)
+            # Phases in turn, `--repeat` times, pooled: this machine drifts (clock, neighbours) by as
+            # much as the effect measured, and interleaving spreads the drift over every phase.
+            results: dict[str, dict[str, list[float]]] = {}
+            rates_alone: list[float] = []
             rate_shared: list[float] = []
-            for chatters in (1, 3):
-                group = [Chatter(url, image, args.tokens) for _ in range(chatters)]
-                group[0].streaming.wait(300)
-                results[f"{chatters} chatting"] = probe(url, image, args.rounds, args.gap)
-                while not group[0].rates:  # an answer generated while the probe ran
-                    time.sleep(0.1)
-                for chatter in group:
-                    chatter.stop()
-                    rate_shared += chatter.rates
+
+            def pool(phase: str, times: dict[str, list[float]]) -> None:
+                for kind, values in times.items():
+                    results.setdefault(phase, {}).setdefault(kind, []).extend(values)
+
+            for _ in range(args.repeat):
+                pool("alone", probe(url, image, args.rounds, args.gap))
+                rates_alone += chat_alone(url, image, args.tokens, answers=1)
+                for chatters in (1, 3):
+                    group = [Chatter(url, image, args.tokens) for _ in range(chatters)]
+                    group[0].streaming.wait(300)
+                    pool(f"{chatters} chatting", probe(url, image, args.rounds, args.gap))
+                    while not group[0].rates:  # an answer generated while the probe ran
+                        time.sleep(0.1)
+                    for chatter in group:
+                        chatter.stop()
+                        rate_shared += chatter.rates
+            rate_alone = statistics.median(rates_alone)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -161,7 +180,10 @@ def main() -> None:
             goal = "" if phase == "alone" else ("<= 1.5x (met)" if p50 / base <= 1.5 else "<= 1.5x (NOT met)")
             rows.append((kind, phase, f"{p50:.3f}", f"{p95:.3f}", f"{p50 / base:.2f}x", goal))
     slowdown = rate_alone / statistics.median(rate_shared) if rate_shared else float("nan")
-    print(f"VLM: {args.vlm}, device: {args.device}, {args.tokens}-token answers, {args.rounds} rounds per phase")
+    print(
+        f"VLM: {args.vlm}, device: {args.device}, {args.tokens}-token answers, "
+        f"{args.rounds} rounds per phase x {args.repeat}, a probe request every ~{args.gap:.1f} s + its latency"
+    )
     print(table(rows, ("request", "while", "p50 (s)", "p95 (s)", "p50 / alone", "goal")))
     print(
         f"chat decode: {rate_alone:.1f} tok/s alone, {statistics.median(rate_shared):.1f} tok/s with search/classify "
