@@ -44,6 +44,9 @@ def test_chat_streams_an_answer_about_an_uploaded_image(page, images):
         "() => [...document.querySelectorAll('[data-testid=bot]')].some(e => e.innerText.trim().length > 0)",
         timeout=60_000,
     )
+    # Under the conversation, once the answer is done: what it cost.
+    page.locator("#chat-stats").get_by_text("tokens/s").wait_for(timeout=30_000)
+    assert "prompt tokens reused from the cache" in page.locator("#chat-stats").inner_text()
     page.screenshot(path=ARTIFACTS / "chat.png")
 
 
@@ -94,7 +97,7 @@ def test_search_shows_gallery_results_with_scores(page):
     page.get_by_role("tab", name="Search").click()
     page.get_by_label("Describe what you are looking for").fill("a cat on a sofa")
     page.get_by_role("button", name="Search", exact=True).click()
-    page.get_by_text("·").first.wait_for(timeout=60_000)
+    page.locator("#search-results").get_by_text("·").first.wait_for(timeout=60_000)
     assert page.locator("text=/0\\.\\d{3} · .+\\.jpg/").count() > 0
 
 

@@ -298,3 +298,21 @@ def test_closing_the_connection_mid_answer_stops_generation(chat_client):
     while compute.busy():
         assert time.perf_counter() - cancelled < 1.0, "generation still running 1 s after the client left"
         time.sleep(0.02)
+
+
+def test_answer_stats_count_tokens_and_what_the_cache_saved(session_manager):
+    from mmdemo.vqa.chat import AnswerStats
+
+    vlm = session_manager.get("vlm")
+    prefix = PrefixCache()
+    history = [{"role": "user", "content": "Hello there."}]
+    first = AnswerStats()
+    answer = list(stream_reply(vlm, to_qwen_messages(history, SMALL), GenerationParams(8, greedy=True), None, prefix,
+                               stats=first))[-1]  # fmt: skip
+    assert 1 <= first.new_tokens <= 8 and first.prompt_tokens > 0 and first.reused_tokens == 0
+    history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}]
+    second = AnswerStats()
+    list(stream_reply(vlm, to_qwen_messages(history, SMALL), GenerationParams(8, greedy=True), None, prefix,
+                      stats=second))  # fmt: skip
+    assert 0 < second.reused_tokens < second.prompt_tokens  # the first turn came from the cache
+    assert f"{second.new_tokens} tokens · " in second.describe() and "prompt tokens reused" in second.describe()

@@ -22,6 +22,7 @@ from mmdemo.ui.serve import chat_queue
 from mmdemo.vqa.chat import (
     DEFAULT_QUESTION,
     PATCH_AREA,
+    AnswerStats,
     GenerationParams,
     ImageBudget,
     build_prompt,
@@ -58,6 +59,7 @@ class ChatTab:
     def __init__(self, settings: Settings, manager: ModelManager) -> None:
         self.settings, self.manager = settings, manager
         self.sessions = ChatSessions(settings.chat_cache_sessions, settings.chat_cache_mb * 1_000_000)
+        self.last_stats: dict[str, AnswerStats] = {}  # per session: what its last answer cost
         on_gpu = pick_device(settings.device) == "cuda"
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
         # The model-running events, wrapped as bound methods (their names and docstrings stay those
@@ -70,6 +72,7 @@ class ChatTab:
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         chatbot = gr.Chatbot(label="Conversation", height=460, buttons=["copy"])
+        stats_line = gr.Markdown(elem_id="chat-stats")  # tokens, tokens/s, prompt reused, after each answer
         box = gr.MultimodalTextbox(
             placeholder="Ask about an image: attach images or a video, then type a question",
             file_types=["image", "video"],
@@ -96,8 +99,10 @@ class ChatTab:
         queue = chat_queue(self.settings)
         event = box.submit(self.chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **queue)
         event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
+        event.then(self.answer_stats, None, stats_line, api_visibility="private")
         box.stop(self.stop, None, None, api_visibility="private")
         regen = regen_btn.click(self.regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **queue)
+        regen.then(self.answer_stats, None, stats_line, api_visibility="private")
         # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
         undo_btn.click(self.undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
         clear_btn.click(self.forget, None, None, api_visibility="private", cancels=[event, regen]).then(
@@ -203,6 +208,12 @@ class ChatTab:
     def forget(self, request: gr.Request) -> None:
         """Stop this session's answer and free its cache (Clear, or the tab closed)."""
         self.sessions.forget(_session(request))
+        self.last_stats.pop(_session(request), None)
+
+    def answer_stats(self, request: gr.Request) -> str:
+        """The small line under the conversation: what the last answer cost."""
+        stats = self.last_stats.get(_session(request))
+        return f"<small>{stats.describe()}</small>" if stats is not None else ""
 
     def stop(self, request: gr.Request) -> None:
         """Stop this session's answer at the next token."""
@@ -259,8 +270,9 @@ class ChatTab:
             )
         stop, prefix = self.sessions.begin(session)
         reply = {"role": "assistant", "content": ""}
+        stats = self.last_stats[session] = AnswerStats()
         try:
-            for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL):
+            for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL, stats=stats):
                 reply["content"] = partial
                 yield [*history, reply]
         finally:

@@ -54,6 +54,24 @@ class ImageBudget:
     max_file_pixels: int = 64_000_000  # larger files are refused (decompression-bomb guard)
 
 
+@dataclass
+class AnswerStats:
+    """What one answer cost: filled in by `stream_reply`, shown under the conversation."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # of the prompt, taken from the previous turn's KV cache
+    new_tokens: int = 0
+    decode_seconds: float = 0.0  # first token to last
+
+    def describe(self) -> str:
+        """e.g. '64 tokens · 31.5 tokens/s · 306 of 323 prompt tokens reused from the cache'."""
+        rate = (self.new_tokens - 1) / self.decode_seconds if self.new_tokens > 1 and self.decode_seconds > 0 else 0
+        return (
+            f"{self.new_tokens} tokens · {rate:.1f} tokens/s · "
+            f"{self.reused_tokens} of {self.prompt_tokens} prompt tokens reused from the cache"
+        )
+
+
 @dataclass(frozen=True)
 class Prompt:
     """Model inputs for one turn, and what had to be left out to fit the context budget."""
@@ -175,6 +193,7 @@ def stream_reply(
     stop: threading.Event | None = None,
     prefix: PrefixCache | None = None,
     min_interval: float = 0.0,
+    stats: AnswerStats | None = None,
 ) -> Iterator[str]:
     """Yield the answer as it grows (the whole text so far, each time a token arrives).
 
@@ -185,7 +204,8 @@ def stream_reply(
     Generation runs on the compute thread. Setting `stop`, or closing this generator (the browser
     went away), ends `generate()` at the next token, and returns only once it has ended.
     With `prefix`, the keys/values of the previous turn are reused for the part of the prompt
-    that did not change, and the cache is updated for the next turn.
+    that did not change, and the cache is updated for the next turn. `stats`, when given, is
+    filled in once the answer ends (stopped or not).
     """
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -201,7 +221,16 @@ def stream_reply(
     if not isinstance(prompt, Prompt):
         prompt = build_prompt(vlm, prompt)
     model = vlm.model
-    streamer = TextIteratorStreamer(vlm.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    class _CountingStreamer(TextIteratorStreamer):
+        tokens = 0
+
+        def put(self, value: Any) -> None:
+            if not self.next_tokens_are_prompt:  # the first put is the prompt (skip_prompt)
+                self.tokens += int(value.numel())
+            super().put(value)
+
+    streamer = _CountingStreamer(vlm.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
 
     def work() -> None:
@@ -224,11 +253,12 @@ def stream_reply(
             streamer.end()  # unblock the consumer
 
     job = compute.submit(work, long=True)  # the one thread that runs model work (mmdemo.models.compute)
-    text, shown, last = "", "", 0.0
+    text, shown, last, first = "", "", 0.0, None
     try:
         for chunk in streamer:
             if stop.is_set():
                 break
+            first = first or time.monotonic()
             text += chunk
             if (now := time.monotonic()) - last >= min_interval:
                 shown, last = text, now
@@ -238,6 +268,10 @@ def stream_reply(
     finally:
         stop.set()
         job.result()
+        if stats is not None:
+            stats.prompt_tokens, stats.new_tokens = prompt.tokens, streamer.tokens
+            stats.reused_tokens = prefix.last.reused if prefix is not None and prefix.last is not None else 0
+            stats.decode_seconds = time.monotonic() - first if first is not None else 0.0
     if failure:
         if prefix is not None:
             prefix.clear()
@@ -275,6 +309,7 @@ def _reuse_prefix(model: Any, inputs: Any, prefix: PrefixCache) -> dict[str, Any
 
 __all__ = [
     "DEFAULT_QUESTION",
+    "AnswerStats",
     "BadImageError",
     "GenerationParams",
     "ImageBudget",
