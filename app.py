@@ -35,14 +35,16 @@ def main(argv: list[str] | None = None) -> None:
     from mmdemo.search.galleries import Galleries
     from mmdemo.ui import CSS, build_app, theme
     from mmdemo.ui.serve import readiness, serve
+    from mmdemo.vqa.backend import chat_backend
 
     set_pixel_limit(settings.max_image_pixels)
     manager = build_manager(settings)
     # Serve at once and load in the background (first requests wait for it); ZeroGPU packs the
     # CUDA weights at startup, so there they must be resident before launch.
-    manager.preload(settings.preload, background=not zero_gpu)
+    manager.preload(settings.local_preload, background=not zero_gpu)
     galleries = Galleries(settings, manager)
-    app = build_app(settings, manager, galleries)
+    backend = chat_backend(settings, manager)  # the VLM in process, or on MMDEMO_VLM_URL's server
+    app = build_app(settings, manager, galleries, backend)
     serve(app, settings, ready=lambda: readiness(settings, manager, galleries), theme=theme(), css=CSS)
 
 

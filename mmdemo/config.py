@@ -19,6 +19,8 @@ PROFILES = ("default", "tiny", "random")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
+VLM_SERVERS = ("auto", "vllm", "sglang", "other")
+SECRETS = ("vlm_api_key",)  # never printed
 
 
 def _opt(help: str, choices: Sequence[str] | None = None) -> Any:
@@ -142,6 +144,41 @@ class Settings:
         metadata=_opt("Conversations whose KV cache is kept for prefix reuse (0 = recompute every turn)."),
     )
 
+    # --- chat on an inference server (README: Scale out) ---
+    vlm_url: str = field(
+        default="",
+        metadata=_opt(
+            "Base URL of an OpenAI-compatible API that serves the chat model (vLLM, SGLang, TGI, "
+            "transformers serve, Ollama), e.g. http://vllm:8000/v1. Set: the chat runs there and no "
+            "local VLM is loaded. '' = in process."
+        ),
+    )
+    vlm_api_key: str = field(
+        default="",
+        repr=False,  # a secret: never in a repr, a log line, --help or the UI
+        metadata=_opt("API key for MMDEMO_VLM_URL (sent as a bearer token; never logged or shown)."),
+    )
+    vlm_served_model: str = field(
+        default="",
+        metadata=_opt("Model name to request from MMDEMO_VLM_URL. '' = the first one its /models lists."),
+    )
+    vlm_server: str = field(
+        default="auto",
+        metadata=_opt(
+            "Which server MMDEMO_VLM_URL is, for the request fields only some accept (vLLM and SGLang: "
+            "repetition_penalty, usage in streams). auto = from /models' owned_by; other = standard fields only.",
+            VLM_SERVERS,
+        ),
+    )
+    vlm_timeout: float = field(
+        default=60.0,
+        metadata=_opt("Seconds to wait for the inference server: to connect, and between two streamed tokens."),
+    )
+    vlm_retries: int = field(
+        default=2,
+        metadata=_opt("Retries (with backoff, honouring Retry-After) when the server is busy (429) or failing (5xx)."),
+    )
+
     # --- server ---
     host: str = field(default="127.0.0.1", metadata=_opt("Address to bind (0.0.0.0 in containers)."))
     port: int = field(default=7860, metadata=_opt("Port to serve on."))
@@ -176,7 +213,7 @@ class Settings:
         default=0,
         metadata=_opt(
             "Chat answers generated at once, in their own queue (waiting visitors see their place). "
-            "0 = auto: 1 in process."
+            "0 = auto: 1 in process; 32 on an inference server (MMDEMO_VLM_URL), which batches them."
         ),
     )
     max_queue_size: int = field(
@@ -186,7 +223,7 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_opt("Python logging level."))
 
     def __post_init__(self) -> None:
-        for name in ("profile", "device", "dtype", "quantization"):
+        for name in ("profile", "device", "dtype", "quantization", "vlm_server"):
             choices = _metadata(name)["choices"]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
@@ -196,6 +233,18 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated like the original)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def remote_vlm(self) -> bool:
+        """True when the chat runs on an inference server (MMDEMO_VLM_URL) instead of in process."""
+        return bool(self.vlm_url.strip())
+
+    @property
+    def local_preload(self) -> tuple[str, ...]:
+        """The models to load at startup here: `preload`, less the VLM when it is served elsewhere."""
+        if not self.remote_vlm:
+            return self.preload
+        return tuple(name for name in self.preload if name != "vlm" and name != self.vlm_model)
 
     @property
     def is_synthetic(self) -> bool:
@@ -262,6 +311,8 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
         current = getattr(defaults, f.name)
         env = ENV_PREFIX + f.name.upper()
         shown = ",".join(current) if isinstance(current, tuple) else current
+        if f.name in SECRETS:
+            shown = "(set)" if current else "(not set)"
         help_text = f"{f.metadata['help']} [env {env}; now: {shown}]"
         if _TYPES[f.name] is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)

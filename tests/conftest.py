@@ -93,6 +93,55 @@ def stop_app(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def resend(history: list[dict]) -> list[dict]:
+    """A history the API returned, ready to send back: the client downloaded its files to local
+    paths, which go back up as file handles."""
+    from gradio_client import handle_file
+
+    for message in history:
+        for item in message["content"]:
+            if item.get("type") == "file" and isinstance(item["file"], str):
+                item["file"] = handle_file(item["file"])
+    return history
+
+
+def start_vlm_server(model_dir: Path, log: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
+    """`transformers serve` pinned to `model_dir` on a loopback port: a real OpenAI-compatible
+    server (the one the dev requirements bring); its /v1 URL once GET /health answers."""
+    port = port or free_port()
+    serve = Path(sys.executable).with_name("transformers")
+    cmd = [str(serve), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+    with log.open("a") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return f"http://127.0.0.1:{port}/v1", proc
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited early:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"transformers serve did not start within 120 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(data_dir: Path) -> Path:
+    """The tiny Qwen2.5-VL folder (weights, processor, chat template) the production loader reads."""
+    from mmdemo.models.tiny import ensure_built
+
+    return ensure_built("tiny-qwen2.5-vl", data_dir / "models")
+
+
+@pytest.fixture(scope="session")
+def vlm_server(tiny_vlm_dir, tmp_path_factory):
+    """A `transformers serve` of the tiny Qwen2.5-VL shared by the session: (v1 URL, model name)."""
+    url, proc = start_vlm_server(tiny_vlm_dir, tmp_path_factory.mktemp("vlm-server") / "server.log")
+    yield url, str(tiny_vlm_dir)
+    stop_app(proc)
+
+
 @pytest.fixture(scope="session")
 def served_app(data_dir, tmp_path_factory):
     """The tiny app served by `python app.py` (shared by the session's tests): (url, log path)."""

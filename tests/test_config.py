@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,16 @@ def test_help_lists_every_setting_with_its_env_name():
     out = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True)
     for name in ("vlm_model", "quantization", "max_labels", "memory_budget_gb"):
         assert "--" + name.replace("_", "-") in out.stdout and "MMDEMO_" + name.upper() in out.stdout
+
+
+def test_the_inference_server_key_is_never_printed():
+    env = {**os.environ, "MMDEMO_VLM_API_KEY": "sk-live-123", "MMDEMO_VLM_URL": "http://vllm:8000/v1"}
+    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True,
+                         env=env)  # fmt: skip
+    assert "sk-live-123" not in out.stdout and "MMDEMO_VLM_API_KEY; now: (set)" in " ".join(out.stdout.split())
+    settings = Settings.from_env(env)
+    assert settings.vlm_api_key == "sk-live-123" and "sk-live-123" not in repr(settings)
+    assert settings.remote_vlm and settings.local_preload == ("clip",)
 
 
 def test_readme_documents_every_setting():

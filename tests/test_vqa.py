@@ -19,7 +19,7 @@ from mmdemo.vqa.chat import GenerationParams, ImageBudget, build_prompt, stream_
 from mmdemo.vqa.history import pop_last_turn, without_last_answer
 from mmdemo.vqa.media import check_attachments, load_image
 from mmdemo.vqa.reuse import PrefixCache, VisualSpan, reusable_prefix
-from tests.conftest import free_port
+from tests.conftest import free_port, resend
 
 SMALL = ImageBudget(min_pixels=4 * 784, max_pixels=224 * 224, max_frames=4, video_total_pixels=4 * 224 * 224)
 GREEDY = GenerationParams(max_new_tokens=10, greedy=True)
@@ -243,18 +243,6 @@ def chat_client(tiny_settings, session_manager):
     app.queue(default_concurrency_limit=1).launch(server_port=port, prevent_thread_lock=True, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     app.close()
-
-
-def resend(history: list[dict]) -> list[dict]:
-    """A history the API returned, ready to send back: the client downloaded its files to local
-    paths, which go back up as file handles."""
-    from gradio_client import handle_file
-
-    for message in history:
-        for item in message["content"]:
-            if item.get("type") == "file" and isinstance(item["file"], str):
-                item["file"] = handle_file(item["file"])
-    return history
 
 
 def test_chat_api_multi_image_multi_turn_video_and_regenerate(chat_client, images, tmp_path):

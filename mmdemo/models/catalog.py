@@ -33,13 +33,17 @@ def build_manager(settings: Settings) -> ModelManager:
         if settings.quantization == "auto":
             vlm_quantization = choice.quantization
         notes.append(f"VLM: {choice.model_id} ({choice.reason})")
+    if settings.remote_vlm:
+        # The chat runs on an inference server: no local VLM to plan, load, or show as loadable.
+        del roles["vlm"]
+        notes.append("VLM: served by the inference server at MMDEMO_VLM_URL (see the Chat line above)")
     if settings.is_synthetic:
         notes.append(f"{settings.profile} profile: random-weight models, answers are noise")
 
     def plan(model_id: str) -> LoadPlan:
         import_model_libraries()  # before any build or load: see libs.py for the race it prevents
         spec = resolve(model_id)
-        quant = vlm_quantization if model_id == roles["vlm"] else "none"
+        quant = vlm_quantization if model_id == roles.get("vlm") else "none"
         placement = dev.placement_for(spec.family, device, settings.dtype, quant)
         location = None
         if spec.tiny or (spec.random_weights and spec.family == "qwen_vl"):
@@ -49,7 +53,7 @@ def build_manager(settings: Settings) -> ModelManager:
         return LoadPlan(spec, placement, location, spec.approx_bytes(placement.dtype, placement.quantization))
 
     budget = int(settings.memory_budget_gb * GB) if settings.memory_budget_gb > 0 else dev.auto_budget_bytes(device)
-    if settings.chat_cache_sessions > 0 and settings.chat_cache_mb > 0:
+    if settings.chat_cache_sessions > 0 and settings.chat_cache_mb > 0 and not settings.remote_vlm:
         # The chat's KV caches share the same memory: models get the budget less what they may hold.
         reserved = min(settings.chat_cache_mb * 1_000_000, budget // 2)
         budget -= reserved

@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "2"  # bump when a builder changes, so cached builds are rebuilt
+BUILD_VERSION = "3"  # bump when a builder changes, so cached builds are rebuilt
 CONFIGS = Path(__file__).parent / "configs"
 QWEN_7B_CONFIG = CONFIGS / "qwen2.5-vl-7b-instruct.config.json"
 QWEN_CHAT_TEMPLATE = CONFIGS / "qwen2.5-vl.chat_template.jinja"
@@ -187,6 +187,9 @@ def build_tiny_qwen(out: Path, arch: str) -> None:
     # One dtype throughout: built from a config, some parameters would otherwise stay bf16.
     model = AutoModelForImageTextToText.from_config(config).to(torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # As the real checkpoints ship it: a server that honours the request's temperature only when the
+    # model samples by default (transformers serve) then samples here too.
+    model.generation_config.do_sample = True
     model.save_pretrained(out)
     processor.save_pretrained(out)
 

@@ -9,16 +9,21 @@ from mmdemo.models.manager import ModelManager
 from mmdemo.search.galleries import Galleries
 from mmdemo.ui import chat, classify, search, system
 from mmdemo.ui.common import CSS, theme
+from mmdemo.vqa.backend import ChatBackend, chat_backend
 
 __all__ = ["CSS", "build_app", "theme"]
 
 
-def build_app(settings: Settings, manager: ModelManager, galleries: Galleries | None = None) -> gr.Blocks:
-    """Build (not launch) the app over these models and galleries (by default, new ones).
+def build_app(
+    settings: Settings, manager: ModelManager, galleries: Galleries | None = None, backend: ChatBackend | None = None
+) -> gr.Blocks:
+    """Build (not launch) the app over these models, galleries and chat backend (by default, the
+    ones the settings ask for).
 
     Launch with `mmdemo.ui.serve.serve(app, settings, theme=theme(), css=CSS)`.
     """
     galleries = galleries or Galleries(settings, manager)
+    backend = backend or chat_backend(settings, manager)
     # delete_cache: uploads and outputs older than a day go (checked hourly), and all at shutdown.
     with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics, delete_cache=(3600, 86400)) as app:
         gr.Markdown("# mmdemo\nAsk about images, search a gallery by description, classify without training.")
@@ -30,11 +35,11 @@ def build_app(settings: Settings, manager: ModelManager, galleries: Galleries | 
             )
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat.build(settings, manager, app)
+                chat.build(settings, backend, app)
             with gr.Tab("Search", id="search"):
                 search.build(settings, galleries, app)
             with gr.Tab("Classify", id="classify"):
                 classify.build(settings, manager, app)
             with gr.Tab("System", id="system"):
-                system.build(settings, manager, app)
+                system.build(settings, manager, app, backend)
     return app

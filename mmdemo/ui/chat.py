@@ -16,21 +16,13 @@ from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.models.device import pick_device
-from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.serve import chat_queue
-from mmdemo.vqa.chat import (
-    DEFAULT_QUESTION,
-    PATCH_AREA,
-    AnswerStats,
-    GenerationParams,
-    ImageBudget,
-    build_prompt,
-    stream_reply,
-    to_qwen_messages,
-)
+from mmdemo.vqa.backend import ChatBackend
+from mmdemo.vqa.chat import DEFAULT_QUESTION, PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
 from mmdemo.vqa.history import pop_last_turn, without_last_answer
 from mmdemo.vqa.media import check_attachments
+from mmdemo.vqa.remote import AnswerCut
 from mmdemo.vqa.sessions import ChatSessions
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -56,16 +48,20 @@ class ChatTab:
     and each event is a method. `chat` and `regenerate` take the same generation controls, in
     the order of `self.controls`."""
 
-    def __init__(self, settings: Settings, manager: ModelManager) -> None:
-        self.settings, self.manager = settings, manager
-        self.sessions = ChatSessions(settings.chat_cache_sessions, settings.chat_cache_mb * 1_000_000)
+    def __init__(self, settings: Settings, backend: ChatBackend) -> None:
+        self.settings, self.backend = settings, backend
+        # KV caches for prefix reuse live where the model runs: here only for the in-process backend.
+        kept = 0 if backend.remote else settings.chat_cache_sessions
+        self.sessions = ChatSessions(kept, settings.chat_cache_mb * 1_000_000)
         self.last_stats: dict[str, AnswerStats] = {}  # per session: what its last answer cost
-        on_gpu = pick_device(settings.device) == "cuda"
+        on_gpu = backend.remote or pick_device(settings.device) == "cuda"  # servers run on GPUs
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
         # The model-running events, wrapped as bound methods (their names and docstrings stay those
-        # of the API and MCP tools): a spaces.GPU allocation each on ZeroGPU, messages not traces.
-        self.chat = friendly_errors(hosting.gpu(duration=120)(self.chat))
-        self.regenerate = friendly_errors(hosting.gpu(duration=120)(self.regenerate))
+        # of the API and MCP tools): messages, not traces; on ZeroGPU a spaces.GPU allocation each,
+        # unless the model runs on a server (then a GPU here would be held for nothing).
+        on_gpu_here = hosting.gpu(duration=120) if not backend.remote else (lambda fn: fn)
+        self.chat = friendly_errors(on_gpu_here(self.chat))
+        self.regenerate = friendly_errors(on_gpu_here(self.regenerate))
 
     # --- layout and events ---
 
@@ -260,26 +256,29 @@ class ChatTab:
         self, history: History, params: GenerationParams, budget: ImageBudget, session: str
     ) -> Iterator[History]:
         """Stream an answer to the last user turn of `history` (shared by chat and regenerate)."""
-        vlm = self.manager.get("vlm")
         limit = self.settings.max_context_tokens
-        prompt = build_prompt(vlm, to_qwen_messages(history, budget), limit)
-        if prompt.dropped:
+        prepared = self.backend.prepare(to_qwen_messages(history, budget), limit)
+        if prepared.dropped:
             gr.Warning(
                 f"The conversation outgrew the {limit}-token context: the model no longer "
-                f"sees the oldest {prompt.dropped} message(s)."
+                f"sees the oldest {prepared.dropped} message(s)."
             )
         stop, prefix = self.sessions.begin(session)
         reply = {"role": "assistant", "content": ""}
         stats = self.last_stats[session] = AnswerStats()
+        answer = self.backend.stream(prepared, params, stop, prefix, min_interval=STREAM_INTERVAL, stats=stats)
         try:
-            for partial in stream_reply(vlm, prompt, params, stop, prefix, min_interval=STREAM_INTERVAL, stats=stats):
+            for partial in answer:
                 reply["content"] = partial
                 yield [*history, reply]
+        except AnswerCut as cut:  # the server went away mid-answer: keep what came, say it was cut
+            reply["content"] += " …"
+            gr.Warning(str(cut))
         finally:
             self.sessions.trim(keep=session)  # the caches, this answer's grown one too, within their bytes
         yield [*history, reply]
 
 
-def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
+def build(settings: Settings, backend: ChatBackend, app: gr.Blocks) -> None:
     """Add the chat components and events to the current Blocks."""
-    ChatTab(settings, manager).render(app)
+    ChatTab(settings, backend).render(app)

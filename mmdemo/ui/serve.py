@@ -25,6 +25,7 @@ log = logging.getLogger("mmdemo")
 CLIP_QUEUE = "clip"
 VLM_QUEUE = "vlm"
 ADMIN_QUEUE = "admin"
+REMOTE_CHAT_CONCURRENCY = 32  # chats forwarded at once to an inference server (it batches them)
 SHARE_WARNING = (
     "Sharing without --auth: anyone with the link can use this app, upload files and run the models "
     "on this machine. Add --auth user:password (or MMDEMO_AUTH) to require a login."
@@ -103,8 +104,11 @@ def concurrency_limit(settings: Settings) -> int:
 
 
 def chat_concurrency_limit(settings: Settings) -> int:
-    """Chat answers generated at once: the setting, or 1 (in process, `generate()` runs one at a time)."""
-    return settings.chat_concurrency_limit if settings.chat_concurrency_limit > 0 else 1
+    """Chat answers generated at once: the setting, or 1 in process (`generate()` runs one at a time),
+    or 32 on an inference server: there the server batches them, and the app only forwards streams."""
+    if settings.chat_concurrency_limit > 0:
+        return settings.chat_concurrency_limit
+    return REMOTE_CHAT_CONCURRENCY if settings.remote_vlm else 1
 
 
 def clip_queue(settings: Settings) -> dict[str, Any]:
@@ -150,7 +154,7 @@ def readiness(settings: Settings, manager: ModelManager, galleries: Galleries) -
     """Is the app ready for visitors: every preloaded model resident, and (when CLIP is preloaded)
     the bundled photos indexed? With what is still loading and what failed (the recorded message)."""
     models = {}
-    for name in settings.preload:
+    for name in settings.local_preload:
         model_id = manager.resolve_id(name)
         error = manager.errors.get(model_id)
         models[model_id] = "resident" if manager.is_loaded(name) else f"failed: {error}" if error else "loading"

@@ -14,6 +14,7 @@ from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
 from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.serve import OPERATOR_ONLY, admin_queue, is_operator
+from mmdemo.vqa.backend import ChatBackend
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -31,9 +32,10 @@ def model_rows(manager: ModelManager) -> list[list[Any]]:
     ]  # fmt: skip
 
 
-def summary(settings: Settings, manager: ModelManager) -> str:
-    """Memory, budget, roles, notes and load errors as Markdown."""
+def summary(settings: Settings, manager: ModelManager, backend: ChatBackend | None = None) -> str:
+    """Where the chat runs, memory, budget, roles, notes and load errors as Markdown."""
     lines = [
+        *([backend.describe()] if backend is not None else []),
         f"**Profile:** {settings.profile} · **roles:** "
         + ", ".join(f"{role} → `{mid}`" for role, mid in manager.aliases.items()),
         f"**Resident models:** {manager.resident_bytes / 1e9:.2f} GB of a {manager.budget_bytes / 1e9:.1f} GB budget",
@@ -49,9 +51,8 @@ def summary(settings: Settings, manager: ModelManager) -> str:
 class SystemTab:
     """The System tab: layout in `render`, one method per event."""
 
-    def __init__(self, settings: Settings, manager: ModelManager) -> None:
-        self.settings = settings
-        self.manager = manager
+    def __init__(self, settings: Settings, manager: ModelManager, backend: ChatBackend | None = None) -> None:
+        self.settings, self.manager, self.backend = settings, manager, backend
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
@@ -78,7 +79,7 @@ class SystemTab:
 
     def refresh(self) -> tuple[list[list[Any]], str]:
         """Resident models (one row each) and a memory summary."""
-        return model_rows(self.manager), summary(self.settings, self.manager)
+        return model_rows(self.manager), summary(self.settings, self.manager, self.backend)
 
     def stats(self) -> list[dict[str, Any]]:
         """Resident models with device, dtype, quantization, parameters, bytes, load time."""
@@ -125,6 +126,6 @@ class SystemTab:
         return model_id
 
 
-def build(settings: Settings, manager: ModelManager, app: gr.Blocks) -> None:
+def build(settings: Settings, manager: ModelManager, app: gr.Blocks, backend: ChatBackend | None = None) -> None:
     """Add the system components and events to the current Blocks."""
-    SystemTab(settings, manager).render(app)
+    SystemTab(settings, manager, backend).render(app)

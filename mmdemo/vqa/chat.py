@@ -59,17 +59,18 @@ class AnswerStats:
     """What one answer cost: filled in by `stream_reply`, shown under the conversation."""
 
     prompt_tokens: int = 0
-    reused_tokens: int = 0  # of the prompt, taken from the previous turn's KV cache
+    reused_tokens: int | None = 0  # of the prompt, from the previous turn's KV cache (None: not known here)
     new_tokens: int = 0
     decode_seconds: float = 0.0  # first token to last
+    first_token_seconds: float = 0.0  # request to first token
 
     def describe(self) -> str:
         """e.g. '64 tokens · 31.5 tokens/s · 306 of 323 prompt tokens reused from the cache'."""
         rate = (self.new_tokens - 1) / self.decode_seconds if self.new_tokens > 1 and self.decode_seconds > 0 else 0
-        return (
-            f"{self.new_tokens} tokens · {rate:.1f} tokens/s · "
-            f"{self.reused_tokens} of {self.prompt_tokens} prompt tokens reused from the cache"
-        )
+        head = f"{self.new_tokens} tokens · {rate:.1f} tokens/s"
+        if self.reused_tokens is None:  # an inference server: its prefix cache is its own business
+            return f"{head} · first token after {self.first_token_seconds:.2f} s · {self.prompt_tokens} prompt tokens"
+        return f"{head} · {self.reused_tokens} of {self.prompt_tokens} prompt tokens reused from the cache"
 
 
 @dataclass(frozen=True)
@@ -160,12 +161,19 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
     if not max_tokens or total <= max_tokens:
         return Prompt(inputs, total)
     sizes = _message_sizes(vlm, inputs, len(messages))
-    drop, excess = 0, total - max_tokens
-    # Drop whole exchanges from the front; the last user message always stays.
-    while excess > 0 and drop < len(messages) - 1:
+    drop = oldest_to_drop([m["role"] for m in messages], sizes, total - max_tokens, max_tokens)
+    inputs = compute.run(prepare_inputs, vlm, messages[drop:], long=True)
+    return Prompt(inputs, int(inputs["input_ids"].shape[1]), dropped=drop)
+
+
+def oldest_to_drop(roles: Sequence[str], sizes: Sequence[int], excess: int, max_tokens: int) -> int:
+    """How many messages to drop from the front to shed `excess` tokens: whole exchanges (a user
+    turn and what follows it), never the last user message; UserFacingError if even that is too big."""
+    drop = 0
+    while excess > 0 and drop < len(roles) - 1:
         excess -= sizes[drop]
         drop += 1
-        while drop < len(messages) - 1 and messages[drop]["role"] != "user":
+        while drop < len(roles) - 1 and roles[drop] != "user":
             excess -= sizes[drop]
             drop += 1
     if excess > 0:
@@ -173,8 +181,7 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
             f"This message needs {sizes[-1]} tokens, over the {max_tokens}-token context budget. "
             "Attach fewer or smaller images (lower 'Max pixels per image'), or shorten the text."
         )
-    inputs = compute.run(prepare_inputs, vlm, messages[drop:], long=True)
-    return Prompt(inputs, int(inputs["input_ids"].shape[1]), dropped=drop)
+    return drop
 
 
 def _message_sizes(vlm: Any, inputs: Any, count: int) -> list[int]:
@@ -253,7 +260,7 @@ def stream_reply(
             streamer.end()  # unblock the consumer
 
     job = compute.submit(work, long=True)  # the one thread that runs model work (mmdemo.models.compute)
-    text, shown, last, first = "", "", 0.0, None
+    text, shown, last, first, started = "", "", 0.0, None, time.monotonic()
     try:
         for chunk in streamer:
             if stop.is_set():
@@ -272,6 +279,7 @@ def stream_reply(
             stats.prompt_tokens, stats.new_tokens = prompt.tokens, streamer.tokens
             stats.reused_tokens = prefix.last.reused if prefix is not None and prefix.last is not None else 0
             stats.decode_seconds = time.monotonic() - first if first is not None else 0.0
+            stats.first_token_seconds = first - started if first is not None else 0.0
     if failure:
         if prefix is not None:
             prefix.clear()
@@ -315,6 +323,7 @@ __all__ = [
     "ImageBudget",
     "Prompt",
     "build_prompt",
+    "oldest_to_drop",
     "prepare_inputs",
     "stream_reply",
     "to_qwen_messages",

@@ -1,0 +1,374 @@
+"""The chat on an OpenAI-compatible inference server (vLLM, SGLang, TGI, transformers serve, Ollama).
+
+Images are decoded, rotated and resized here exactly as in process (qwen_vl_utils' resize to the
+patch grid within `max_pixels`), then sent as `data:image/jpeg;base64,...`: bandwidth and the
+server's memory stay bounded, and bad files fail here with the same messages. Streaming, timeouts
+and retries are the `openai` client's. Stopping closes the stream: vLLM, SGLang and transformers
+serve abort a request whose client went away.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mmdemo.errors import UserFacingError
+from mmdemo.vqa.backend import Prepared
+from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, oldest_to_drop
+from mmdemo.vqa.reuse import PrefixCache
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mmdemo.config import Settings
+
+log = logging.getLogger(__name__)
+# Servers known to accept fields beyond the OpenAI schema; others (transformers serve answers 422
+# to unknown fields, hosted APIs may too) get standard fields only.
+EXTENDED = ("vllm", "sglang")
+TEMPLATE_TOKENS = 24  # Qwen's default system message and the generation prompt
+PROBE_TTL = 5.0  # seconds a reachability probe is reused (the System tab and /ready ask often)
+
+
+class AnswerCut(UserFacingError):
+    """The stream broke after part of the answer arrived: that part is kept and shown."""
+
+
+def redact(url: str) -> str:
+    """`url` without credentials or query (what may be shown and logged)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """The last probe of the server: reachable or not, how fast, and what it said."""
+
+    reachable: bool
+    latency_ms: float
+    detail: str = ""
+
+
+class RemoteVLM:
+    """A chat backend that forwards each answer to one OpenAI-compatible server."""
+
+    remote = True
+
+    def __init__(
+        self, url: str, api_key: str = "", model: str = "", server: str = "auto",
+        timeout: float = 60.0, retries: int = 2, patch_size: int = 14,
+    ) -> None:  # fmt: skip
+        self.url, self.name = url.strip().rstrip("/"), redact(url.strip())
+        self._key, self._model, self._server = api_key, model or None, None if server == "auto" else server
+        self.timeout, self.retries, self.patch_size = timeout, retries, patch_size
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._encoded: OrderedDict[tuple[int, ...], tuple[Any, str, int]] = OrderedDict()
+        self._probe: tuple[float, ServerStatus] | None = None
+        self.last_first_token: float | None = None  # seconds, of the last answer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RemoteVLM:
+        return cls(settings.vlm_url, settings.vlm_api_key, settings.vlm_served_model, settings.vlm_server,
+                   settings.vlm_timeout, settings.vlm_retries)  # fmt: skip
+
+    @property
+    def client(self) -> Any:
+        """The `openai` client (made on first use: importing openai costs startup time)."""
+        if self._client is None:
+            import httpx
+            import openai
+
+            self._client = openai.OpenAI(
+                base_url=self.url,
+                api_key=self._key or "EMPTY",  # vLLM's convention for "no key"; never OPENAI_API_KEY
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                max_retries=self.retries,
+            )
+        return self._client
+
+    # --- preprocess ---
+
+    def prepare(self, messages: list[dict[str, Any]], max_tokens: int) -> Prepared:
+        """OpenAI chat messages for Qwen `messages`, oldest turns dropped to fit `max_tokens`.
+
+        Sizes are estimated (the tokenizer lives on the server): exact for images (one token per
+        28x28 pixels after the resize), generous for text (one per 3 UTF-8 bytes).
+        """
+        converted = [self._message(m) for m in messages]
+        sizes = [tokens for _, tokens in converted]
+        total = sum(sizes) + TEMPLATE_TOKENS
+        drop = 0
+        if max_tokens and total > max_tokens:
+            drop = oldest_to_drop([m["role"] for m in messages], sizes, total - max_tokens, max_tokens)
+        return Prepared([m for m, _ in converted[drop:]], sum(sizes[drop:]) + TEMPLATE_TOKENS, drop)
+
+    def _message(self, message: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        parts: list[dict[str, Any]] = []
+        tokens = 5  # the role's special tokens
+        for part in message["content"]:
+            if part["type"] == "text":
+                parts.append({"type": "text", "text": part["text"]})
+                tokens += len(part["text"].encode("utf-8")) // 3 + 1
+            elif part["type"] == "image":
+                url, n = self._encode(part["image"], part["min_pixels"], part["max_pixels"])
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+                tokens += n
+            elif part["type"] == "video":  # as its sampled frames: every server takes images
+                frames = part["video"]
+                per_frame = max(part["min_pixels"], min(part["max_pixels"], part["total_pixels"] // len(frames)))
+                parts.append({"type": "text", "text": f"(A video: {len(frames)} frames, "
+                                                      f"{part['sample_fps']:.1f} per second.)"})  # fmt: skip
+                for frame in frames:
+                    url, n = self._encode(frame, part["min_pixels"], per_frame)
+                    parts.append({"type": "image_url", "image_url": {"url": url}})
+                    tokens += n
+        if message["role"] != "user" and all(p["type"] == "text" for p in parts):
+            return {"role": message["role"], "content": "".join(p["text"] for p in parts)}, tokens
+        return {"role": message["role"], "content": parts}, tokens
+
+    def _encode(self, image: Image.Image, min_pixels: int, max_pixels: int) -> tuple[str, int]:
+        """A JPEG data URL of `image` resized as qwen_vl_utils does, and its visual tokens.
+
+        The history is re-sent every turn; the decoded images are the same objects each time
+        (mmdemo.vqa.media caches them), so their encodings are kept too.
+        """
+        key = (id(image), *image.size, min_pixels, max_pixels)
+        with self._lock:
+            if (hit := self._encoded.get(key)) is not None:
+                self._encoded.move_to_end(key)
+                return hit[1], hit[2]
+        from qwen_vl_utils import fetch_image
+
+        resized = fetch_image({"image": image, "min_pixels": min_pixels, "max_pixels": max_pixels},
+                              image_patch_size=self.patch_size)  # fmt: skip
+        buffer = io.BytesIO()
+        resized.save(buffer, format="JPEG", quality=90)
+        url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        tokens = resized.width * resized.height // PATCH_AREA + 2  # + vision start/end
+        with self._lock:
+            self._encoded[key] = (image, url, tokens)  # holding `image` keeps its id from being reused
+            while len(self._encoded) > 64:
+                self._encoded.popitem(last=False)
+        return url, tokens
+
+    # --- forward ---
+
+    def stream(
+        self,
+        prepared: Prepared,
+        params: GenerationParams,
+        stop: threading.Event,
+        prefix: PrefixCache | None = None,
+        min_interval: float = 0.0,
+        stats: AnswerStats | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer as it grows. `stop` (or closing the generator) closes the stream at once,
+        which ends the request on the server. `prefix` is unused: the server caches prefixes."""
+        started = time.monotonic()
+        try:
+            response = self.client.chat.completions.create(**self._request(prepared.payload, params), stream=True)
+        except client_errors() as exc:
+            raise self.failure(exc) from None
+        # Stop must not wait for the next token (a long prefill sends none for seconds): closing the
+        # response from here ends the read below, and the request with it.
+        closer = threading.Thread(target=lambda: stop.wait() and response.close(), daemon=True)
+        closer.start()
+        text, shown, last, first, chunks, usage = "", "", 0.0, None, 0, None
+        try:
+            for chunk in response:
+                usage = chunk.usage or usage
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if stop.is_set():
+                    break
+                if not delta:
+                    continue
+                first = first or time.monotonic()
+                text, chunks = text + delta, chunks + 1
+                if (now := time.monotonic()) - last >= min_interval:
+                    shown, last = text, now
+                    yield text
+            stopped = stop.is_set()
+        except client_errors() as exc:
+            if stop.is_set():  # the read ended because Stop closed the response
+                return
+            error = self.failure(exc)
+            if text:
+                yield text
+                raise AnswerCut(f"The answer was cut off: {error}") from None
+            raise error from None
+        finally:
+            stop.set()  # ends the closer thread (and closes the response if it is still open)
+            response.close()
+            if first is not None:
+                self.last_first_token = first - started
+            if stats is not None:
+                stats.reused_tokens = None
+                stats.prompt_tokens = usage.prompt_tokens if usage else prepared.tokens
+                stats.new_tokens = usage.completion_tokens if usage else chunks
+                stats.first_token_seconds = first - started if first is not None else 0.0
+                stats.decode_seconds = time.monotonic() - first if first is not None else 0.0
+        if text != shown and not stopped:
+            yield text
+
+    def _request(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
+        """The chat completion request: standard fields, plus extensions where the server takes them."""
+        greedy = params.greedy or params.temperature <= 0
+        request: dict[str, Any] = {
+            "model": self.model(),
+            "messages": messages,
+            "max_tokens": params.max_new_tokens,
+            "temperature": 0.0 if greedy else params.temperature,
+            "top_p": 1.0 if greedy else params.top_p,
+        }
+        if self.server() in EXTENDED:
+            request["extra_body"] = {"repetition_penalty": params.repetition_penalty}
+            request["stream_options"] = {"include_usage": True}
+        return request
+
+    # --- the server ---
+
+    def model(self) -> str:
+        """The served model's name: the setting, else the first that `GET /models` lists."""
+        if self._model is None:
+            self._discover()
+        return self._model or ""
+
+    def server(self) -> str:
+        """'vllm', 'sglang' or 'other': the setting, else guessed from `/models`' owned_by."""
+        if self._server is None:
+            try:
+                self._discover(quiet=True)
+            except UserFacingError:
+                return "other"  # unknown for now (the request itself will say what is wrong); ask again next time
+        return self._server or "other"
+
+    def _discover(self, quiet: bool = False) -> None:
+        try:
+            models = self.client.with_options(timeout=min(self.timeout, 10.0)).models.list().data
+        except client_errors() as exc:
+            raise self.failure(exc, "listing its models (set MMDEMO_VLM_SERVED_MODEL to skip this)", quiet) from None
+        if not models:
+            raise UserFacingError(f"The chat server at {self.name} serves no models; set MMDEMO_VLM_SERVED_MODEL.")
+        owner = (getattr(models[0], "owned_by", "") or "").lower()
+        self._model = self._model or models[0].id
+        self._server = self._server or next((s for s in EXTENDED if s in owner), "other")
+
+    def status(self) -> ServerStatus:
+        """Probe the server (reused for PROBE_TTL s): any HTTP answer means reachable."""
+        import openai
+
+        now = time.monotonic()
+        if self._probe is not None and now - self._probe[0] < PROBE_TTL:
+            return self._probe[1]
+        try:
+            # One retry: a kept-alive connection the server has since closed fails once.
+            self.client.with_options(timeout=3.0, max_retries=1).models.list()
+            status = ServerStatus(True, (time.monotonic() - now) * 1000)
+        except openai.APIStatusError as exc:  # it answered (e.g. transformers serve's 500 on /models)
+            status = ServerStatus(True, (time.monotonic() - now) * 1000, f"/models answered HTTP {exc.status_code}")
+        except client_errors() as exc:
+            status = ServerStatus(False, (time.monotonic() - now) * 1000, str(self.failure(exc, quiet=True)))
+        self._probe = (time.monotonic(), status)
+        return status
+
+    def describe(self) -> str:
+        status = self.status()
+        state = f"reachable ({status.latency_ms:.0f} ms)" if status.reachable else "**unreachable**"
+        line = f"**Chat:** on `{self.name}` · model `{self._model or 'not yet known'}` · {state}"
+        if self.last_first_token is not None:
+            line += f" · last answer's first token after {self.last_first_token:.2f} s"
+        return line + (f"\n\n- {status.detail}" if status.detail else "")
+
+    def failure(self, exc: BaseException, doing: str = "", quiet: bool = False) -> UserFacingError:
+        """One clear message for what went wrong, naming the server (never the key); logged once."""
+        message = _explain(exc, self.name, self._model or "", self.retries, self.timeout)
+        if doing:
+            message = f"{message} (while {doing})"
+        if self._key:
+            message = message.replace(self._key, "***")
+        if not quiet:
+            log.warning("chat server %s: %s: %s", self.name, type(exc).__name__, message)
+        return UserFacingError(message)
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """What the openai client and the stream under it raise (imported late: see `client`)."""
+    import httpx
+    import openai
+
+    return openai.OpenAIError, httpx.HTTPError, OSError
+
+
+def _explain(exc: BaseException, name: str, model: str, retries: int, timeout: float) -> str:
+    """The user's message for an exception of the openai client or of the stream under it."""
+    import httpx
+    import openai
+
+    where = f"The chat server at {name}"
+    if isinstance(exc, UserFacingError):
+        return str(exc)
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        return f"{where} did not answer within {timeout:.0f} s (overloaded, or still loading the model). Try again."
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        cause = _root(exc)
+        if isinstance(cause, ConnectionRefusedError):
+            reason = "connection refused"
+        elif isinstance(cause, socket.gaierror):
+            reason = "host name not found"
+        elif isinstance(exc, httpx.RemoteProtocolError) or isinstance(cause, httpx.RemoteProtocolError):
+            reason = "the connection broke"
+        else:
+            reason = str(cause) or type(cause).__name__
+        return (f"Could not reach {where[4:]} ({reason}). Check MMDEMO_VLM_URL and that the server is running; "
+                "Search and Classify still work.")  # fmt: skip
+    if isinstance(exc, openai.APIStatusError):
+        code, detail = exc.status_code, _detail(exc)
+        if code in (401, 403):
+            return f"{where} refused the API key (HTTP {code}). Check MMDEMO_VLM_API_KEY."
+        names_model = (model and repr(model) in detail) or "model" in detail.lower()
+        if code == 404 or (code == 400 and names_model and "context" not in detail.lower()):
+            return (f"{where} does not serve the model {model!r} (HTTP {code}: {detail}). Set MMDEMO_VLM_SERVED_MODEL "
+                    "to one it serves, and check that MMDEMO_VLM_URL ends in /v1.")  # fmt: skip
+        if code == 429:
+            return f"{where} is busy (HTTP 429, still after {retries} retries). Try again in a minute."
+        if code == 400 and any(s in detail.lower() for s in ("context length", "maximum context", "too long")):
+            return (f"The conversation is too long for the model on {name} ({detail}). Clear it, attach fewer or "
+                    "smaller images, or set MMDEMO_MAX_CONTEXT_TOKENS to the server's --max-model-len.")  # fmt: skip
+        if code == 422:
+            return (f"{where} rejected the request (HTTP 422: {detail}). If it is not vLLM or SGLang, "
+                    "set MMDEMO_VLM_SERVER=other.")  # fmt: skip
+        if code >= 500:
+            return f"{where} failed (HTTP {code}: {detail}). Try again; if it persists, read the server's log."
+        return f"{where} refused the request (HTTP {code}: {detail})."
+    return f"{where} sent something unexpected ({type(exc).__name__}: {exc})."
+
+
+def _detail(exc: Any) -> str:
+    """The server's own short explanation from an error response."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        text = inner.get("message") or inner.get("detail") if isinstance(inner, dict) else inner
+        text = text or body.get("detail") or body.get("message")
+    else:
+        text = body
+    text = str(text or getattr(exc, "message", "") or "no details")
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _root(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
