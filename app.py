@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     galleries = Galleries(settings, manager)
     backend = chat_backend(settings, manager)  # the VLM in process, or on MMDEMO_VLM_URL's server
     app = build_app(settings, manager, galleries, backend)
-    serve(app, settings, ready=lambda: readiness(settings, manager, galleries), theme=theme(), css=CSS)
+    serve(app, settings, ready=lambda: readiness(settings, manager, galleries, backend), theme=theme(), css=CSS)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -183,6 +184,8 @@ def test_the_app_chats_through_the_server_and_keeps_a_cut_answer(remote_app, ima
     _, info = client.predict(api_name="/system")
     assert "on `http://127.0.0.1:" in info and "sk-x1" not in info
     assert all("qwen" not in row["id"] for row in client.predict(api_name="/stats"))
+    ready = json.load(urllib.request.urlopen(url + "ready", timeout=10))  # 200: CLIP resident, library indexed
+    assert ready["chat_server"]["reachable"] and list(ready["models"]) == ["tiny-clip"]
 
     # The server dies mid-answer: the part that came stays, marked as cut.
     job = client.submit({"text": "Go on, at length.", "files": [handle_file(str(images[2]))]}, history, *controls,

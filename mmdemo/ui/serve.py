@@ -16,6 +16,7 @@ from mmdemo.errors import UserFacingError
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
     from mmdemo.search.galleries import Galleries
+    from mmdemo.vqa.backend import ChatBackend
 
 log = logging.getLogger("mmdemo")
 
@@ -150,9 +151,14 @@ def share_warning(settings: Settings) -> str | None:
     return SHARE_WARNING if settings.share and not settings.auth else None
 
 
-def readiness(settings: Settings, manager: ModelManager, galleries: Galleries) -> tuple[bool, dict[str, Any]]:
+def readiness(
+    settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend | None = None
+) -> tuple[bool, dict[str, Any]]:
     """Is the app ready for visitors: every preloaded model resident, and (when CLIP is preloaded)
-    the bundled photos indexed? With what is still loading and what failed (the recorded message)."""
+    the bundled photos indexed? With what is still loading and what failed (the recorded message).
+
+    An inference server's state is reported, not required: without it Search and Classify still
+    work, and the chat says what is wrong (a replica taken out of service would help nobody)."""
     models = {}
     for name in settings.local_preload:
         model_id = manager.resolve_id(name)
@@ -163,7 +169,11 @@ def readiness(settings: Settings, manager: ModelManager, galleries: Galleries) -
     else:
         library = "indexed on first search"
     ready = all(state == "resident" for state in models.values()) and library != "indexing"
-    return ready, {"ready": ready, "models": models, "library": library}
+    body = {"ready": ready, "models": models, "library": library}
+    if backend is not None and backend.remote:
+        status = backend.status()  # type: ignore[attr-defined]  # RemoteVLM
+        body["chat_server"] = {"url": backend.name, "reachable": status.reachable}  # type: ignore[attr-defined]
+    return ready, body
 
 
 def add_readiness_route(app: gr.Blocks, check: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
