@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -75,3 +77,81 @@ def test_dockerfile_key_properties():
     assert {".git", "test-artifacts", ".venv"} <= set(ignored)
     readme = (REPO / "README.md").read_text()
     assert "docker build -t mmdemo ." in readme and "docker run --gpus all -p 7860:7860" in readme
+
+
+DEPLOY = REPO / "deploy"
+K8S_VERSION = "1.37.0"  # the newest schemas kubernetes-validate bundles (offline)
+
+
+def k8s_documents() -> list[tuple[str, dict]]:
+    docs = []
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        docs += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
+
+
+def test_every_kubernetes_manifest_validates_against_its_schema():
+    import kubernetes_validate
+
+    docs = [(name, doc) for name, doc in k8s_documents() if doc["kind"] != "Kustomization"]
+    for _, doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)  # raises, naming the bad field
+    # The check itself can fail: a misspelt field in a real manifest is refused.
+    deployment = next(doc for _, doc in docs if doc["kind"] == "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    listed = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted({name for name, _ in docs})
+
+
+def test_kubernetes_split_vllm_on_a_gpu_and_sticky_app_replicas():
+    by_kind = {}
+    for _, doc in k8s_documents():
+        if doc["kind"] == "Kustomization":
+            continue
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    vllm = by_kind["Deployment"]["vllm"]["spec"]["template"]["spec"]
+    (server,) = vllm["containers"]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert server["readinessProbe"]["httpGet"]["path"] == "/health"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in vllm["volumes"] if "persistentVolumeClaim" in v}
+    assert claims <= set(by_kind["PersistentVolumeClaim"]) and claims
+    app = by_kind["Deployment"]["mmdemo"]
+    assert app["spec"]["replicas"] >= 2
+    env = {e["name"]: e for e in app["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MMDEMO_VLM_URL"]["value"] == "http://vllm:8000/v1"  # the vLLM Service
+    assert "secretKeyRef" in env["MMDEMO_VLM_API_KEY"]["valueFrom"]  # the key is never in the manifest
+    assert app["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/ready"
+    notes = by_kind["Ingress"]["mmdemo"]["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert by_kind["Service"]["mmdemo"]["spec"]["sessionAffinity"] == "ClientIP"
+    job = by_kind["Job"]["mmdemo-index"]["spec"]["template"]["spec"]
+    assert "python -m mmdemo index" in " ".join(job["containers"][0]["command"])
+    # The Job writes the library into the volume the replicas read.
+    shared = {v["persistentVolumeClaim"]["claimName"] for v in job["volumes"] if "persistentVolumeClaim" in v}
+    app_claims = {v["persistentVolumeClaim"]["claimName"] for v in app["spec"]["template"]["spec"]["volumes"]}
+    assert "mmdemo-data" in shared & app_claims
+    assert "ReadWriteMany" in by_kind["PersistentVolumeClaim"]["mmdemo-data"]["spec"]["accessModes"]
+
+
+def test_compose_splits_the_app_from_a_healthy_vllm():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    vllm, app = compose["services"]["vllm"], compose["services"]["mmdemo"]
+    image, tag = vllm["image"].split(":")
+    assert image == "vllm/vllm-openai" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)  # pinned, not latest
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in vllm["command"] if "=" in arg)
+    assert flags["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and int(flags["max-model-len"]) > 0
+    assert json.loads(flags["limit-mm-per-prompt"])["image"] >= 8
+    assert json.loads(flags["mm-processor-kwargs"])["max_pixels"] > 0
+    (gpu,) = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert gpu["capabilities"] == ["gpu"] and gpu["driver"] == "nvidia"
+    assert "/health" in " ".join(vllm["healthcheck"]["test"])
+    assert any(v.endswith(":/root/.cache/huggingface") for v in vllm["volumes"])
+    assert app["build"]["context"] == ".." and (DEPLOY / app["build"]["context"] / app["build"]["dockerfile"]).is_file()
+    assert app["environment"]["MMDEMO_VLM_URL"] == "http://vllm:8000/v1"
+    assert app["environment"]["MMDEMO_VLM_SERVED_MODEL"] == flags["served-model-name"]
+    assert app["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert "docker compose -f deploy/compose.yaml up" in (REPO / "README.md").read_text()
