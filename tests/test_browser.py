@@ -93,6 +93,47 @@ def test_chat_stop_regenerate_and_undo(page, served_app):
     assert "Traceback" not in log, log[-3000:]
 
 
+def test_chat_regenerate_can_be_stopped_and_the_conversation_downloads(page, served_app):
+    page.get_by_role("tab", name="Chat").click()
+    bot = page.locator("[data-testid=bot]")
+    assert bot.count() >= 1  # the earlier tests' conversation
+    page.get_by_role("button", name="Generation settings").click()
+    tokens = page.get_by_label("number input for Max new tokens")
+    tokens.fill("512")
+    tokens.press("Enter")
+    page.locator("#chat-system-prompt textarea").fill("Answer in one word.")
+    last = bot.count() - 1
+    page.evaluate(
+        f"""() => {{
+            window.answerGone = false;
+            new MutationObserver(() => {{
+                if (document.querySelectorAll('[data-testid=bot]').length <= {last}) window.answerGone = true;
+            }}).observe(document.body, {{childList: true, subtree: true}});
+        }}"""
+    )
+    page.get_by_role("button", name="Regenerate").click()
+    stop = page.locator("#chat-stop-regenerate")
+    stop.wait_for(state="visible", timeout=10_000)  # a Stop beside Regenerate while it answers
+    page.wait_for_function(
+        f"() => window.answerGone && document.querySelectorAll('[data-testid=bot]')[{last}]?.innerText.trim().length",
+        timeout=60_000,
+    )
+    stop.click()
+    stop.wait_for(state="hidden", timeout=10_000)
+    stopped = bot.nth(last).inner_text()
+    page.wait_for_timeout(1500)
+    assert bot.nth(last).inner_text() == stopped  # nothing arrives after Stop
+    page.get_by_role("button", name="Download conversation").click()
+    # Two download links, by name (gradio shows a name as stem and suffix in separate spans).
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#chat-transcript a')].map(a => a.href).join(' ')"
+        ".match(/conversation\\.json.*conversation\\.md/)",
+        timeout=30_000,
+    )
+    log = served_app[1].read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
 def test_search_shows_gallery_results_with_scores(page):
     page.get_by_role("tab", name="Search").click()
     page.get_by_label("Describe what you are looking for").fill("a cat on a sofa")

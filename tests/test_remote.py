@@ -63,6 +63,18 @@ def test_a_multi_image_multi_turn_chat_streams_and_every_image_reaches_the_serve
     assert updates[-1].strip()
 
 
+def test_the_system_prompt_goes_first_and_stays_when_the_budget_drops_turns(vlm_server, images):
+    url, model = vlm_server
+    history = conversation(images)
+    messages = to_qwen_messages(history, ImageBudget(), system_prompt="Be brief.")
+    vlm = RemoteVLM(url, model=model)
+    full = vlm.prepare(messages, 0)
+    assert full.payload[0] == {"role": "system", "content": "Be brief."}
+    fitted = vlm.prepare(messages, full.tokens - 10)
+    assert fitted.dropped == 2 and fitted.payload[0]["role"] == "system" and len(fitted.payload) == 2
+    assert answer(vlm, [*messages[:1], *messages[-1:]], GenerationParams(max_new_tokens=8))[-1]
+
+
 def test_stop_ends_the_work_on_the_server(vlm_server):
     url, model = vlm_server
     vlm = RemoteVLM(url, model=model)

@@ -197,6 +197,22 @@ def test_the_context_budget_drops_the_oldest_turns(session_manager, images):
         build_prompt(vlm, messages, max_tokens=10)
 
 
+def test_a_system_prompt_replaces_the_default_and_survives_the_budget(session_manager, images):
+    vlm = session_manager.get("vlm")
+    history = _turn([], images[0], "First question?")
+    for i in range(4):
+        history = _turn([*history, {"role": "assistant", "content": f"answer {i} " * 20}], f"question {i}?")
+    tokenizer = vlm.processor.tokenizer
+    default = tokenizer.decode(build_prompt(vlm, to_qwen_messages(history, SMALL)).inputs["input_ids"][0])
+    messages = to_qwen_messages(history, SMALL, system_prompt="Answer like a pirate.")
+    full = build_prompt(vlm, messages)
+    text = tokenizer.decode(full.inputs["input_ids"][0])
+    assert "Answer like a pirate." in text and "You are a helpful assistant" in default
+    assert "You are a helpful assistant" not in text
+    fitted = build_prompt(vlm, messages, max_tokens=full.tokens - 30)
+    assert fitted.dropped >= 2 and "Answer like a pirate." in tokenizer.decode(fitted.inputs["input_ids"][0])
+
+
 def test_stop_ends_generation_within_a_second_and_no_token_follows(session_manager):
     vlm = session_manager.get("vlm")
     stop, prefix = threading.Event(), PrefixCache()
@@ -260,6 +276,30 @@ def test_chat_api_multi_image_multi_turn_video_and_regenerate(chat_client, image
     again = chat_client.predict(history, max_new_tokens=6, temperature=1.0, api_name="/regenerate")
     assert [m["role"] for m in again] == [m["role"] for m in history]
     assert again[-2]["content"][0]["text"] == "And the video?" and again[-1]["content"]
+
+
+def test_the_conversation_downloads_as_json_and_markdown(chat_client, images):
+    import json
+
+    from gradio_client import handle_file
+
+    first = {"text": "What is this?", "files": [handle_file(str(images[0]))]}
+    history, _ = chat_client.predict(first, [], max_new_tokens=4, system_prompt="Be brief.", api_name="/chat")
+    answer = history[-1]["content"][0]["text"]
+    files = chat_client.predict(resend(history), "Be brief.", api_name="/export_conversation")
+    by_suffix = {Path(f).suffix: Path(f) for f in files}
+    transcript = json.loads(by_suffix[".json"].read_text())
+    assert transcript == [
+        {"role": "system", "text": "Be brief.", "files": []},
+        {"role": "user", "text": "What is this?", "files": ["img0.png"]},  # by name: no server path
+        {"role": "assistant", "text": answer, "files": []},
+    ]
+    markdown = by_suffix[".md"].read_text()
+    assert "### You\n\n*Attached: img0.png*\n\nWhat is this?" in markdown and "/tmp" not in markdown
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Nothing to download yet"):
+        chat_client.predict([], "", api_name="/export_conversation")
 
 
 def test_chat_api_refuses_what_it_cannot_take(chat_client, images):

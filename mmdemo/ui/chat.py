@@ -6,6 +6,10 @@ the last answer (mmdemo.vqa.reuse), so only what changed is recomputed.
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.serve import chat_queue
 from mmdemo.vqa.backend import ChatBackend
 from mmdemo.vqa.chat import DEFAULT_QUESTION, PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
-from mmdemo.vqa.history import pop_last_turn, without_last_answer
+from mmdemo.vqa.history import pop_last_turn, to_markdown, to_transcript, without_last_answer
 from mmdemo.vqa.media import check_attachments
 from mmdemo.vqa.remote import AnswerCut
 from mmdemo.vqa.sessions import ChatSessions
@@ -30,6 +34,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # and each update is work for the server (measured on 2 cores: a search issued mid-answer took
 # 2.8x its idle time with an update per token, bench/bench_fairness.py).
 STREAM_INTERVAL = 0.1
+EXPORT_MAX_AGE_S = 86_400  # downloads of sessions that never said goodbye (API clients) are kept this long
 QUANTIZATION_NOTE = (
     "Quantized weights (`MMDEMO_QUANTIZATION`, CUDA only): 8-bit halves memory but decodes 2-5x slower "
     "than bf16 (bitsandbytes #490); 4-bit nf4 saves the most memory at a smaller slowdown."
@@ -54,6 +59,7 @@ class ChatTab:
         kept = 0 if backend.remote else settings.chat_cache_sessions
         self.sessions = ChatSessions(kept, settings.chat_cache_mb * 1_000_000)
         self.last_stats: dict[str, AnswerStats] = {}  # per session: what its last answer cost
+        self.outputs = settings.data_dir / "outputs" / "chat"  # downloaded conversations, a folder per session
         on_gpu = backend.remote or pick_device(settings.device) == "cuda"  # servers run on GPUs
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
         # The model-running events, wrapped as bound methods (their names and docstrings stay those
@@ -78,8 +84,12 @@ class ChatTab:
         )
         with gr.Row():
             regen_btn = gr.Button("Regenerate", size="sm")
+            stop_regen = gr.Button("Stop", size="sm", visible=False, elem_id="chat-stop-regenerate")
             undo_btn = gr.Button("Undo last turn", size="sm")
             clear_btn = gr.Button("Clear", size="sm")
+            export_btn = gr.Button("Download conversation", size="sm", elem_id="chat-export")
+        transcript = gr.File(label="Conversation (JSON and Markdown; attachments by name)", file_count="multiple",
+                             visible=False, elem_id="chat-transcript")  # fmt: skip
         with gr.Accordion("Generation settings", open=False):
             controls = self._render_controls()
             gr.Markdown(QUANTIZATION_NOTE)
@@ -97,8 +107,15 @@ class ChatTab:
         event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
         event.then(self.answer_stats, None, stats_line, api_visibility="private")
         box.stop(self.stop, None, None, api_visibility="private")
+        # Regenerate has no textbox of its own to show a stop button in: a Stop appears beside it.
+        # (Its own listener, not a step before regenerate: Undo and Clear cancel the regenerate event itself.)
+        regen_btn.click(lambda: gr.Button(visible=True), None, stop_regen, api_visibility="private", queue=False)
         regen = regen_btn.click(self.regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **queue)
+        regen.then(lambda: gr.Button(visible=False), None, stop_regen, api_visibility="private")
         regen.then(self.answer_stats, None, stats_line, api_visibility="private")
+        stop_regen.click(self.stop, None, None, api_visibility="private")
+        export = export_btn.click(self.export, [chatbot, controls[-1]], transcript, api_name="export_conversation")
+        export.success(lambda: gr.File(visible=True), None, transcript, api_visibility="private")
         # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
         undo_btn.click(self.undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
         clear_btn.click(self.forget, None, None, api_visibility="private", cancels=[event, regen]).then(
@@ -127,7 +144,10 @@ class ChatTab:
                                label="Video: frames sampled")  # fmt: skip
             video_px = gr.Slider(64 * area, 24576 * area, value=4096 * area, step=area,
                                  label="Video: total pixels of all frames")  # fmt: skip
-        return [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px]
+        # value="": an API client may leave it out (a None default would make it a required argument)
+        system = gr.Textbox("", label="System prompt (optional)", placeholder="e.g. Answer in one short sentence.",
+                            lines=2, elem_id="chat-system-prompt")  # fmt: skip
+        return [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px, system]
 
     # --- handlers ---
 
@@ -144,7 +164,8 @@ class ChatTab:
         max_pixels: float,
         video_frames: float,
         video_total_pixels: float,
-        request: gr.Request,
+        system_prompt: str = "",
+        request: gr.Request = None,
     ) -> Iterator[tuple[History, Any]]:
         """Answer a message (text and/or images or a video) given the conversation so far, streaming.
 
@@ -160,15 +181,17 @@ class ChatTab:
             max_pixels: largest size an image is resized to, in pixels.
             video_frames: frames sampled from a video.
             video_total_pixels: pixel budget for all frames of a video together.
+            system_prompt: instructions for the model ('' = the model's default).
         Returns:
             The conversation with the answer appended, growing as tokens arrive.
         """
+        self._check_system_prompt(system_prompt)
         history = [*(history or []), *self._user_turn(message, int(max_pixels), int(video_frames))]
         yield history, gr.MultimodalTextbox(value=None, interactive=False)
         params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
                                           min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
         updated = history
-        for updated in self._answer(history, params, budget, _session(request)):
+        for updated in self._answer(history, params, budget, _session(request), system_prompt):
             yield updated, gr.MultimodalTextbox()
         yield updated, gr.MultimodalTextbox(interactive=True)
 
@@ -184,16 +207,18 @@ class ChatTab:
         max_pixels: float,
         video_frames: float,
         video_total_pixels: float,
-        request: gr.Request,
+        system_prompt: str = "",
+        request: gr.Request = None,
     ) -> Iterator[History]:
         """Answer the last user turn again, replacing the old answer (same controls as `chat`)."""
+        self._check_system_prompt(system_prompt)
         history = without_last_answer(history or [])
         if not history:
             raise UserFacingError("Nothing to regenerate yet.")
         yield history
         params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
                                           min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
-        yield from self._answer(history, params, budget, _session(request))
+        yield from self._answer(history, params, budget, _session(request), system_prompt)
 
     def undo(self, history: History, request: gr.Request) -> tuple[History, dict[str, Any]]:
         """Remove the last question and its answer; put the question back in the box to edit."""
@@ -202,9 +227,37 @@ class ChatTab:
         return history, {"text": text, "files": files}
 
     def forget(self, request: gr.Request) -> None:
-        """Stop this session's answer and free its cache (Clear, or the tab closed)."""
+        """Stop this session's answer and free its cache and downloads (Clear, or the tab closed)."""
         self.sessions.forget(_session(request))
         self.last_stats.pop(_session(request), None)
+        shutil.rmtree(self.outputs / _session(request), ignore_errors=True)
+
+    def export(self, history: History, system_prompt: str, request: gr.Request) -> list[str]:
+        """The conversation as a JSON and a Markdown file (attachments referenced by file name).
+
+        Args:
+            history: the conversation in messages format.
+            system_prompt: the system prompt it was answered under ('' for none).
+        Returns:
+            The two files.
+        """
+        if not history:
+            raise gr.Error("Nothing to download yet: the conversation is empty.", print_exception=False)
+        self._sweep()
+        transcript = to_transcript(history, (system_prompt or "").strip())
+        # A folder per download: API callers share the session id "api".
+        folder = self.outputs / _session(request) / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
+        (folder / "conversation.json").write_text(json.dumps(transcript, ensure_ascii=False, indent=2) + "\n")
+        (folder / "conversation.md").write_text(to_markdown(transcript))
+        return [str(folder / "conversation.json"), str(folder / "conversation.md")]
+
+    def _sweep(self) -> None:
+        """Remove downloads older than a day (sessions that never said goodbye: API clients)."""
+        cutoff = time.time() - EXPORT_MAX_AGE_S
+        for folder in self.outputs.glob("*/*"):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def answer_stats(self, request: gr.Request) -> str:
         """The small line under the conversation: what the last answer cost."""
@@ -216,6 +269,12 @@ class ChatTab:
         self.sessions.stop(_session(request))
 
     # --- shared steps ---
+
+    def _check_system_prompt(self, system_prompt: str) -> None:
+        if len(system_prompt or "") > self.settings.max_prompt_chars:
+            raise UserFacingError(
+                f"The system prompt is {len(system_prompt)} characters; the limit is {self.settings.max_prompt_chars}."
+            )
 
     def _user_turn(self, message: dict[str, Any] | None, max_pixels: int, video_frames: int) -> History:
         """The checked user messages for `message` (its readable files, then its text)."""
@@ -253,11 +312,11 @@ class ChatTab:
         return params, budget
 
     def _answer(
-        self, history: History, params: GenerationParams, budget: ImageBudget, session: str
+        self, history: History, params: GenerationParams, budget: ImageBudget, session: str, system_prompt: str = ""
     ) -> Iterator[History]:
         """Stream an answer to the last user turn of `history` (shared by chat and regenerate)."""
         limit = self.settings.max_context_tokens
-        prepared = self.backend.prepare(to_qwen_messages(history, budget), limit)
+        prepared = self.backend.prepare(to_qwen_messages(history, budget, system_prompt or ""), limit)
         if prepared.dropped:
             gr.Warning(
                 f"The conversation outgrew the {limit}-token context: the model no longer "

@@ -10,8 +10,10 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.config import Settings
+from mmdemo.errors import UserFacingError
 from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
+from mmdemo.models.registry import resolve
 from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.serve import OPERATOR_ONLY, admin_queue, is_operator
 from mmdemo.vqa.backend import ChatBackend
@@ -42,10 +44,24 @@ def summary(settings: Settings, manager: ModelManager, backend: ChatBackend | No
     ]
     gpu = gpu_memory()
     lines.append(f"**GPU memory:** {gpu[1] / 1e9:.1f} / {gpu[0] / 1e9:.1f} GB used" if gpu else "**GPU:** none")
+    lines += [f"- {line}" for line in model_cards(manager)]
     lines += [f"- {note}" for note in manager.notes]
     lines += [f"- {s.id}: {note}" for s in manager.stats() for note in s.notes]
     lines += [f"- ⚠️ **{mid}** could not be loaded: {err}" for mid, err in manager.errors.items()]
     return "\n\n".join(lines)
+
+
+def model_cards(manager: ModelManager) -> list[str]:
+    """A line per configured model: its license (what a deployment may do with it) and notes."""
+    lines = []
+    for role, model_id in manager.aliases.items():
+        try:
+            spec = resolve(model_id)
+        except UserFacingError:  # a setting that does not resolve: its load error says why
+            continue
+        extra = "".join(f" · {x}" for x in ("multilingual" if spec.multilingual else "", spec.note) if x)
+        lines.append(f"`{model_id}` ({role}): license {spec.license}{extra}")
+    return lines
 
 
 class SystemTab:

@@ -82,13 +82,18 @@ class Prompt:
     dropped: int = 0  # oldest messages the model no longer sees
 
 
-def to_qwen_messages(history: Sequence[dict[str, Any]], budget: ImageBudget) -> list[dict[str, Any]]:
-    """Gradio messages (any of its content shapes) -> Qwen chat messages with decoded media.
+def to_qwen_messages(
+    history: Sequence[dict[str, Any]], budget: ImageBudget, system_prompt: str = ""
+) -> list[dict[str, Any]]:
+    """Gradio messages (any of its content shapes) -> Qwen chat messages with decoded media,
+    after `system_prompt` when one is given (else the chat template's default).
 
     Consecutive messages of one role are merged into one turn, which is how gradio stores a
     user turn of several files plus text. A file that cannot be read raises BadImageError.
     """
     out: list[dict[str, Any]] = []
+    if system_prompt.strip():
+        out.append({"role": "system", "content": [{"type": "text", "text": system_prompt.strip()}]})
     for message in history:
         parts = [_part(item, budget) for item in _items(message.get("content"))]
         parts = [p for p in parts if p is not None]
@@ -161,15 +166,19 @@ def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) 
     if not max_tokens or total <= max_tokens:
         return Prompt(inputs, total)
     sizes = _message_sizes(vlm, inputs, len(messages))
-    drop = oldest_to_drop([m["role"] for m in messages], sizes, total - max_tokens, max_tokens)
-    inputs = compute.run(prepare_inputs, vlm, messages[drop:], long=True)
+    kept, drop = fit_to_budget(messages, [m["role"] for m in messages], sizes, total - max_tokens, max_tokens)
+    inputs = compute.run(prepare_inputs, vlm, kept, long=True)
     return Prompt(inputs, int(inputs["input_ids"].shape[1]), dropped=drop)
 
 
-def oldest_to_drop(roles: Sequence[str], sizes: Sequence[int], excess: int, max_tokens: int) -> int:
-    """How many messages to drop from the front to shed `excess` tokens: whole exchanges (a user
-    turn and what follows it), never the last user message; UserFacingError if even that is too big."""
-    drop = 0
+def fit_to_budget(
+    messages: Sequence[Any], roles: Sequence[str], sizes: Sequence[int], excess: int, max_tokens: int
+) -> tuple[list[Any], int]:
+    """`messages` less the oldest whole exchanges (a user turn and what follows) that shed `excess`
+    tokens, and how many were dropped. A leading system prompt and the last user message always
+    stay; UserFacingError if even they are too big."""
+    keep = 1 if roles and roles[0] == "system" else 0
+    drop = keep
     while excess > 0 and drop < len(roles) - 1:
         excess -= sizes[drop]
         drop += 1
@@ -181,7 +190,7 @@ def oldest_to_drop(roles: Sequence[str], sizes: Sequence[int], excess: int, max_
             f"This message needs {sizes[-1]} tokens, over the {max_tokens}-token context budget. "
             "Attach fewer or smaller images (lower 'Max pixels per image'), or shorten the text."
         )
-    return drop
+    return [*messages[:keep], *messages[drop:]], drop - keep
 
 
 def _message_sizes(vlm: Any, inputs: Any, count: int) -> list[int]:
@@ -323,7 +332,7 @@ __all__ = [
     "ImageBudget",
     "Prompt",
     "build_prompt",
-    "oldest_to_drop",
+    "fit_to_budget",
     "prepare_inputs",
     "stream_reply",
     "to_qwen_messages",

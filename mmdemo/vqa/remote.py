@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mmdemo.errors import UserFacingError
 from mmdemo.vqa.backend import Prepared
-from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, oldest_to_drop
+from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, fit_to_budget
 from mmdemo.vqa.reuse import PrefixCache
 
 if TYPE_CHECKING:
@@ -107,12 +107,12 @@ class RemoteVLM:
         28x28 pixels after the resize), generous for text (one per 3 UTF-8 bytes).
         """
         converted = [self._message(m) for m in messages]
-        sizes = [tokens for _, tokens in converted]
-        total = sum(sizes) + TEMPLATE_TOKENS
-        drop = 0
+        total = sum(tokens for _, tokens in converted) + TEMPLATE_TOKENS
+        kept, drop = converted, 0
         if max_tokens and total > max_tokens:
-            drop = oldest_to_drop([m["role"] for m in messages], sizes, total - max_tokens, max_tokens)
-        return Prepared([m for m, _ in converted[drop:]], sum(sizes[drop:]) + TEMPLATE_TOKENS, drop)
+            roles, sizes = [m["role"] for m in messages], [tokens for _, tokens in converted]
+            kept, drop = fit_to_budget(converted, roles, sizes, total - max_tokens, max_tokens)
+        return Prepared([m for m, _ in kept], sum(tokens for _, tokens in kept) + TEMPLATE_TOKENS, drop)
 
     def _message(self, message: dict[str, Any]) -> tuple[dict[str, Any], int]:
         parts: list[dict[str, Any]] = []
@@ -255,9 +255,17 @@ class RemoteVLM:
         return self._server or "other"
 
     def _discover(self, quiet: bool = False) -> None:
+        import openai
+
         try:
-            models = self.client.with_options(timeout=min(self.timeout, 10.0)).models.list().data
+            # Only for the server kind (quiet): one quick try; a request follows that will say what is wrong.
+            client = self.client.with_options(timeout=min(self.timeout, 10.0), **({"max_retries": 0} if quiet else {}))
+            models = client.models.list().data
         except client_errors() as exc:
+            if isinstance(exc, openai.APIStatusError):
+                # It answered, but cannot list its models (transformers serve without a hub cache):
+                # asking again on every request would only cost time.
+                self._server = self._server or "other"
             raise self.failure(exc, "listing its models (set MMDEMO_VLM_SERVED_MODEL to skip this)", quiet) from None
         if not models:
             raise UserFacingError(f"The chat server at {self.name} serves no models; set MMDEMO_VLM_SERVED_MODEL.")
