@@ -98,7 +98,7 @@ def test_stop_ends_the_work_on_the_server(vlm_server):
 
 
 def test_wrong_url_model_and_key_get_one_clear_message(vlm_server, caplog):
-    url, _ = vlm_server
+    url, model = vlm_server
     hello = to_qwen_messages([{"role": "user", "content": "hello"}], ImageBudget())
     refused = f"http://user:hunter2@127.0.0.1:{free_port()}/v1?key=hunter2"
     with pytest.raises(UserFacingError, match=r"127\.0\.0\.1:\d+/v1 \(connection refused\)") as error:
@@ -108,6 +108,8 @@ def test_wrong_url_model_and_key_get_one_clear_message(vlm_server, caplog):
         answer(RemoteVLM("http://no-such-host.invalid/v1", model="m", retries=0), hello, GenerationParams())
     with pytest.raises(UserFacingError, match=r"does not serve the model 'qwen-72b'.*MMDEMO_VLM_SERVED_MODEL"):
         answer(RemoteVLM(url, model="qwen-72b"), hello, GenerationParams())
+    with pytest.raises(UserFacingError, match=r"HTTP 404.*check that MMDEMO_VLM_URL ends in /v1"):
+        answer(RemoteVLM(url.removesuffix("/v1") + "/api", model=model), hello, GenerationParams())
     # transformers serve's GET /v1/models fails without a hub cache: the message says what to set.
     with pytest.raises(UserFacingError, match=r"listing its models.*MMDEMO_VLM_SERVED_MODEL"):
         answer(RemoteVLM(url, retries=0), hello, GenerationParams())
@@ -167,6 +169,22 @@ def test_status_codes_a_real_server_here_cannot_send(status, body, headers, mess
         server.shutdown()
 
 
+def test_a_server_that_never_answers_times_out_with_a_message():
+    """A socket that accepts and stays silent (what a stuck server looks like; transformers serve
+    cannot be made to hang on purpose)."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        vlm = RemoteVLM(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", model="m", timeout=1.0, retries=0)
+        hello = to_qwen_messages([{"role": "user", "content": "hello"}], ImageBudget())
+        start = time.monotonic()
+        with pytest.raises(UserFacingError, match=r"did not answer within 1 s"):
+            answer(vlm, hello, GenerationParams())
+        assert time.monotonic() - start < 5
+
+
 @pytest.fixture
 def remote_app(tiny_vlm_dir, data_dir, tmp_path):
     """`python app.py` chatting through its own `transformers serve` (so a test may kill it)."""
@@ -198,6 +216,19 @@ def test_the_app_chats_through_the_server_and_keeps_a_cut_answer(remote_app, ima
     assert all("qwen" not in row["id"] for row in client.predict(api_name="/stats"))
     ready = json.load(urllib.request.urlopen(url + "ready", timeout=10))  # 200: CLIP resident, library indexed
     assert ready["chat_server"]["reachable"] and list(ready["models"]) == ["tiny-clip"]
+
+    # Stop through the app (the client cancels): the server drops the 3000-token answer at once.
+    def timed_chat() -> float:
+        start = time.monotonic()
+        client.predict({"text": "Hi.", "files": []}, [], *[60, *controls[1:]], api_name="/chat")
+        return time.monotonic() - start
+
+    alone = timed_chat()
+    job = client.submit({"text": "Tell me everything.", "files": []}, [], *controls, api_name="/chat")
+    while len(job.outputs()) < 4 and not job.done():
+        time.sleep(0.05)
+    job.cancel()
+    assert timed_chat() < 2 * alone + 1.0  # had the long answer gone on, this one would wait ~50x as long
 
     # The server dies mid-answer: the part that came stays, marked as cut.
     job = client.submit({"text": "Go on, at length.", "files": [handle_file(str(images[2]))]}, history, *controls,
