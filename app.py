@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     from mmdemo.vqa.backend import chat_backend
 
     set_pixel_limit(settings.max_image_pixels)
+    if not settings.is_synthetic:
+        from mmdemo.models.hub import probe_in_background
+
+        probe_in_background()  # can models be downloaded? (a short probe, overlapping the imports)
     manager = build_manager(settings)
     # Serve at once and load in the background (first requests wait for it); ZeroGPU packs the
     # CUDA weights at startup, so there they must be resident before launch.

@@ -79,6 +79,13 @@ class Settings:
             "to fit. 0 = auto (90%% of GPU memory, or 80%% of RAM on CPU)."
         ),
     )
+    load_retry_s: float = field(
+        default=600.0,
+        metadata=_opt(
+            "Seconds a failed model load is remembered: requests get its message at once instead of "
+            "trying again (the operator's Retry load in System tries at once). 0 = until then."
+        ),
+    )
     data_dir: Path = field(
         default=Path("~/.cache/mmdemo"),
         metadata=_opt("Where indexes, caches and built tiny models are stored."),

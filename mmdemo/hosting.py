@@ -54,9 +54,15 @@ def gpu(duration: int) -> Callable[[F], F]:
 
 def for_this_host(settings: Settings) -> Settings:
     """Settings adjusted to the host: a Space serves on 0.0.0.0 (its proxy connects from outside
-    the container) at GRADIO_SERVER_PORT, and ZeroGPU wants the models on `cuda` at startup."""
+    the container) at GRADIO_SERVER_PORT; ZeroGPU wants the models on `cuda` at startup, and
+    keeps no chat KV caches (see below)."""
     if on_spaces():
         settings = settings.replace(host="0.0.0.0", port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     if on_zero_gpu() and settings.device == "auto":
         settings = settings.replace(device="cuda")
+    if on_zero_gpu():
+        # Each chat answer runs in a forked ZeroGPU worker (spaces/zero/wrappers.py): a KV cache kept
+        # there is invisible to this process, lost whenever another worker is forked, and would hold
+        # CUDA memory after the GPU went back. Every turn is a full prefill there.
+        settings = settings.replace(chat_cache_sessions=0)
     return settings

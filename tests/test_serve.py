@@ -231,8 +231,27 @@ def test_spaces_bind_all_interfaces_and_zero_gpu_places_models_on_cuda(tiny_sett
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     on_space = hosting.for_this_host(tiny_settings)
     assert (on_space.host, on_space.port, on_space.device) == ("0.0.0.0", 7861, "auto")
+    assert on_space.chat_cache_sessions == tiny_settings.chat_cache_sessions > 0
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    assert hosting.for_this_host(tiny_settings).device == "cuda"
+    zero = hosting.for_this_host(tiny_settings)
+    # Answers run in forked workers there: no KV cache is kept (it would be invisible here).
+    assert zero.device == "cuda" and zero.chat_cache_sessions == 0
+
+
+def test_stop_cancels_the_answer_event_so_it_reaches_a_zero_gpu_worker(tiny_settings, session_manager):
+    """On ZeroGPU only Gradio's cancellation reaches the worker running the answer (spaces sets the
+    worker's stop event when the handler's generator is closed): every Stop must cancel its event."""
+    from mmdemo.ui import build_app
+
+    config = build_app(tiny_settings, session_manager).get_config_file()
+    deps = config["dependencies"]
+    ids = {d.get("api_name"): d["id"] for d in deps}
+    stops = [d for d in deps if any(event == "stop" for _, event in d["targets"])]
+    (box_stop,) = [d for d in stops if d["cancels"]]  # the chat box's Stop (others stop no answer)
+    assert box_stop["cancels"] == [ids["chat"]]
+    # Regenerate's Stop cancels regenerate alone; Undo and Clear cancel both.
+    cancelling = sorted(d["cancels"] for d in deps if d["cancels"] and d is not box_stop)
+    assert cancelling == [[ids["chat"], ids["regenerate"]]] * 2 + [[ids["regenerate"]]]
 
 
 def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):

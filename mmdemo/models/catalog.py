@@ -6,6 +6,7 @@ import logging
 
 from mmdemo.config import Settings
 from mmdemo.models import device as dev
+from mmdemo.models.hub import hub_reachable
 from mmdemo.models.libs import import_model_libraries
 from mmdemo.models.manager import LoadPlan, ModelManager
 from mmdemo.models.registry import GB, PROFILE_DEFAULTS, default_vlm, resolve
@@ -15,8 +16,8 @@ log = logging.getLogger(__name__)
 
 def build_manager(settings: Settings) -> ModelManager:
     """A manager for these settings, with the roles "clip" and "vlm" bound to model ids."""
-    from mmdemo.models.clip import load_clip
-    from mmdemo.models.vlm import load_vlm
+    from mmdemo.models.clip import load_clip, require_cached_clip
+    from mmdemo.models.vlm import fetch_vlm, load_vlm
 
     device = dev.pick_device(settings.device)
     roles = dict(PROFILE_DEFAULTS[settings.profile])
@@ -41,11 +42,21 @@ def build_manager(settings: Settings) -> ModelManager:
         notes.append(f"{settings.profile} profile: random-weight models, answers are noise")
 
     def plan(model_id: str) -> LoadPlan:
-        import_model_libraries()  # before any build or load: see libs.py for the race it prevents
         spec = resolve(model_id)
+        location = None
+        if not spec.synthetic:
+            # Before the torch imports, on the requesting thread: offline mode is decided once (no
+            # per-library download retries), the VLM's files are downloaded here rather than on the
+            # compute thread (a first 15 GB download must not hold up other visitors' searches), and a
+            # model that is missing offline fails in milliseconds.
+            online = hub_reachable()
+            if spec.family == "qwen_vl":
+                location = fetch_vlm(spec)
+            elif not online:
+                require_cached_clip(spec)
+        import_model_libraries()  # before any build or load: see libs.py for the race it prevents
         quant = vlm_quantization if model_id == roles.get("vlm") else "none"
         placement = dev.placement_for(spec.family, device, settings.dtype, quant)
-        location = None
         if spec.tiny or (spec.random_weights and spec.family == "qwen_vl"):
             from mmdemo.models.tiny import ensure_built
 
@@ -62,7 +73,9 @@ def build_manager(settings: Settings) -> ModelManager:
         "clip": lambda p: load_clip(p.spec, p.placement, p.location, batch_size=settings.clip_batch_size),
         "qwen_vl": lambda p: load_vlm(p.spec, p.placement, p.location),
     }
-    manager = ModelManager(plan, loaders, budget_bytes=budget, pinned=settings.pinned, aliases=roles, notes=notes)
+
+    manager = ModelManager(plan, loaders, budget_bytes=budget, pinned=settings.pinned, aliases=roles, notes=notes,
+                           retry_after_s=settings.load_retry_s)  # fmt: skip
     for note in notes:
         log.info("%s", note)
     return manager

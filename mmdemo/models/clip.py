@@ -215,6 +215,28 @@ def _unit_rows(features: Any) -> np.ndarray:
     return features.cpu().numpy()
 
 
+# Where open_clip looks on the Hub, in order (open_clip.pretrained.download_pretrained_from_hf).
+HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def require_cached_clip(spec: ModelSpec) -> None:
+    """Offline: raise ModelUnavailableError at once if `spec`'s weights are in no local cache
+    (instead of after importing torch and building the model). Lenient where unsure: weights open_clip
+    fetches from a URL (OpenAI's) may sit in ~/.cache/clip, and local files are open_clip's to find."""
+    if not spec.pretrained or not spec.download or Path(spec.pretrained).expanduser().exists():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if any(isinstance(try_to_load_from_cache(spec.download, name), str) for name in HUB_WEIGHTS):
+        return
+    if any(Path("~/.cache/clip").expanduser().glob("*.pt")):
+        return
+    raise ModelUnavailableError(
+        spec.id, f"open_clip {spec.source} / {spec.pretrained}", f"hf download {spec.download}",
+        "offline (no route to the Hugging Face Hub), and not in the local cache",
+    )  # fmt: skip
+
+
 def load_clip(spec: ModelSpec, placement: Placement, location: Path | None = None, batch_size: int = 32) -> ClipModel:
     """Load an open_clip model exactly as open_clip documents it, onto `placement`.
 

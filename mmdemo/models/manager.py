@@ -83,6 +83,7 @@ class ModelManager:
         pinned: Iterable[str] = (),
         aliases: Mapping[str, str] | None = None,
         notes: Iterable[str] = (),
+        retry_after_s: float = 0.0,
     ):
         self._planner = planner
         self._loaders = dict(loaders)
@@ -91,6 +92,10 @@ class ModelManager:
         self._pinned = {self.resolve_id(name) for name in pinned}
         self.notes = list(notes)  # app-level notes (e.g. why this VLM was chosen)
         self.errors: dict[str, str] = {}  # last load error per id, shown in the System tab
+        # A load that failed is not tried again for every request (each try may wait on a network):
+        # its error is raised at once until retry() or, when > 0, until retry_after_s have passed.
+        self.retry_after_s = retry_after_s
+        self._failed: dict[str, tuple[float, UserFacingError]] = {}
         self._entries: dict[str, _Entry] = {}
         self._loads: dict[str, int] = {}
         self._lock = threading.Lock()  # guards the dicts; never held during a load
@@ -104,25 +109,31 @@ class ModelManager:
         """The resident model for `name`, loading it first if needed.
 
         Concurrent callers for one id wait for a single load. Loads run on the compute thread
-        (mmdemo.models.compute), one at a time.
+        (mmdemo.models.compute), one at a time. A model whose load failed raises that error again
+        at once, without trying, until `retry()` (or `retry_after_s`).
         """
         model_id = self.resolve_id(name)
         entry = self._touch(model_id)
         if entry is not None:
             return entry.model
+        self._raise_if_failed(model_id)
         with self._id_lock(model_id):
             entry = self._touch(model_id)  # loaded while we waited
             if entry is not None:
                 return entry.model
-            plan = self._planner(model_id)
+            self._raise_if_failed(model_id)  # failed while we waited
+            try:
+                plan = self._planner(model_id)  # may download: on this thread, not the compute thread
+            except UserFacingError as exc:
+                self._remember_failure(model_id, exc)
+                raise
             self._make_room(plan.estimate_bytes, keep=model_id)
             start = time.perf_counter()
             try:
                 # On the compute thread: loading runs torch ops (random init, dtype casts) too.
                 model = compute.run(self._loaders[plan.spec.family], plan, long=True)
             except UserFacingError as exc:
-                self.errors[model_id] = str(exc)
-                log.error("%s", exc)  # already a full explanation: no traceback in the log
+                self._remember_failure(model_id, exc)
                 raise
             entry = _Entry(model, plan, time.perf_counter() - start)
             with self._lock:
@@ -132,6 +143,26 @@ class ModelManager:
             log.info("%s resident: %.1f MB in %.1fs", model_id, model.resident_bytes / 1e6, entry.load_seconds)
             self._make_room(0, keep=model_id)  # the estimate may have been low
             return model
+
+    def retry(self, name: str) -> None:
+        """Forget a failed load of `name`: the next get() tries again (System's Retry load)."""
+        with self._lock:
+            self._failed.pop(self.resolve_id(name), None)
+
+    def _remember_failure(self, model_id: str, exc: UserFacingError) -> None:
+        with self._lock:
+            self._failed[model_id] = (time.monotonic(), exc)
+            self.errors[model_id] = str(exc)
+        log.error("%s", exc)  # already a full explanation: one line (no traceback) per failed load
+
+    def _raise_if_failed(self, model_id: str) -> None:
+        with self._lock:
+            failed = self._failed.get(model_id)
+            if failed is not None and self.retry_after_s > 0 and time.monotonic() - failed[0] >= self.retry_after_s:
+                del self._failed[model_id]  # long enough: the next caller tries again
+                failed = None
+        if failed is not None:
+            raise UserFacingError(str(failed[1]))
 
     def loaded(self, name: str) -> Any | None:
         """The resident model for `name`, or None; never loads."""

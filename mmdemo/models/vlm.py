@@ -59,6 +59,26 @@ def quantization_config(quantization: str) -> Any:
     return None
 
 
+FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken"]  # what from_pretrained reads
+
+
+def fetch_vlm(spec: ModelSpec) -> Path | None:
+    """The local folder of a hub model, downloaded first if needed; None for local or random models.
+
+    Pure I/O, so it runs on the requesting thread, not the compute thread: a 15 GB first download
+    must not hold up other visitors' searches (only reading the local files into memory does).
+    """
+    if spec.random_weights or spec.tiny or Path(spec.source).expanduser().is_dir():
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec.source, allow_patterns=FILES))
+    except (OSError, ValueError) as exc:  # offline and not cached, no such repo, a network error
+        what, hint = f"transformers {spec.source}", f"hf download {spec.download}"
+        raise ModelUnavailableError(spec.id, what, hint, str(exc)) from exc
+
+
 def load_vlm(spec: ModelSpec, placement: Placement, location: Path | None = None) -> VisionLanguageModel:
     """Load processor and model from a HF repo id or local folder onto `placement`.
 

@@ -33,6 +33,7 @@ def build_app(
                 "Run without `MMDEMO_PROFILE` to use the real models.",
                 elem_classes="mmdemo-banner",
             )
+        system.LoadBanner(settings, manager).render(app)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat.build(settings, backend, app)

@@ -106,14 +106,17 @@ class ChatTab:
         event = box.submit(self.chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **queue)
         event.then(lambda: gr.MultimodalTextbox(interactive=True), None, box, api_visibility="private")
         event.then(self.answer_stats, None, stats_line, api_visibility="private")
-        box.stop(self.stop, None, None, api_visibility="private")
+        # Stop also cancels the event: on ZeroGPU the answer runs in a forked worker that never sees
+        # this process's stop flag, but Gradio closing the generator reaches it (spaces sets the
+        # worker's stop event, and the worker closes our generator: generation ends at its next token).
+        box.stop(self.stop, None, None, api_visibility="private", cancels=[event])
         # Regenerate has no textbox of its own to show a stop button in: a Stop appears beside it.
         # (Its own listener, not a step before regenerate: Undo and Clear cancel the regenerate event itself.)
         regen_btn.click(lambda: gr.Button(visible=True), None, stop_regen, api_visibility="private", queue=False)
         regen = regen_btn.click(self.regenerate, [chatbot, *controls], chatbot, api_name="regenerate", **queue)
         regen.then(lambda: gr.Button(visible=False), None, stop_regen, api_visibility="private")
         regen.then(self.answer_stats, None, stats_line, api_visibility="private")
-        stop_regen.click(self.stop, None, None, api_visibility="private")
+        stop_regen.click(self.stop, None, None, api_visibility="private", cancels=[regen])
         export = export_btn.click(self.export, [chatbot, controls[-1]], transcript, api_name="export_conversation")
         export.success(lambda: gr.File(visible=True), None, transcript, api_visibility="private")
         # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.

@@ -8,6 +8,7 @@ kept in that session's state: no other session can search it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import shutil
 import threading
@@ -17,11 +18,14 @@ import gradio as gr
 
 from mmdemo import hosting
 from mmdemo.config import Settings
+from mmdemo.errors import UserFacingError
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.ui.common import friendly_errors, upload_path
 from mmdemo.ui.serve import clip_queue
+
+log = logging.getLogger(__name__)
 
 Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]]]  # gallery, table, result ids
 
@@ -45,8 +49,15 @@ class SearchTab:
         self.index_images = friendly_errors(hosting.gpu(duration=120)(self.index_images))
         self.remove_selected = friendly_errors(self.remove_selected)
         if "clip" in settings.preload:  # index the bundled photos while the page loads
-            library = friendly_errors(self.galleries.library)
-            threading.Thread(target=library, kwargs={"wait": True}, name="mmdemo-library", daemon=True).start()
+            threading.Thread(target=self._index_library, name="mmdemo-library", daemon=True).start()
+
+    def _index_library(self) -> None:
+        try:
+            self.galleries.library(wait=True)
+        except UserFacingError:
+            pass  # CLIP could not be loaded: the manager logged why, and searches will say it
+        except Exception:  # a background thread: nobody else would see it
+            log.exception("indexing the bundled photos failed")
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""

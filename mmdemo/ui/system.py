@@ -64,6 +64,30 @@ def model_cards(manager: ModelManager) -> list[str]:
     return lines
 
 
+class LoadBanner:
+    """A line at the top of the page for every model that could not be loaded, as soon as that is
+    known (the preload runs in the background: the banner looks every 2 s until it has ended)."""
+
+    def __init__(self, settings: Settings, manager: ModelManager) -> None:
+        self.settings, self.manager = settings, manager
+
+    def render(self, app: gr.Blocks) -> None:
+        banner = gr.Markdown(elem_id="mmdemo-load-errors", elem_classes="mmdemo-banner", visible=False)
+        timer = gr.Timer(2.0)
+        app.load(self.show, None, [banner, timer], api_visibility="private")
+        timer.tick(self.show, None, [banner, timer], api_visibility="private", queue=False)
+
+    def show(self) -> tuple[Any, Any]:
+        errors = dict(self.manager.errors)
+        pending = [
+            name for name in self.settings.local_preload
+            if not self.manager.is_loaded(name) and self.manager.resolve_id(name) not in errors
+        ]  # fmt: skip
+        lines = [f"⚠️ **{mid}** could not be loaded: {err.splitlines()[0]} (details in the System tab)"
+                 for mid, err in errors.items()]  # fmt: skip
+        return gr.Markdown("\n\n".join(lines), visible=bool(lines)), gr.Timer(active=bool(pending))
+
+
 class SystemTab:
     """The System tab: layout in `render`, one method per event."""
 
@@ -81,6 +105,7 @@ class SystemTab:
             )
             load = gr.Button("Load", size="sm", elem_id="system-load")
             unload = gr.Button("Unload", size="sm", elem_id="system-unload")
+            retry = gr.Button("Retry load", size="sm", elem_id="system-retry")
             refresh = gr.Button("Refresh", size="sm")
             hidden = gr.JSON(visible=False)
             gr.Button("stats (API)", visible=False).click(self.stats, None, hidden, api_name="stats")
@@ -91,7 +116,8 @@ class SystemTab:
         # (the dropdown's own check would log a traceback for every probe).
         load.click(self.load_model, model, shown, api_name="load_model", preprocess=False, **admin_queue())
         unload.click(self.unload_model, model, shown, api_name="unload_model", preprocess=False, **admin_queue())
-        app.load(self.on_page_load, None, [*shown, note, model, load, unload], api_visibility="private")
+        retry.click(self.retry_load, model, shown, api_name="retry_load", preprocess=False, **admin_queue())
+        app.load(self.on_page_load, None, [*shown, note, model, load, unload, retry], api_visibility="private")
 
     def refresh(self) -> tuple[list[list[Any]], str]:
         """Resident models (one row each) and a memory summary."""
@@ -112,6 +138,16 @@ class SystemTab:
         return self.refresh()
 
     @friendly_errors
+    def retry_load(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
+        """Try a model whose load failed again now (e.g. once the network is back), instead of
+        waiting for MMDEMO_LOAD_RETRY_S; returns the refreshed table. Operators only, like /load_model."""
+        model_id = self._checked("load", model_id, request)
+        self.manager.retry(model_id)
+        self.manager.get(model_id)
+        gr.Info(f"{model_id} is resident.")
+        return self.refresh()
+
+    @friendly_errors
     def unload_model(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
         """Unload a model and free its memory (it loads again on next use); returns the refreshed table.
 
@@ -124,7 +160,7 @@ class SystemTab:
     def on_page_load(self, request: gr.Request) -> tuple[Any, ...]:
         allowed = is_operator(self.settings, request)
         note = "" if allowed else f"*{OPERATOR_ONLY}*"
-        return (*self.refresh(), note, *(gr.update(interactive=allowed) for _ in range(3)))
+        return (*self.refresh(), note, *(gr.update(interactive=allowed) for _ in range(4)))
 
     def _checked(self, action: str, model_id: Any, request: gr.Request) -> str:
         """`model_id` if this request may manage it; else refused with one log line and a message."""
