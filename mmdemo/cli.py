@@ -7,9 +7,11 @@ after the subcommand's own arguments.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from mmdemo.config import Settings
@@ -32,9 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     zeroshot.add_argument("--templates", default="openai-7", choices=("custom", "openai-7", "openai-80"))
     zeroshot.add_argument("--template", default="a photo of a {}.", help="the custom template")
     zeroshot.add_argument("--out", type=Path, default=Path("eval-out"), help="where confusion_matrix.png goes")
+    vqa = evaluate.add_parser("vqa", help="VQAv2 accuracy, exact match and latency on a JSONL of questions")
+    vqa.add_argument("--data", type=Path, default=Path("assets/vqa_sample.jsonl"),
+                     help="JSONL: image (relative to the file), question, answers, optional type and id")  # fmt: skip
+    vqa.add_argument("--limit", type=int, default=0, help="ask at most this many questions (0 = all)")
+    vqa.add_argument("--out", type=Path, default=Path("eval-out"), help="where predictions.jsonl and summary.json go")
+    vqa.add_argument("--max-new-tokens", type=int, default=16)
     retrieval = evaluate.add_parser("retrieval", help="text->image Recall@1/5/10 and median rank")
     retrieval.add_argument("--images", type=Path, required=True, help="e.g. ../shared/data/flickr8k_1k/images")
     retrieval.add_argument("--captions", type=Path, required=True, help="CSV with image,caption columns")
+    retrieval.add_argument("--json", type=Path, help="also write the metrics of both directions to this file")
     return parser
 
 
@@ -54,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(args, settings, manager)
         if args.command == "eval" and args.task == "zeroshot":
             return _eval_zeroshot(args, settings, manager)
+        if args.command == "eval" and args.task == "vqa":
+            return _eval_vqa(args, settings, manager)
         if args.command == "eval" and args.task == "retrieval":
             return _eval_retrieval(args, settings, manager)
     except UserFacingError as exc:
@@ -101,10 +112,38 @@ def _index(args: argparse.Namespace, settings: Settings, manager) -> int:
     return 0
 
 
+def _eval_vqa(args: argparse.Namespace, settings: Settings, manager) -> int:
+    from mmdemo.vqa.backend import chat_backend
+    from mmdemo.vqa.chat import PATCH_AREA, GenerationParams, ImageBudget
+    from mmdemo.vqa.evaluate import evaluate_vqa, read_questions
+
+    questions = read_questions(args.data)[: args.limit or None]
+    backend = chat_backend(settings, manager)  # the Chat tab's: in process, or MMDEMO_VLM_URL's server
+    budget = ImageBudget(
+        max_pixels=settings.vlm_max_pixels or 512 * PATCH_AREA, max_file_pixels=settings.max_image_pixels
+    )
+    params = GenerationParams(max_new_tokens=args.max_new_tokens, greedy=True)
+    predictions = args.out / "predictions.jsonl"
+
+    def show(done: int, total: int) -> None:
+        print(f"\r{done}/{total} questions", end="", file=sys.stderr, flush=True)
+
+    summary = evaluate_vqa(backend, questions, predictions, budget, params, settings.max_context_tokens, show)
+    print(file=sys.stderr)
+    where = backend.name if backend.remote else manager.resolve_id("vlm")  # type: ignore[attr-defined]
+    print(f"model: {where}")
+    print(summary.table())
+    (args.out / "summary.json").write_text(json.dumps({"model": where, **asdict(summary)}, indent=2) + "\n")
+    print(f"predictions: {predictions} (a rerun resumes; delete it to start over)")
+    return 0
+
+
 def _eval_retrieval(args: argparse.Namespace, settings: Settings, manager) -> int:
     from mmdemo.search.evaluate import evaluate_retrieval
 
     metrics = evaluate_retrieval(manager.get("clip"), args.images, args.captions, settings.max_image_pixels)
     print(f"model: {manager.resolve_id('clip')}")
     print(metrics.table())
+    if args.json:
+        args.json.write_text(json.dumps({"model": manager.resolve_id("clip"), **metrics.as_dict()}, indent=2) + "\n")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import zipfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 from mmdemo.errors import UserFacingError
 from mmdemo.ingest import ImageFile
-from mmdemo.search.evaluate import retrieval_metrics
+from mmdemo.search.evaluate import image_to_text_metrics, retrieval_metrics
 from mmdemo.search.gallery import Gallery, _link_or_copy
 from mmdemo.search.index import VectorIndex, recall_at_k
 from mmdemo.search.store import GalleryStore
@@ -251,6 +252,13 @@ def test_retrieval_metrics_on_a_known_case():
     )
     metrics = retrieval_metrics(similarity, np.array([0, 1, 2, 1]))
     assert (metrics.recall_at_1, metrics.recall_at_5, metrics.median_rank) == (0.5, 1.0, 1.5)
+    # Image -> text: image 0's caption (0) is beaten by caption 1 (0.9 vs 0.9: not strictly) -> rank 1;
+    # image 1 is found by its best caption (3, 0.8) -> rank 1; image 2's caption 2 (0.1) is beaten
+    # by captions 0 (0.2) and 3 (0.3) -> rank 3 (caption 1 ties at 0.1: not counted).
+    back = image_to_text_metrics(similarity, np.array([0, 1, 2, 1]))
+    assert (back.recall_at_1, back.recall_at_5, back.median_rank, back.images) == (2 / 3, 1.0, 1.0, 3)
+    uncaptioned = image_to_text_metrics(np.hstack([similarity, np.ones((4, 1))]), np.array([0, 1, 2, 1]))
+    assert uncaptioned.images == 3  # an image no caption describes is not a query (and not a candidate)
 
 
 @needs_shared
@@ -261,10 +269,13 @@ def test_eval_retrieval_and_index_cli_end_to_end(data_dir, tmp_path, capsys):
     common = ["--profile", "tiny", "--data-dir", str(tmp_path), "--dtype", "float32"]
     argv = ["eval", "retrieval", "--images", str(flickr / "images"), "--captions", str(flickr / "captions.csv")]
     assert main([*argv, *common]) == 0
+    assert main([*argv, "--json", str(tmp_path / "retrieval.json"), *common]) == 0
     out = capsys.readouterr().out
-    assert "captions: 5000  images: 1000" in out
-    r10 = float(out.split("R@10:")[1].split()[0])
-    assert r10 < 0.05, "a random-weight model is near chance (0.01)"
+    assert "captions: 5000  images: 1000" in out and "text->image" in out and "image->text" in out
+    both = json.loads((tmp_path / "retrieval.json").read_text())
+    assert both["text_to_image"]["captions"] == 5000 and both["image_to_text"]["images"] == 1000
+    # A random-weight model is near chance: 10/1000 images for a caption, 50/5000 captions for an image.
+    assert both["text_to_image"]["recall_at_10"] < 0.05 and both["image_to_text"]["recall_at_10"] < 0.1
     assert main(["index", str(SHARED / "data" / "mixed_formats"), *common]) == 0
     assert "Indexed 22 image(s)" in capsys.readouterr().out
     assert main(["index", str(SHARED / "data" / "mixed_formats"), *common]) == 0

@@ -1,9 +1,10 @@
-"""Text -> image retrieval quality: Recall@K and median rank of each caption's own image."""
+"""Retrieval quality both ways, as the field's benchmark tools report it: text -> image (each
+caption's own image) and image -> text (any of the image's captions), Recall@1/5/10 and median rank."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from mmdemo.ingest import ImageFile, embed_files
 
 @dataclass(frozen=True)
 class RetrievalMetrics:
-    """Recall@1/5/10 (fraction of captions whose image ranks within K) and the median rank (1 = best)."""
+    """Recall@1/5/10 (fraction of queries whose target ranks within K) and the median rank (1 = best).
+    Text -> image: `captions` queries among `images` candidates; image -> text the other way round."""
 
     recall_at_1: float
     recall_at_5: float
@@ -54,6 +56,46 @@ def retrieval_metrics(similarity: np.ndarray, targets: np.ndarray) -> RetrievalM
     )
 
 
+@dataclass(frozen=True)
+class BothWays:
+    """Text -> image and image -> text metrics of one run."""
+
+    text_to_image: RetrievalMetrics
+    image_to_text: RetrievalMetrics
+
+    def table(self) -> str:
+        """A plain-text report, one column per direction."""
+        t, i = self.text_to_image, self.image_to_text
+        rows = [("", "text->image", "image->text"), ("R@1", t.recall_at_1, i.recall_at_1),
+                ("R@5", t.recall_at_5, i.recall_at_5), ("R@10", t.recall_at_10, i.recall_at_10)]  # fmt: skip
+        lines = [f"captions: {t.captions}  images: {t.images}"]
+        lines += [f"{a:<12}{b:>12}{c:>12}" if isinstance(b, str) else f"{a:<12}{b:>12.4f}{c:>12.4f}"
+                  for a, b, c in rows]  # fmt: skip
+        lines.append(f"{'median rank':<12}{t.median_rank:>12g}{i.median_rank:>12g}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text_to_image": asdict(self.text_to_image), "image_to_text": asdict(self.image_to_text)}
+
+
+def image_to_text_metrics(similarity: np.ndarray, targets: np.ndarray) -> RetrievalMetrics:
+    """Image -> text metrics from the same caption x image similarities (C, I) and caption targets (C,).
+
+    An image's rank is 1 + the number of captions scoring strictly higher than the best of its own
+    captions (it is found as soon as any of them is). Images without a caption are not queries.
+    """
+    by_image = similarity.T  # (I, C)
+    own = np.zeros(by_image.shape, dtype=bool)
+    own[targets, np.arange(len(targets))] = True
+    queries = own.any(axis=1)
+    best_own = np.where(own, by_image, -np.inf).max(axis=1)
+    ranks = (1 + (np.where(own, -np.inf, by_image) > best_own[:, None]).sum(axis=1))[queries]
+    return RetrievalMetrics(
+        float((ranks <= 1).mean()), float((ranks <= 5).mean()), float((ranks <= 10).mean()),
+        float(np.median(ranks)), len(targets), int(queries.sum()),
+    )  # fmt: skip
+
+
 def read_captions(path: Path) -> list[tuple[str, str]]:
     """(image file name, caption) rows of a CSV with `image` and `caption` columns."""
     with open(path, newline="", encoding="utf-8") as f:
@@ -63,8 +105,8 @@ def read_captions(path: Path) -> list[tuple[str, str]]:
         return [(row["image"], row["caption"]) for row in reader]
 
 
-def evaluate_retrieval(clip: Any, images: Path, captions: Path, max_pixels: int) -> RetrievalMetrics:
-    """Embed every captioned image in `images` and every caption, then rank."""
+def evaluate_retrieval(clip: Any, images: Path, captions: Path, max_pixels: int) -> BothWays:
+    """Embed every captioned image in `images` and every caption, then rank both ways."""
     rows = read_captions(captions)
     names = sorted({name for name, _ in rows if (images / name).is_file()})
     if not names:
@@ -78,4 +120,5 @@ def evaluate_retrieval(clip: Any, images: Path, captions: Path, max_pixels: int)
     pairs = [(column[name], text) for name, text in rows if name in column]
     texts = clip.encode_texts([text for _, text in pairs])
     similarity = clip.similarity(texts, np.concatenate(vectors))
-    return retrieval_metrics(similarity, np.array([c for c, _ in pairs]))
+    targets = np.array([c for c, _ in pairs])
+    return BothWays(retrieval_metrics(similarity, targets), image_to_text_metrics(similarity, targets))
