@@ -8,6 +8,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -276,6 +277,8 @@ def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):
     assert names["report"].startswith("Indexed")
     assert set(names["scores"]) == {"label", "confidences"} and len(names["scores"]["confidences"]) == 3
     assert "Profile:" in names["summary"] and any(m["id"] == "tiny-clip" for m in names["models"])
+    assert sorted(Path(f).name for f in names["files"]) == ["conversation.json", "conversation.md"]
+    assert "license" in names["summary"]  # each configured model's licence (ModelSpec.license, now read)
 
 
 def _ready(url: str) -> tuple[int, dict]:
