@@ -156,6 +156,38 @@ def test_search_indexes_three_uploads_and_finds_one_by_example(page, images):
     page.screenshot(path=ARTIFACTS / "search.png", full_page=True)
 
 
+def test_remove_selected_removes_the_image_clicked_and_never_one_of_newer_results(page):
+    """The selection is the clicked image, and a new search clears it (it used to be an index into
+    whatever results came next, so Remove could delete an image never clicked)."""
+    results = page.locator("#search-results")
+    search = page.get_by_role("button", name="Search", exact=True)
+    remove = page.get_by_role("button", name="Remove selected result")
+    report = page.locator("#search-report")
+    count = page.get_by_label("number input for Results")
+
+    def search_for(k: int) -> None:
+        count.fill(str(k))
+        count.press("Enter")
+        search.click()
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#search-results button img').length == {k}", timeout=60_000
+        )
+
+    page.get_by_role("tab", name="Search").click()
+    search_for(15)  # by the example image still set (img2.png): everything, img2.png first
+    results.locator("button").filter(has=page.locator("img")).nth(3).click()  # some other image
+    page.keyboard.press("Escape")  # leave the preview the click opened
+    search_for(2)  # new results: the click above no longer counts
+    remove.click()
+    report.get_by_text("Click one of the results first.").wait_for(timeout=10_000)
+    results.locator("button").filter(has=page.locator("img")).first.click()  # img2.png, score 1.000
+    page.keyboard.press("Escape")
+    remove.click()
+    report.get_by_text("Removed 1 image").wait_for(timeout=10_000)
+    search_for(14)  # one image fewer, and it is the one clicked
+    assert results.get_by_text("img2.png").count() == 0 and results.get_by_text("img1.png").count() > 0
+
+
 def test_classify_scores_the_labels(page, images):
     page.get_by_role("tab", name="Classify").click()
     page.locator("#classify-image input[type=file]").set_input_files(str(images[1]))

@@ -27,7 +27,7 @@ from mmdemo.ui.serve import clip_queue
 
 log = logging.getLogger(__name__)
 
-Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]]]  # gallery, table, result ids
+Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
 
 
 def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
@@ -65,7 +65,7 @@ class SearchTab:
         # API clients that never say goodbye, when Gradio expires the session's state.
         token = gr.State(None, delete_callback=lambda t: t and self.galleries.drop(session_gallery(t)))
         result_ids = gr.State([])
-        selected = gr.State(None)
+        selected = gr.State(None)  # the clicked result's (gallery, image id): never an index into newer results
         with gr.Row():
             with gr.Column(scale=4):
                 query = gr.Textbox(label="Describe what you are looking for", placeholder="a dog on the beach")
@@ -87,11 +87,11 @@ class SearchTab:
             report = gr.Markdown(elem_id="search-report")
 
         queue = clip_queue(self.settings)
-        inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids]
+        inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids, selected]
         go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue)
         query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue)
         add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
-        found.select(self.select_result, None, selected, api_visibility="private")
+        found.select(self.select_result, result_ids, selected, api_visibility="private")
         remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected")
         app.unload(self.end_session)
 
@@ -109,7 +109,7 @@ class SearchTab:
             gr.Info(f"The shared library is still being indexed: searching its first {len(library)} image(s).")
         if len(library) + len(mine or ()) == 0:
             gr.Warning("The gallery is empty: add some images first.")
-            return [], [], []
+            return [], [], [], None
         k, floor = int(top_k), float(min_score)
         # One query vector for every gallery: they share the CLIP model.
         vector = library.query_vector(query, upload_path(query_image) if query_image else None)
@@ -119,7 +119,8 @@ class SearchTab:
         if not hits:
             gr.Info(f"No image scores {floor:.2f} or more; lower the minimum score.")
         shown, table = results(hits)
-        return shown, table, [(source, hit.item.id) for source, hit in hits]
+        # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
+        return shown, table, [(source, hit.item.id) for source, hit in hits], None
 
     def index_images(
         self, files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()
@@ -151,19 +152,20 @@ class SearchTab:
         text = report.summary() + "".join(f"\n- skipped **{s.name}**: {s.reason}" for s in unpacked_skips)
         return f"{text}\n\nYour gallery holds {len(mine)} image(s).", token
 
-    def remove_selected(self, selected: int | None, ids: list[tuple[str, int]], token: str | None) -> str:
+    def remove_selected(self, selected: tuple[str, int] | None, ids: list[tuple[str, int]], token: str | None) -> str:
         """Remove the selected result from your gallery (shared images cannot be removed)."""
-        if selected is None or selected >= len(ids or []):
+        if not selected or tuple(selected) not in {tuple(i) for i in ids or []}:
             return "Click one of the results first."
-        source, item_id = ids[selected]
+        source, item_id = selected
         if source != "yours" or not token:
             return "That image is in the shared library: only your own uploads can be removed."
         removed = self.galleries.get(session_gallery(token)).remove([item_id])
         return f"Removed {removed} image. Search again to refresh the results."
 
-    def select_result(self, evt: gr.SelectData) -> int:
-        """Remember which result was clicked."""
-        return int(evt.index)
+    def select_result(self, ids: list[tuple[str, int]], evt: gr.SelectData) -> tuple[str, int] | None:
+        """Remember which image was clicked (its gallery and id, not its place in the results)."""
+        index = int(evt.index)
+        return tuple(ids[index]) if 0 <= index < len(ids or []) else None
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""
