@@ -20,6 +20,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
 VLM_SERVERS = ("auto", "vllm", "sglang", "other")
+NEAR_DUPLICATES = ("report", "skip", "off")
 SECRETS = ("vlm_api_key",)  # never printed
 
 
@@ -100,6 +101,14 @@ class Settings:
         metadata=_opt(
             "Images per gallery commit during a long ingest: a crash loses at most this many "
             "(their embeddings stay cached, so resuming costs no model time)."
+        ),
+    )
+    near_duplicates: str = field(
+        default="report",
+        metadata=_opt(
+            "A resized, re-encoded, lightly cropped or rotated copy of an indexed image: report it and index "
+            "it (report), leave it out (skip), or do not look (off).",
+            NEAR_DUPLICATES,
         ),
     )
     vector_cache_mb: int = field(
@@ -230,7 +239,7 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_opt("Python logging level."))
 
     def __post_init__(self) -> None:
-        for name in ("profile", "device", "dtype", "quantization", "vlm_server"):
+        for name in ("profile", "device", "dtype", "quantization", "vlm_server", "near_duplicates"):
             choices = _metadata(name)["choices"]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")

@@ -80,7 +80,8 @@ def test_sigkill_mid_ingest_keeps_exactly_the_committed_batches(data_dir, tmp_pa
     # Resume: committed images are duplicates, images embedded after the last commit come from
     # the embedding cache, and only the rest is encoded.
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300).stdout
-    summary = re.search(r"Indexed (\d+) image\(s\).*; (\d+) duplicate\(s\), (\d+) skipped, (\d+) from cache", out)
+    pattern = r"Indexed (\d+) image\(s\).*; (\d+) duplicate\(s\), \d+ near-dup\S+, (\d+) skipped, (\d+) from cache"
+    summary = re.search(pattern, out)
     indexed, duplicates, skipped, from_cache = map(int, summary.groups())
     assert duplicates == committed * COMMIT_EVERY and skipped == 0
     assert indexed == 500 - duplicates

@@ -390,7 +390,7 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
     real = clip.encode_texts
     clip.encode_texts = lambda texts: calls.append(len(texts)) or real(texts)  # counts, then the real encode
     try:
-        _, table, _ = tab.search("a red square", None, 20, -1.0, "abc123")
+        _, table, _, _ = tab.search("a red square", None, 20, -1.0, "abc123")
     finally:
         del clip.encode_texts
     assert calls == [1]

@@ -42,7 +42,9 @@ class Galleries:
             if key not in self._stores:
                 self._stores[key] = open_store(self.settings.data_dir, clip, name, self.settings.ann_threshold)
             store = self._stores[key]
-        return Gallery(clip, store, self.cache, self.settings.max_image_pixels, self.settings.index_commit_every)
+        settings = self.settings
+        return Gallery(clip, store, self.cache, settings.max_image_pixels, settings.index_commit_every,
+                       settings.near_duplicates)  # fmt: skip
 
     def drop(self, name: str) -> None:
         """Delete gallery `name` for every model: its index, metadata and thumbnails."""

@@ -25,6 +25,7 @@ from mmdemo.errors import UserFacingError
 from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decode_pixels, open_image
 from mmdemo.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.models import compute
+from mmdemo.search.neardup import NearIndex, perceptual_hash
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.vectorcache import VectorCache
 
@@ -44,15 +45,20 @@ class AddReport:
     skipped: tuple[Skipped, ...] = ()
     from_cache: int = 0  # vectors reused from the embedding cache: no model time
     seconds: float = 0.0
+    near_duplicates: tuple[tuple[str, str], ...] = ()  # (name, the indexed image it is a copy of)
+    near_skipped: bool = False  # near-duplicates were left out (MMDEMO_NEAR_DUPLICATES=skip)
 
     def summary(self) -> str:
         """A Markdown report: counts, then one line per duplicate and per skipped file."""
         rate = len(self.added) / self.seconds if self.seconds > 0 else 0.0
         lines = [
             f"Indexed **{len(self.added)}** image(s) in {self.seconds:.1f} s ({rate:.1f} img/s); "
-            f"{len(self.duplicates)} duplicate(s), {len(self.skipped)} skipped, {self.from_cache} from cache."
+            f"{len(self.duplicates)} duplicate(s), {len(self.near_duplicates)} near-duplicate(s), "
+            f"{len(self.skipped)} skipped, {self.from_cache} from cache."
         ]
         lines += [f"- duplicate **{name}**: same bytes as {first}" for name, first in self.duplicates]
+        fate = "not indexed" if self.near_skipped else "indexed anyway"
+        lines += [f"- near-duplicate **{name}** of {first} ({fate})" for name, first in self.near_duplicates]
         lines += [f"- skipped **{s.name}**: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
 
@@ -80,10 +86,11 @@ class Gallery:
 
     def __init__(
         self, clip: Any, store: GalleryStore, cache: VectorCache | None, max_pixels: int,
-        commit_every: int = COMMIT_EVERY,
+        commit_every: int = COMMIT_EVERY, near_duplicates: str = "report",
     ):  # fmt: skip
         self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
         self.commit_every = commit_every
+        self.near_mode = near_duplicates  # report (and index), skip, or off
         self._space = f"images|{clip.weights_key}"
 
     def __len__(self) -> int:
@@ -126,6 +133,13 @@ class Gallery:
         rows, vectors = [_row(p) for p in reuse], [cached[p.hash] for p in reuse]
         count.advance(len(drawn))
         sizes: dict[str, tuple[int, int]] = {}
+        near = self._near_index()
+        nears: list[tuple[str, str]] = []
+
+        def commit(rows: list, vectors: list) -> None:
+            rows, vectors = self._screen(rows, vectors, near, nears)
+            if rows:
+                self.store.add(rows, np.stack(vectors))
 
         def on_decoded(item: _Pending, decoded: Decoded) -> None:
             sizes[item.hash] = _save_thumbnail(decoded, self.store.thumb_path(item.hash), item.file.path)
@@ -142,16 +156,45 @@ class Gallery:
                 self.cache.put(self._space, fresh, persistent)
             count.advance(len(batch.items) + len(batch.skipped))
             if len(rows) >= self.commit_every:
-                self.store.add(rows, np.stack(vectors))
+                commit(rows, vectors)
                 rows, vectors = [], []
             if progress:
                 progress(count)
         if rows:
-            self.store.add(rows, np.stack(vectors))
+            commit(rows, vectors)
         if progress:
             progress(count)
         seconds = time.perf_counter() - started
-        return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds)
+        if self.near_mode == "skip":
+            left_out = {name for name, _ in nears}
+            added = [name for name in added if name not in left_out]
+        return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(nears),
+                         self.near_mode == "skip")  # fmt: skip
+
+    def _near_index(self) -> NearIndex | None:
+        if self.near_mode == "off":
+            return None
+        items = [it for it in self.store.items() if it.phash]
+        return NearIndex([it.phash for it in items], [it.name for it in items])
+
+    def _screen(self, rows: list, vectors: list, near: NearIndex | None, found: list) -> tuple[list, list]:
+        """Rows with their perceptual hash (from the thumbnail: small, upright, already on disk);
+        near-duplicates of what is indexed (or of earlier rows) noted in `found`, and left out in skip mode."""
+        if near is None:
+            return rows, vectors
+        with ThreadPoolExecutor(decode_workers()) as pool:
+            hashes = list(pool.map(lambda row: _try_perceptual(self.store.thumb_path(row[0])), rows))
+        kept_rows, kept_vectors = [], []
+        for row, vector, phash in zip(rows, vectors, hashes, strict=True):
+            if (original := near.match(phash)) is not None:
+                found.append((row[1], original))
+                if self.near_mode == "skip":
+                    continue
+            if phash:
+                near.add(phash, row[1])
+            kept_rows.append((*row, phash))
+            kept_vectors.append(vector)
+        return kept_rows, kept_vectors
 
     def _hash(self, file: ImageFile, take_turns: bool) -> tuple[str, int] | Skipped:
         if take_turns:  # between model jobs, like decoding (see ingest.py)
@@ -223,7 +266,7 @@ def open_store(data_dir: Path, clip: Any, name: str, ann_threshold: int) -> Gall
 def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:
     """The persistent gallery `name` over `clip`."""
     store = open_store(data_dir, clip, name, settings.ann_threshold)
-    return Gallery(clip, store, cache, settings.max_image_pixels, settings.index_commit_every)
+    return Gallery(clip, store, cache, settings.max_image_pixels, settings.index_commit_every, settings.near_duplicates)
 
 
 def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:
@@ -233,6 +276,13 @@ def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:
         return Skipped(file.name, "file not found")
     except OSError as exc:
         return Skipped(file.name, f"cannot read the file ({exc.strerror or exc})")
+
+
+def _try_perceptual(path: Path) -> str:
+    try:
+        return perceptual_hash(path)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return ""  # no near-duplicate check for this one; it is indexed all the same
 
 
 def _row(p: _Pending) -> tuple[str, str, int, int, int]:

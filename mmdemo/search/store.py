@@ -1,7 +1,7 @@
 """One gallery on disk: SQLite metadata, a FAISS index and thumbnails, committed atomically.
 
 Layout of `root`:
-    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes) + the committed generation
+    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash) + the committed generation
     index.<gen>.faiss   the vector index of generation <gen>
     thumbs/ab/<hash>.jpg
     .lock               flock: commits exclusive, reloads shared (several processes may share a gallery)
@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS image (
     thumb TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
+    bytes INTEGER NOT NULL,
+    phash TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -51,6 +52,7 @@ class Item:
     width: int
     height: int
     bytes: int
+    phash: str = ""  # perceptual hash (mmdemo.search.neardup); '' for images indexed before it existed
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class GalleryStore:
         self._db = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(image)")}
+        if "phash" not in columns:  # a gallery from before near-duplicates: same rows, no hashes
+            self._db.execute("ALTER TABLE image ADD COLUMN phash TEXT NOT NULL DEFAULT ''")
         self._dim, self._ann_threshold = dim, ann_threshold
         with self._file_lock(fcntl.LOCK_EX):
             self._load()
@@ -131,8 +136,8 @@ class GalleryStore:
             self._sync()
             return sorted(self._items.values(), key=lambda item: item.id)
 
-    def add(self, items: Sequence[tuple[str, str, int, int, int]], vectors: np.ndarray) -> list[Item]:
-        """Commit new images: (hash, name, width, height, bytes) rows with their vectors.
+    def add(self, items: Sequence[tuple[str, str, int, int, int, str]], vectors: np.ndarray) -> list[Item]:
+        """Commit new images: (hash, name, width, height, bytes, perceptual hash) rows with their vectors.
 
         Thumbnails must already be at `thumb_path(hash)`. Hashes already present are ignored.
         """
@@ -143,8 +148,8 @@ class GalleryStore:
                 return []
             next_id = max(self._items, default=0) + 1
             added = [
-                Item(next_id + i, h, name, str(self.thumb_path(h)), w, hgt, size)
-                for i, ((h, name, w, hgt, size), _) in enumerate(fresh)
+                Item(next_id + i, h, name, str(self.thumb_path(h)), w, hgt, size, *rest)
+                for i, ((h, name, w, hgt, size, *rest), _) in enumerate(fresh)
             ]
             self.index.add(np.array([it.id for it in added]), np.stack([v for _, v in fresh]))
             self._commit(added, [])
@@ -186,8 +191,8 @@ class GalleryStore:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO image VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(it.id, it.hash, it.name, it.thumb, it.width, it.height, it.bytes) for it in added],
+                "INSERT INTO image VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(it.id, it.hash, it.name, it.thumb, it.width, it.height, it.bytes, it.phash) for it in added],
             )
             self._db.executemany("DELETE FROM image WHERE id = ?", [(it.id,) for it in removed])
             self._db.execute("INSERT OR REPLACE INTO state VALUES ('generation', ?)", (str(generation),))
