@@ -23,8 +23,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mmdemo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", help="index a folder of images (recursively) into the shared library")
-    index.add_argument("path", type=Path, help="folder (searched recursively) or image file")
+    index = commands.add_parser("index", help="index folders (recursively) or image files into the shared library")
+    index.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="folders (searched recursively) or images")
+    for name, text in (
+        ("list", "list a gallery's images"),
+        ("stats", "count, size and files of a gallery"),
+        ("prune", "drop images whose source file is gone"),
+        ("remove", "remove images by id or name"),
+    ):
+        verb = commands.add_parser(name, help=text)
+        if name == "remove":
+            verb.add_argument("which", nargs="+", help="image ids or names (as `list` shows them)")
+        verb.add_argument("--gallery", default="library", help="gallery name; the app searches 'library'")
     index.add_argument("--gallery", default="library", help="gallery name; the app searches 'library'")
     evaluate = commands.add_parser("eval", help="evaluate the models on your data").add_subparsers(
         dest="task", required=True
@@ -61,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "index":
             return _index(args, settings, manager)
+        if args.command in ("list", "stats", "prune", "remove"):
+            from mmdemo.manage import run
+
+            return run(args, settings, manager)
         if args.command == "eval" and args.task == "zeroshot":
             return _eval_zeroshot(args, settings, manager)
         if args.command == "eval" and args.task == "vqa":
@@ -89,25 +103,28 @@ def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int
 
 def _index(args: argparse.Namespace, settings: Settings, manager) -> int:
     from mmdemo.ingest import ImageFile
+    from mmdemo.manage import ignored_files
     from mmdemo.search.gallery import open_gallery
     from mmdemo.vectorcache import embedding_cache
 
-    if not args.path.exists():
-        raise UserFacingError(f"{args.path} does not exist.")
-    gallery = open_gallery(
-        settings.data_dir, manager.get("clip"), args.gallery, embedding_cache(settings),
-        settings,
-    )  # fmt: skip
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise UserFacingError(f"{', '.join(missing)} does not exist.")
+    gallery = open_gallery(settings.data_dir, manager.get("clip"), args.gallery, embedding_cache(settings), settings)
 
     def show(count) -> None:
         print(f"\r{count.describe()}", end="", file=sys.stderr, flush=True)
 
-    if args.path.is_dir():
-        report = gallery.add_folder(args.path, show)
-    else:
-        report = gallery.add_files([ImageFile(str(args.path), args.path.name)], show)
-    print(file=sys.stderr)
-    print(report.summary().replace("**", ""))
+    for path in args.paths:
+        if path.is_dir():
+            report = gallery.add_folder(path, show)
+            if ignored := ignored_files(path):
+                print(f"{path}: ignored {sum(ignored.values())} non-image file(s): "
+                      + ", ".join(f"{ext} x{n}" for ext, n in sorted(ignored.items())))  # fmt: skip
+        else:
+            report = gallery.add_files([ImageFile(str(path), path.name)], show, keep_source=True)
+        print(file=sys.stderr)
+        print(f"{path}: " + report.summary().replace("**", ""))
     print(f"gallery '{args.gallery}' holds {len(gallery)} image(s) in {gallery.store.root}")
     return 0
 

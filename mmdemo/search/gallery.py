@@ -96,8 +96,17 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.store)
 
-    def add_files(self, files: Sequence[ImageFile], progress: Callable[[Throughput], None] | None = None) -> AddReport:
-        """Index image files; see the module docstring. Nothing already committed is ever lost."""
+    def add_files(
+        self,
+        files: Sequence[ImageFile],
+        progress: Callable[[Throughput], None] | None = None,
+        keep_source: bool = False,
+    ) -> AddReport:
+        """Index image files; see the module docstring. Nothing already committed is ever lost.
+
+        With `keep_source`, each item records the path it came from (for `prune`): files that stay
+        where they are (a folder, the bundled photos), not uploads, which are deleted once indexed.
+        """
         started = time.perf_counter()
         count = Throughput(len(files))
         skipped: list[Skipped] = []
@@ -134,10 +143,13 @@ class Gallery:
         count.advance(len(drawn))
         sizes: dict[str, tuple[int, int]] = {}
         near = self._near_index()
+        sources = {p.hash: str(Path(p.file.path).resolve()) for p in pending} if keep_source else {}
         nears: list[tuple[str, str]] = []
 
         def commit(rows: list, vectors: list) -> None:
             rows, vectors = self._screen(rows, vectors, near, nears)
+            if keep_source:
+                rows = [(*row, sources[row[0]]) for row in rows]
             if rows:
                 self.store.add(rows, np.stack(vectors))
 
@@ -181,7 +193,7 @@ class Gallery:
         """Rows with their perceptual hash (from the thumbnail: small, upright, already on disk);
         near-duplicates of what is indexed (or of earlier rows) noted in `found`, and left out in skip mode."""
         if near is None:
-            return rows, vectors
+            return [(*row[:5], "") for row in rows], vectors
         with ThreadPoolExecutor(decode_workers()) as pool:
             hashes = list(pool.map(lambda row: _try_perceptual(self.store.thumb_path(row[0])), rows))
         kept_rows, kept_vectors = [], []
@@ -192,7 +204,7 @@ class Gallery:
                     continue
             if phash:
                 near.add(phash, row[1])
-            kept_rows.append((*row, phash))
+            kept_rows.append((*row[:5], phash))
             kept_vectors.append(vector)
         return kept_rows, kept_vectors
 
@@ -215,7 +227,7 @@ class Gallery:
         """Index every image file below `folder` (recursively, sorted by path)."""
         root = Path(folder)
         paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        return self.add_files([ImageFile(str(p), str(p.relative_to(root))) for p in paths], progress)
+        return self.add_files([ImageFile(str(p), str(p.relative_to(root))) for p in paths], progress, keep_source=True)
 
     def remove(self, ids: Sequence[int]) -> int:
         """Remove images by id; returns how many were removed."""

@@ -1,7 +1,7 @@
 """One gallery on disk: SQLite metadata, a FAISS index and thumbnails, committed atomically.
 
 Layout of `root`:
-    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash) + the committed generation
+    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash, source) + the committed generation
     index.<gen>.faiss   the vector index of generation <gen>
     thumbs/ab/<hash>.jpg
     .lock               flock: commits exclusive, reloads shared (several processes may share a gallery)
@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS image (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    phash TEXT NOT NULL DEFAULT ''
+    phash TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -53,6 +55,7 @@ class Item:
     height: int
     bytes: int
     phash: str = ""  # perceptual hash (mmdemo.search.neardup); '' for images indexed before it existed
+    source: str = ""  # the file it was indexed from ('' for uploads: they are not kept)
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,9 @@ class GalleryStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(image)")}
-        if "phash" not in columns:  # a gallery from before near-duplicates: same rows, no hashes
-            self._db.execute("ALTER TABLE image ADD COLUMN phash TEXT NOT NULL DEFAULT ''")
+        for column in ("phash", "source"):  # a gallery from before these existed: same rows, no values
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE image ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         self._dim, self._ann_threshold = dim, ann_threshold
         with self._file_lock(fcntl.LOCK_EX):
             self._load()
@@ -136,8 +140,8 @@ class GalleryStore:
             self._sync()
             return sorted(self._items.values(), key=lambda item: item.id)
 
-    def add(self, items: Sequence[tuple[str, str, int, int, int, str]], vectors: np.ndarray) -> list[Item]:
-        """Commit new images: (hash, name, width, height, bytes, perceptual hash) rows with their vectors.
+    def add(self, items: Sequence[tuple[Any, ...]], vectors: np.ndarray) -> list[Item]:
+        """Commit new images: (hash, name, width, height, bytes[, perceptual hash[, source]]) rows with their vectors.
 
         Thumbnails must already be at `thumb_path(hash)`. Hashes already present are ignored.
         """
@@ -191,8 +195,11 @@ class GalleryStore:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO image VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(it.id, it.hash, it.name, it.thumb, it.width, it.height, it.bytes, it.phash) for it in added],
+                "INSERT INTO image VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (it.id, it.hash, it.name, it.thumb, it.width, it.height, it.bytes, it.phash, it.source)
+                    for it in added
+                ],
             )
             self._db.executemany("DELETE FROM image WHERE id = ?", [(it.id,) for it in removed])
             self._db.execute("INSERT OR REPLACE INTO state VALUES ('generation', ?)", (str(generation),))

@@ -1,0 +1,58 @@
+"""Looking after a gallery from the command line: list, stats, prune, remove (`python -m mmdemo ...`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mmdemo.config import Settings
+from mmdemo.errors import UserFacingError
+from mmdemo.images import IMAGE_SUFFIXES
+
+
+def ignored_files(folder: Path) -> Counter[str]:
+    """Files below `folder` that indexing passes over, by extension ('(none)' for none)."""
+    return Counter(
+        p.suffix.lower() or "(none)"
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings, manager: Any) -> int:
+    """One management verb on the gallery `args.gallery`; prints what it did."""
+    from mmdemo.search.gallery import open_gallery
+
+    gallery = open_gallery(settings.data_dir, manager.get("clip"), args.gallery, None, settings)
+    items = gallery.store.items()
+    if args.command == "list":
+        for it in items:
+            print(f"{it.id}\t{it.name}\t{it.width}x{it.height}\t{it.bytes}\t{it.source or '-'}")
+        print(f"{len(items)} image(s) in gallery '{args.gallery}'")
+    elif args.command == "stats":
+        sources = [it for it in items if it.source]
+        print(f"gallery: {args.gallery} ({gallery.store.root})")
+        print(f"images: {len(items)}, {sum(it.bytes for it in items) / 1e6:.1f} MB of originals")
+        missing = sum(not Path(it.source).exists() for it in sources)
+        print(f"with a source file: {len(sources)}, of which missing: {missing} (`prune` drops those)")
+        print(f"with a perceptual hash (near-duplicate checks): {sum(bool(it.phash) for it in items)}")
+        print(f"model: {manager.resolve_id('clip')}, weights {gallery.clip.weights_key}")
+    elif args.command == "prune":
+        gone = [it for it in items if it.source and not Path(it.source).exists()]
+        removed = gallery.remove([it.id for it in gone])
+        for it in gone:
+            print(f"pruned {it.id}\t{it.name}\t({it.source} is gone)")
+        print(f"pruned {removed} image(s); gallery '{args.gallery}' holds {len(gallery)}")
+    elif args.command == "remove":
+        by_name = {it.name: it for it in items}
+        by_id = {str(it.id): it for it in items}
+        unknown = [w for w in args.which if w not in by_id and w not in by_name]
+        if unknown:
+            raise UserFacingError(
+                f"Not in gallery '{args.gallery}': {', '.join(unknown)} (see `python -m mmdemo list`)."
+            )
+        chosen = {(by_id.get(w) or by_name[w]).id for w in args.which}
+        print(f"removed {gallery.remove(sorted(chosen))} image(s); gallery '{args.gallery}' holds {len(gallery)}")
+    return 0
