@@ -48,11 +48,14 @@ def test_first_start_offline_answers_at_once_with_the_message_and_logs_one_line(
                 client.predict("a cat", None, 3, -1, api_name="/search")
             first = time.monotonic() - start
             assert first <= 10, f"the first answer took {first:.1f} s from start"
+            later = []
             for _ in range(3):  # remembered: no new attempt, no waiting
                 began = time.monotonic()
                 with pytest.raises(AppError, match="not available offline"):
                     client.predict("a dog", None, 3, -1, api_name="/search")
-                assert time.monotonic() - began <= 1
+                later.append(time.monotonic() - began)
+            assert max(later) <= 1
+            print(f"offline: first answer {first:.1f} s after start, later ones within {max(later):.2f} s")
             _, info = client.predict(api_name="/system")
             assert "could not be loaded" in info
             began = time.monotonic()  # the operator's Retry: tried again at once, offline still

@@ -250,7 +250,7 @@ def test_stop_cancels_the_answer_event_so_it_reaches_a_zero_gpu_worker(tiny_sett
     stops = [d for d in deps if any(event == "stop" for _, event in d["targets"])]
     (box_stop,) = [d for d in stops if d["cancels"]]  # the chat box's Stop (others stop no answer)
     assert box_stop["cancels"] == [ids["chat"]]
-    # Regenerate's Stop cancels regenerate alone; Undo and Clear cancel both.
+    # Regenerate's Stop cancels regenerate alone; Undo's and Clear's first steps cancel both.
     cancelling = sorted(d["cancels"] for d in deps if d["cancels"] and d is not box_stop)
     assert cancelling == [[ids["chat"], ids["regenerate"]]] * 2 + [[ids["regenerate"]]]
 

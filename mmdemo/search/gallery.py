@@ -147,14 +147,18 @@ class Gallery:
         nears: list[tuple[str, str]] = []
 
         def commit(rows: list, vectors: list) -> None:
-            rows, vectors = self._screen(rows, vectors, near, nears)
+            rows, vectors = self._screen(rows, vectors, near, nears, phashes)
             if keep_source:
                 rows = [(*row, sources[row[0]]) for row in rows]
             if rows:
                 self.store.add(rows, np.stack(vectors))
 
-        def on_decoded(item: _Pending, decoded: Decoded) -> None:
+        phashes: dict[str, str] = {}
+
+        def on_decoded(item: _Pending, decoded: Decoded) -> None:  # on a decode thread, beside the forward pass
             sizes[item.hash] = _save_thumbnail(decoded, self.store.thumb_path(item.hash), item.file.path)
+            if near is not None:
+                phashes[item.hash] = _try_perceptual(self.store.thumb_path(item.hash))
 
         reused = {p.hash for p in pending if p.hash in cached}
         to_embed = [p for p in pending if p.hash not in reused]
@@ -189,13 +193,20 @@ class Gallery:
         items = [it for it in self.store.items() if it.phash]
         return NearIndex([it.phash for it in items], [it.name for it in items])
 
-    def _screen(self, rows: list, vectors: list, near: NearIndex | None, found: list) -> tuple[list, list]:
-        """Rows with their perceptual hash (from the thumbnail: small, upright, already on disk);
-        near-duplicates of what is indexed (or of earlier rows) noted in `found`, and left out in skip mode."""
+    def _screen(
+        self, rows: list, vectors: list, near: NearIndex | None, found: list, known: dict[str, str]
+    ) -> tuple[list, list]:
+        """Rows with their perceptual hash (of the thumbnail: small, upright, already on disk; `known`
+        holds those hashed while decoding); near-duplicates of what is indexed (or of earlier rows)
+        noted in `found`, and left out in skip mode."""
         if near is None:
             return [(*row[:5], "") for row in rows], vectors
+
+        def phash(row: tuple) -> str:
+            return known.pop(row[0], None) or _try_perceptual(self.store.thumb_path(row[0]))
+
         with ThreadPoolExecutor(decode_workers()) as pool:
-            hashes = list(pool.map(lambda row: _try_perceptual(self.store.thumb_path(row[0])), rows))
+            hashes = list(pool.map(phash, rows))
         kept_rows, kept_vectors = [], []
         for row, vector, phash in zip(rows, vectors, hashes, strict=True):
             if (original := near.match(phash)) is not None:

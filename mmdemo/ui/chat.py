@@ -120,7 +120,11 @@ class ChatTab:
         export = export_btn.click(self.export, [chatbot, controls[-1]], transcript, api_name="export_conversation")
         export.success(lambda: gr.File(visible=True), None, transcript, api_visibility="private")
         # Undo and Clear cancel a running answer first, so its last chunk cannot land afterwards.
-        undo_btn.click(self.undo, chatbot, [chatbot, box], api_visibility="private", cancels=[event, regen])
+        # Undo in two steps: first stop and cancel, then edit the conversation as it then stands, so
+        # a last chunk of the cancelled answer cannot land after the edit and bring the turn back.
+        undo_btn.click(self.stop, None, None, api_visibility="private", cancels=[event, regen]).then(
+            self.undo, chatbot, [chatbot, box], api_visibility="private"
+        )
         clear_btn.click(self.forget, None, None, api_visibility="private", cancels=[event, regen]).then(
             lambda: ([], None), None, [chatbot, box], api_visibility="private"
         )
