@@ -188,6 +188,34 @@ def test_remove_selected_removes_the_image_clicked_and_never_one_of_newer_result
     assert results.get_by_text("img2.png").count() == 0 and results.get_by_text("img1.png").count() > 0
 
 
+def test_your_images_lists_and_deletes_and_find_similar_searches_from_a_result(page):
+    page.get_by_role("tab", name="Search").click()
+    box = page.locator("#search-mine-box")
+    box.get_by_text("Your images").first.click()  # open the accordion
+    info = page.locator("#search-mine-info")
+    info.get_by_text("2 image(s)").wait_for(timeout=30_000)  # three uploaded, one removed by the test above
+    page.locator("#search-mine button").filter(has=page.locator("img")).first.click()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Delete selected").click()
+    info.get_by_text("1 image(s)").wait_for(timeout=30_000)
+    assert page.locator("#search-mine button img").count() == 1
+    # Find similar: an image -> image search from the clicked result, in one click.
+    results = page.locator("#search-results")
+    page.get_by_role("button", name="Search", exact=True).click()
+    results.locator("button img").first.wait_for(timeout=60_000)
+    second = results.locator("button").filter(has=page.locator("img")).nth(1)
+    name = second.inner_text().split("·")[-1].strip()
+    second.click()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Find similar to the selected result").click()
+    page.wait_for_function(
+        "() => { const first = [...document.querySelectorAll('#search-results button')]"
+        ".find(b => b.querySelector('img'));"
+        f" return first && first.innerText.includes({name!r}) && /0\\.9\\d\\d|1\\.000/.test(first.innerText); }}",
+        timeout=60_000,
+    )
+
+
 def test_classify_scores_the_labels(page, images):
     page.get_by_role("tab", name="Classify").click()
     page.locator("#classify-image input[type=file]").set_input_files(str(images[1]))

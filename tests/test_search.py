@@ -395,3 +395,20 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
         del clip.encode_texts
     assert calls == [1]
     assert {row[3] for row in table} == {"shared", "yours"}
+
+
+def test_your_images_through_the_api_lists_and_removes_this_clients_uploads(served_app, images):
+    from gradio_client import Client, handle_file
+
+    client = Client(served_app[0], verbose=False, download_files=False)
+    other = Client(served_app[0], verbose=False, download_files=False)
+    client.predict([handle_file(str(p)) for p in images], api_name="/index_images")
+    shown, info = client.predict(1, api_name="/my_images")
+    assert sorted(item["caption"] for item in shown) == ["img0.png", "img1.png", "img2.png"]
+    assert info.startswith("**3** image(s)")
+    assert other.predict(1, api_name="/my_images")[0] == []  # another client's gallery is its own
+    assert client.predict("img0.png, img2.png", api_name="/remove_images").startswith("Removed 2 image(s)")
+    assert client.predict("nope.png", api_name="/remove_images").startswith("None of nope.png")
+    shown, info = client.predict(1, api_name="/my_images")
+    assert [item["caption"] for item in shown] == ["img1.png"] and info.startswith("**1** image(s)")
+    assert client.predict("all", api_name="/remove_images").startswith("Removed 1 image(s)")

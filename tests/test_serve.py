@@ -275,6 +275,8 @@ def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), names)
     assert len(names["hits"]) == 12 and "·" in names["hits"][0]["caption"]
     assert names["report"].startswith("Indexed")
+    assert len(names["mine"]) == 2  # a.jpg and the image inside photos.zip
+    assert names["removed"].startswith("Removed 1 image(s)")
     assert set(names["scores"]) == {"label", "confidences"} and len(names["scores"]["confidences"]) == 3
     assert "Profile:" in names["summary"] and any(m["id"] == "tiny-clip" for m in names["models"])
     assert sorted(Path(f).name for f in names["files"]) == ["conversation.json", "conversation.md"]

@@ -27,6 +27,7 @@ from mmdemo.ui.serve import clip_queue
 
 log = logging.getLogger(__name__)
 
+MINE_PAGE = 48  # images per page of "Your images"
 Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
 
 
@@ -48,6 +49,9 @@ class SearchTab:
         self.search = friendly_errors(hosting.gpu(duration=30)(self.search))
         self.index_images = friendly_errors(hosting.gpu(duration=120)(self.index_images))
         self.remove_selected = friendly_errors(self.remove_selected)
+        self.find_similar = friendly_errors(hosting.gpu(duration=30)(self.find_similar))
+        self.my_images = friendly_errors(self.my_images)
+        self.remove_images = friendly_errors(self.remove_images)
         if "clip" in settings.preload:  # index the bundled photos while the page loads
             threading.Thread(target=self._index_library, name="mmdemo-library", daemon=True).start()
 
@@ -75,7 +79,9 @@ class SearchTab:
             query_image = gr.Image(
                 type="filepath", label="…or search by example image", height=160, scale=1, elem_id="search-query-image"
             )
-        go = gr.Button("Search", variant="primary")
+        with gr.Row():
+            go = gr.Button("Search", variant="primary", scale=3)
+            similar = gr.Button("Find similar to the selected result", scale=1, elem_id="search-similar")
         found = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id="search-results")
         table = gr.Dataframe(headers=["rank", "score", "name", "gallery"], label="Scores", elem_id="search-table")
         with gr.Accordion("Add your own images (visible to you only)", open=False):
@@ -85,14 +91,40 @@ class SearchTab:
                 add = gr.Button("Add to my gallery")
                 remove = gr.Button("Remove selected result")
             report = gr.Markdown(elem_id="search-report")
+        with gr.Accordion("Your images", open=False, elem_id="search-mine-box"):
+            mine_info = gr.Markdown("Nothing added yet.", elem_id="search-mine-info")
+            mine = gr.Gallery(
+                label="Your images", columns=8, height="auto", object_fit="contain", elem_id="search-mine"
+            )
+            with gr.Row():
+                page = gr.Number(1, label="Page", precision=0, minimum=1, scale=1)
+                delete_one = gr.Button("Delete selected", scale=1)
+                delete_all = gr.Button("Delete all", variant="stop", scale=1)
+        mine_ids, mine_selected = gr.State([]), gr.State(None)
 
         queue = clip_queue(self.settings)
         inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids, selected]
         go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue)
         query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue)
-        add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
+        shown_mine = [mine, mine_info, mine_ids, mine_selected]
+        # The API event first: later events of the same function would otherwise take its name.
+        page.change(self.my_images, [token, page], shown_mine, api_name="my_images")
+        added = add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
+        added.then(self.my_images, [token, page], shown_mine, api_visibility="private")
         found.select(self.select_result, result_ids, selected, api_visibility="private")
-        remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected")
+        removed = remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected")
+        removed.then(self.my_images, [token, page], shown_mine, api_visibility="private")
+        similar.click(
+            self.find_similar, [selected, top_k, min_score, token], outputs, api_visibility="private", **queue
+        )
+        mine.select(self.select_mine, mine_ids, mine_selected, api_visibility="private")
+        one = delete_one.click(self.delete_selected, [mine_selected, token], report, api_visibility="private")
+        every = delete_all.click(lambda t: self.remove_images("all", t), token, report, api_visibility="private")
+        for done in (one, every):
+            done.then(self.my_images, [token, page], shown_mine, api_visibility="private")
+        gr.Button("remove_images (API)", visible=False).click(
+            self.remove_images, [gr.Textbox(visible=False), token], report, api_name="remove_images"
+        )
         app.unload(self.end_session)
 
     def search(
@@ -161,6 +193,66 @@ class SearchTab:
             return "That image is in the shared library: only your own uploads can be removed."
         removed = self.galleries.get(session_gallery(token)).remove([item_id])
         return f"Removed {removed} image. Search again to refresh the results."
+
+    def find_similar(
+        self, selected: tuple[str, int] | None, top_k: float, min_score: float, token: str | None
+    ) -> Shown:
+        """Images like the selected result (image -> image search from it, in one click)."""
+        item = self._item(selected, token)
+        if item is None:
+            raise gr.Error("Click one of the results first.", print_exception=False)
+        return self.search("", item.thumb, top_k, min_score, token)
+
+    def my_images(self, token: str | None, page: float = 1) -> tuple[list[tuple[str, str]], str, list[int], None]:
+        """What this session added: a page of (thumbnail, name), a summary line, and their ids.
+
+        Args:
+            page: which page of MINE_PAGE images (1 = the first).
+        """
+        items = self.galleries.get(session_gallery(token)).store.items() if token else []
+        if not items:
+            return [], "Nothing added yet: add images above (they stay while this tab is open).", [], None
+        pages = -(-len(items) // MINE_PAGE)
+        page = min(max(int(page or 1), 1), pages)
+        shown = items[(page - 1) * MINE_PAGE : page * MINE_PAGE]
+        total = sum(it.bytes for it in items) / 1e6
+        info = f"**{len(items)}** image(s), {total:.1f} MB · page {page} of {pages} · click one, then Delete selected"
+        return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
+
+    def remove_images(self, which: str, token: str | None) -> str:
+        """Remove images from your gallery: 'all', or comma-separated names or ids (as `/my_images` lists them)."""
+        if not token:
+            return "Your gallery is empty."
+        mine = self.galleries.get(session_gallery(token))
+        items = mine.store.items()
+        wanted = {w.strip() for w in (which or "").split(",") if w.strip()}
+        chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
+        if not chosen:
+            return f"None of {', '.join(sorted(wanted)) or '(nothing)'} is in your gallery."
+        removed = mine.remove([it.id for it in chosen])
+        return f"Removed {removed} image(s); your gallery holds {len(mine)}."
+
+    def delete_selected(self, item_id: int | None, token: str | None) -> str:
+        if item_id is None:
+            return "Click one of your images first."
+        return self.remove_images(str(item_id), token)
+
+    def select_mine(self, ids: list[int], evt: gr.SelectData) -> int | None:
+        index = int(evt.index)
+        return ids[index] if 0 <= index < len(ids or []) else None
+
+    def _item(self, selected: tuple[str, int] | None, token: str | None) -> Any:
+        if not selected:
+            return None
+        source, item_id = selected
+        gallery = (
+            self.galleries.library()
+            if source == "shared"
+            else self.galleries.get(session_gallery(token))
+            if token
+            else None
+        )
+        return next((it for it in gallery.store.items() if it.id == item_id), None) if gallery else None
 
     def select_result(self, ids: list[tuple[str, int]], evt: gr.SelectData) -> tuple[str, int] | None:
         """Remember which image was clicked (its gallery and id, not its place in the results)."""
