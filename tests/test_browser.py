@@ -136,10 +136,15 @@ def test_chat_regenerate_can_be_stopped_and_the_conversation_downloads(page, ser
 
 def test_search_shows_gallery_results_with_scores(page):
     page.get_by_role("tab", name="Search").click()
-    page.get_by_label("Describe what you are looking for").fill("a cat on a sofa")
+    query = page.get_by_label("Describe what you are looking for")
+    query.fill("a cat on a sofa")
     page.get_by_role("button", name="Search", exact=True).click()
     page.locator("#search-results").get_by_text("·").first.wait_for(timeout=60_000)
     assert page.locator("text=/0\\.\\d{3} · .+\\.jpg/").count() > 0
+    # A Chinese query on the (English-only) tiny CLIP: said under the results, once.
+    query.fill("夕阳下的海滩")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.locator("#search-notice").get_by_text("reads English only").wait_for(timeout=60_000)
 
 
 def test_search_indexes_three_uploads_and_finds_one_by_example(page, images):

@@ -412,3 +412,21 @@ def test_your_images_through_the_api_lists_and_removes_this_clients_uploads(serv
     shown, info = client.predict(1, api_name="/my_images")
     assert [item["caption"] for item in shown] == ["img1.png"] and info.startswith("**1** image(s)")
     assert client.predict("all", api_name="/remove_images").startswith("Removed 1 image(s)")
+
+
+def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(tiny_settings, session_manager):
+    from types import SimpleNamespace
+
+    from mmdemo.models.catalog import build_manager
+    from mmdemo.search.galleries import Galleries
+    from mmdemo.ui.search import SearchTab
+
+    tab = SearchTab(tiny_settings, Galleries(tiny_settings, session_manager))  # tiny-clip: English only
+    ann, bob = SimpleNamespace(session_hash="ann"), SimpleNamespace(session_hash="bob")
+    assert tab.language_notice("a beach at sunset", ann) == ""
+    assert "`tiny-clip` reads English only" in tab.language_notice("夕阳下的海滩", ann)
+    assert "MMDEMO_CLIP_MODEL=clip-xlm-roberta-b-32" in tab.language_notice("海滩", bob)
+    assert tab.language_notice("夕阳下的海滩", ann) == ""  # once per session
+    multilingual = tiny_settings.replace(clip_model="clip-xlm-roberta-b-32")  # resolved, never loaded here
+    other = SearchTab(multilingual, Galleries(multilingual, build_manager(multilingual)))
+    assert other.language_notice("夕阳下的海滩", ann) == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import shutil
 import threading
@@ -19,6 +20,7 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.models.registry import resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
@@ -27,6 +29,7 @@ from mmdemo.ui.serve import clip_queue
 
 log = logging.getLogger(__name__)
 
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 MINE_PAGE = 48  # images per page of "Your images"
 Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
 
@@ -45,6 +48,7 @@ class SearchTab:
         self.settings = settings
         self.galleries = galleries
         self.owners: dict[str, str] = {}  # session hash -> its private gallery's token
+        self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
         self.search = friendly_errors(hosting.gpu(duration=30)(self.search))
         self.index_images = friendly_errors(hosting.gpu(duration=120)(self.index_images))
@@ -83,6 +87,7 @@ class SearchTab:
             go = gr.Button("Search", variant="primary", scale=3)
             similar = gr.Button("Find similar to the selected result", scale=1, elem_id="search-similar")
         found = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id="search-results")
+        notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
         table = gr.Dataframe(headers=["rank", "score", "name", "gallery"], label="Scores", elem_id="search-table")
         with gr.Accordion("Add your own images (visible to you only)", open=False):
             # No file_types filter: gradio would reject the whole batch for one bad file; ours skips it.
@@ -104,8 +109,11 @@ class SearchTab:
 
         queue = clip_queue(self.settings)
         inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids, selected]
-        go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue)
-        query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue)
+        for searched in (
+            go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue),
+            query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue),
+        ):
+            searched.then(self.language_notice, query, notice, api_visibility="private")
         shown_mine = [mine, mine_info, mine_ids, mine_selected]
         # The API event first: later events of the same function would otherwise take its name.
         page.change(self.my_images, [token, page], shown_mine, api_name="my_images")
@@ -194,6 +202,26 @@ class SearchTab:
         removed = self.galleries.get(session_gallery(token)).remove([item_id])
         return f"Removed {removed} image. Search again to refresh the results."
 
+    def language_notice(self, query: str, request: gr.Request) -> str:
+        """Under the results, once per session: a query in Chinese (or Japanese, Korean) to a CLIP
+        model that reads English only returns noise; say so, and which setting fixes it."""
+        session = (request.session_hash if request is not None else None) or "api"
+        if not query or not CJK.search(query) or session in self.noticed:
+            return ""
+        model_id = self.galleries.manager.resolve_id("clip")
+        try:
+            multilingual = resolve(model_id).multilingual
+        except UserFacingError:
+            return ""
+        if multilingual:
+            return ""
+        self.noticed.add(session)
+        return (
+            f"⚠️ **`{model_id}` reads English only**, so these results for a query in Chinese, Japanese or "
+            "Korean are close to random. For such queries, start the app with "
+            "`MMDEMO_CLIP_MODEL=clip-xlm-roberta-b-32` (multilingual, ~100 languages)."
+        )
+
     def find_similar(
         self, selected: tuple[str, int] | None, top_k: float, min_score: float, token: str | None
     ) -> Shown:
@@ -261,6 +289,7 @@ class SearchTab:
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""
+        self.noticed.discard(request.session_hash or "")
         if (mine := self.owners.pop(request.session_hash or "", None)) is not None:
             self.galleries.drop(session_gallery(mine))
 
