@@ -128,6 +128,12 @@ class Settings:
     max_image_pixels: int = field(
         default=64_000_000, metadata=_opt("Largest image accepted, in pixels (Pillow's bomb guard).")
     )
+    originals_mb: int = field(
+        default=200,
+        metadata=_opt(
+            "Uploads kept at full size for viewing, in MB per session (beyond it, thumbnails only; 0 = none)."
+        ),
+    )
     max_images_per_upload: int = field(default=500, metadata=_opt("Images accepted in one upload."))
     max_labels: int = field(default=1000, metadata=_opt("Candidate labels in one classification."))
     max_label_chars: int = field(default=200, metadata=_opt("Longest candidate label, in characters."))

@@ -5,6 +5,7 @@ Screenshots land in test-artifacts/. Skipped when Chromium is not installed; nev
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -212,6 +213,8 @@ def test_your_images_lists_and_deletes_and_find_similar_searches_from_a_result(p
     name = second.inner_text().split("·")[-1].strip()
     second.click()
     page.keyboard.press("Escape")
+    # ...shown at full size from its source file (a bundled photo), with its real dimensions.
+    page.locator("#search-full").get_by_text(re.compile(rf"{re.escape(name)} · \d+×\d+$")).wait_for(timeout=30_000)
     page.get_by_role("button", name="Find similar to the selected result").click()
     page.wait_for_function(
         "() => { const first = [...document.querySelectorAll('#search-results button')]"

@@ -430,3 +430,30 @@ def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(ti
     multilingual = tiny_settings.replace(clip_model="clip-xlm-roberta-b-32")  # resolved, never loaded here
     other = SearchTab(multilingual, Galleries(multilingual, build_manager(multilingual)))
     assert other.language_notice("夕阳下的海滩", ann) == ""
+
+
+def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
+    tiny_settings, session_manager, tmp_path
+):
+    from mmdemo.search.galleries import Galleries, session_gallery
+    from mmdemo.ui.search import SearchTab
+
+    big = tmp_path / "big.png"
+    Image.radial_gradient("L").resize((900, 700)).convert("RGB").save(big)  # its thumbnail is 320 px
+    settings = tiny_settings.replace(data_dir=tmp_path / "data")
+    tab = SearchTab(settings, Galleries(settings, session_manager))
+    tab.index_images([str(big)], "tok1", None)
+    (item,) = tab.galleries.get(session_gallery("tok1")).store.items()
+    kept = tab._original(item, "yours", "tok1")
+    assert kept != item.thumb and Image.open(kept).size == (900, 700)
+    assert tab._original(item, "yours", "someoneelse") == item.thumb  # another session's token: no original
+    tab.galleries.drop(session_gallery("tok1"))
+    assert not Path(kept).exists()  # the kept upload goes with its gallery
+    # Without quota: thumbnails only.
+    none = settings.replace(originals_mb=0)
+    tab = SearchTab(none, Galleries(none, session_manager))
+    big2 = tmp_path / "big2.png"
+    Image.radial_gradient("L").resize((800, 600)).convert("RGB").save(big2)
+    tab.index_images([str(big2)], "tok2", None)
+    (item,) = tab.galleries.get(session_gallery("tok2")).store.items()
+    assert tab._original(item, "yours", "tok2") == item.thumb

@@ -54,6 +54,7 @@ class Galleries:
         galleries = self.settings.data_dir / "galleries"
         for root in [*galleries.glob(f"*/{name}"), *galleries.glob(f"unsaved/*/{name}")]:
             shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(self.settings.data_dir / "originals" / name, ignore_errors=True)  # its kept uploads
 
     def library(self, wait: bool = False) -> Gallery:
         """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then

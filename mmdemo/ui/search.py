@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -20,6 +21,7 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.images import BadImageError, open_image
 from mmdemo.models.registry import resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
@@ -49,6 +51,7 @@ class SearchTab:
         self.galleries = galleries
         self.owners: dict[str, str] = {}  # session hash -> its private gallery's token
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
+        self.originals = settings.data_dir / "originals"  # uploads kept for full-size viewing, per gallery
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
         self.search = friendly_errors(hosting.gpu(duration=30)(self.search))
         self.index_images = friendly_errors(hosting.gpu(duration=120)(self.index_images))
@@ -87,6 +90,9 @@ class SearchTab:
             go = gr.Button("Search", variant="primary", scale=3)
             similar = gr.Button("Find similar to the selected result", scale=1, elem_id="search-similar")
         found = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id="search-results")
+        # The clicked result at full size (the original: library files where they were indexed, uploads
+        # as kept for the session), with the image component's own download button.
+        full = gr.Image(label="Full size", type="pil", interactive=False, visible=False, elem_id="search-full")
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
         table = gr.Dataframe(headers=["rank", "score", "name", "gallery"], label="Scores", elem_id="search-table")
         with gr.Accordion("Add your own images (visible to you only)", open=False):
@@ -119,7 +125,7 @@ class SearchTab:
         page.change(self.my_images, [token, page], shown_mine, api_name="my_images")
         added = add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
         added.then(self.my_images, [token, page], shown_mine, api_visibility="private")
-        found.select(self.select_result, result_ids, selected, api_visibility="private")
+        found.select(self.select_result, [result_ids, token], [selected, full], api_visibility="private")
         removed = remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected")
         removed.then(self.my_images, [token, page], shown_mine, api_visibility="private")
         similar.click(
@@ -184,6 +190,7 @@ class SearchTab:
             progress((0, len(found)), desc="indexing")
             mine = self.galleries.get(session_gallery(token))
             report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
+            self._keep_originals(found, report.added, token)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             with contextlib.suppress(OSError):  # the session's folder, once no request uses it
@@ -282,10 +289,48 @@ class SearchTab:
         )
         return next((it for it in gallery.store.items() if it.id == item_id), None) if gallery else None
 
-    def select_result(self, ids: list[tuple[str, int]], evt: gr.SelectData) -> tuple[str, int] | None:
-        """Remember which image was clicked (its gallery and id, not its place in the results)."""
+    def select_result(self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData) -> tuple[Any, Any]:
+        """Remember which image was clicked (its gallery and id, not its place in the results), and
+        show it at full size."""
         index = int(evt.index)
-        return tuple(ids[index]) if 0 <= index < len(ids or []) else None
+        selected = tuple(ids[index]) if 0 <= index < len(ids or []) else None
+        item = self._item(selected, token)
+        if item is None:
+            return selected, gr.Image(visible=False)
+        path = self._original(item, selected[0], token)
+        try:
+            image = open_image(path, self.settings.max_image_pixels, item.name)
+        except BadImageError:  # the source moved or changed since: the thumbnail still shows it
+            image = open_image(item.thumb, self.settings.max_image_pixels, item.name)
+        label = f"{item.name} · {image.width}×{image.height}" + ("" if path != item.thumb else " (thumbnail)")
+        return selected, gr.Image(image, label=label, visible=True)
+
+    def _original(self, item: Any, source: str, token: str | None) -> str:
+        """The best file to show `item` from: its indexed source (library), the kept upload (yours),
+        else its thumbnail. Only files recorded for an indexed item are ever opened."""
+        if source == "shared" and item.source and Path(item.source).is_file():
+            return item.source
+        if source == "yours" and token:
+            kept = next((self.originals / session_gallery(token)).glob(f"{item.hash}.*"), None)
+            if kept is not None:
+                return str(kept)
+        return item.thumb
+
+    def _keep_originals(self, files: list[Any], added: tuple[str, ...], token: str) -> None:
+        """Copy the originals of what this call added, within the session's MMDEMO_ORIGINALS_MB."""
+        if self.settings.originals_mb <= 0:
+            return
+        folder = self.originals / session_gallery(token)
+        folder.mkdir(parents=True, exist_ok=True)
+        used = sum(f.stat().st_size for f in folder.iterdir())
+        new = set(added)
+        items = {it.name: it for it in self.galleries.get(session_gallery(token)).store.items() if it.name in new}
+        for file in files:
+            item = items.get(file.name)
+            if item is None or used + item.bytes > self.settings.originals_mb * 1_000_000:
+                continue
+            shutil.copyfile(file.path, folder / f"{item.hash}{Path(file.name).suffix.lower()}")
+            used += item.bytes
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""
