@@ -194,34 +194,35 @@ def test_remove_selected_removes_the_image_clicked_and_never_one_of_newer_result
     assert results.get_by_text("img2.png").count() == 0 and results.get_by_text("img1.png").count() > 0
 
 
-def test_your_images_lists_and_deletes_and_find_similar_searches_from_a_result(page):
+def test_a_result_opens_full_size_finds_similar_and_is_deleted_from_your_images(page):
+    """One of your uploads, end to end: click it among the results, see it at full size (the kept
+    original), find images like it, then delete it from "Your images"."""
     page.get_by_role("tab", name="Search").click()
-    box = page.locator("#search-mine-box")
-    box.get_by_text("Your images").first.click()  # open the accordion
-    info = page.locator("#search-mine-info")
-    info.get_by_text("2 image(s)").wait_for(timeout=30_000)  # three uploaded, one removed by the test above
-    page.locator("#search-mine button").filter(has=page.locator("img")).first.click()
-    page.keyboard.press("Escape")
-    page.get_by_role("button", name="Delete selected").click()
-    info.get_by_text("1 image(s)").wait_for(timeout=30_000)
-    assert page.locator("#search-mine button img").count() == 1
-    # Find similar: an image -> image search from the clicked result, in one click.
     results = page.locator("#search-results")
     page.get_by_role("button", name="Search", exact=True).click()
-    results.locator("button img").first.wait_for(timeout=60_000)
-    second = results.locator("button").filter(has=page.locator("img")).nth(1)
-    name = second.inner_text().split("·")[-1].strip()
-    second.click()
+    mine_result = results.locator("button").filter(has=page.locator("img")).filter(has_text="img1.png")
+    mine_result.first.wait_for(timeout=60_000)
+    mine_result.first.click()
     page.keyboard.press("Escape")
-    # ...shown at full size from its source file (a bundled photo), with its real dimensions.
-    page.locator("#search-full").get_by_text(re.compile(rf"{re.escape(name)} · \d+×\d+$")).wait_for(timeout=30_000)
+    # Full size from the copy kept for this session (not the thumbnail), with its real dimensions.
+    page.locator("#search-full").get_by_text(re.compile(r"img1\.png · 80×48$")).wait_for(timeout=30_000)
+    assert page.locator("#search-full").get_by_role("button", name="Download").count() == 1
     page.get_by_role("button", name="Find similar to the selected result").click()
     page.wait_for_function(
         "() => { const first = [...document.querySelectorAll('#search-results button')]"
         ".find(b => b.querySelector('img'));"
-        f" return first && first.innerText.includes({name!r}) && /0\\.9\\d\\d|1\\.000/.test(first.innerText); }}",
+        " return first && first.innerText.includes('img1.png') && /0\\.9\\d\\d|1\\.000/.test(first.innerText); }",
         timeout=60_000,
     )
+    page.locator("#search-mine-box").get_by_text("Your images").first.click()  # open the accordion
+    info = page.locator("#search-mine-info")
+    info.get_by_text("2 image(s)").wait_for(timeout=30_000)  # three uploaded, one removed by the test above
+    page.locator("#search-mine button").filter(has=page.locator("img")).filter(has_text="img1.png").first.click()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Delete selected").click()
+    info.get_by_text("1 image(s)").wait_for(timeout=30_000)
+    assert page.locator("#search-mine").get_by_text("img1.png").count() == 0
+    assert page.locator("#search-mine").get_by_text("img0.png").count() == 1
 
 
 def test_classify_scores_the_labels(page, images):
