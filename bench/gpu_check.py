@@ -64,7 +64,7 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
 
     from mmdemo.models import compute
     from mmdemo.models.catalog import build_manager
-    from mmdemo.vqa.chat import GenerationParams, ImageBudget, stream_reply, to_qwen_messages
+    from mmdemo.vqa.chat import ImageBudget
 
     model_dir = work / "vlm"
     compute.run(_build_vlm, smoke, device, model_dir, work)
@@ -91,7 +91,7 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
         rows.append({"check": f"{tag}: load", "value": round(load_s, 2), "note": "s"})
         note = f"cuda.memory_allocated: {allocated / 1e9:.2f} GB" if device == "cuda" else "CPU: no CUDA counter"
         rows.append({"check": f"{tag}: resident (manager)", "value": round(vlm.resident_bytes / 1e9, 3), "note": note})
-        rows += _turns(vlm, tag, image, budget, stream_reply, to_qwen_messages, GenerationParams)
+        rows += _turns(vlm, tag, image, budget)
         del vlm
         manager.unload("vlm")
         if device == "cuda":
@@ -102,21 +102,23 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
     return rows
 
 
-def _turns(vlm: Any, tag: str, image: Path, budget: Any, stream_reply: Any, to_messages: Any, params: Any) -> list[Row]:
+def _turns(vlm: Any, tag: str, image: Path, budget: Any) -> list[Row]:
+    """Turn-1 and turn-2 (prefix reuse) time to first token, and the decode rate."""
     from mmdemo.models import compute
-    from mmdemo.vqa.chat import build_prompt
+    from mmdemo.vqa.chat import GenerationParams, build_prompt, stream_reply, to_qwen_messages
     from mmdemo.vqa.reuse import PrefixCache
 
     history = [{"role": "user", "content": {"path": str(image)}}, {"role": "user", "content": "What is this?"}]
-    one = params(max_new_tokens=1, greedy=True)
+    one = GenerationParams(max_new_tokens=1, greedy=True)
     cache = PrefixCache()
-    answer = list(stream_reply(vlm, to_messages(history, budget), params(max_new_tokens=16, greedy=True), prefix=cache))
+    short = GenerationParams(max_new_tokens=16, greedy=True)
+    answer = list(stream_reply(vlm, to_qwen_messages(history, budget), short, prefix=cache))
     history += [{"role": "assistant", "content": answer[-1]}, {"role": "user", "content": "And its colour?"}]
-    ttft1 = _median(lambda: list(stream_reply(vlm, to_messages(history[:2], budget), one)))
+    ttft1 = _median(lambda: list(stream_reply(vlm, to_qwen_messages(history[:2], budget), one)))
     kept = compute.run(copy.deepcopy, cache)
-    ttft2 = _median(lambda: list(stream_reply(vlm, to_messages(history, budget), one,
+    ttft2 = _median(lambda: list(stream_reply(vlm, to_qwen_messages(history, budget), one,
                                               prefix=compute.run(copy.deepcopy, kept))))  # fmt: skip
-    prompt = build_prompt(vlm, to_messages(history[:2], budget))
+    prompt = build_prompt(vlm, to_qwen_messages(history[:2], budget))
     n = 64
     started = time.perf_counter()
     compute.run(vlm.model.generate, **prompt.inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)

@@ -71,17 +71,23 @@ def start_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
+    wait_until_answers(url + "ready", proc, log, "app.py", 180)
+    return url, proc
+
+
+def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, what: str, seconds: float) -> None:
+    """Return once `url` answers 2xx; fail with the end of `log` if `proc` exits or time runs out."""
+    deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url + "ready", timeout=2)
-            return url, proc
+            urllib.request.urlopen(url, timeout=2)
+            return
         except OSError:
             if proc.poll() is not None:
-                pytest.fail(f"app.py exited early:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+                pytest.fail(f"{what} exited early:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
     proc.kill()
-    pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"{what} did not answer within {seconds:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def stop_app(proc: subprocess.Popen) -> None:
@@ -113,17 +119,8 @@ def start_vlm_server(model_dir: Path, log: Path, port: int | None = None) -> tup
     cmd = [str(serve), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
     with log.open("a") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return f"http://127.0.0.1:{port}/v1", proc
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited early:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail(f"transformers serve did not start within 120 s:\n{log.read_text()[-3000:]}")
+    wait_until_answers(f"http://127.0.0.1:{port}/health", proc, log, "transformers serve", 120)
+    return f"http://127.0.0.1:{port}/v1", proc
 
 
 @pytest.fixture(scope="session")

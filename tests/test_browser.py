@@ -21,6 +21,32 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
+def set_max_new_tokens(page, n: int) -> None:
+    """Open the chat's generation settings and set "Max new tokens"."""
+    page.get_by_role("button", name="Generation settings").click()
+    tokens = page.get_by_label("number input for Max new tokens")
+    tokens.fill(str(n))
+    tokens.press("Enter")
+
+
+def ask_and_stop(page, question: str) -> tuple[int, str]:
+    """Send `question`, press Stop once its answer has begun; (its index among answers, the text kept)."""
+    bot = page.locator("[data-testid=bot]")
+    box = page.get_by_placeholder("Ask about an image")
+    before = bot.count()
+    box.fill(question)
+    box.press("Enter")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('[data-testid=bot]').length > {before}"
+        f" && document.querySelectorAll('[data-testid=bot]')[{before}].innerText.trim().length > 0",
+        timeout=60_000,
+    )
+    page.get_by_role("button", name="Stop").click()
+    box.wait_for(state="visible")
+    page.wait_for_function("() => !document.querySelector('textarea[data-testid=textbox]')?.disabled", timeout=10_000)
+    return before, bot.nth(before).inner_text()
+
+
 @pytest.fixture(scope="module")
 def page(served_app):
     from playwright.sync_api import sync_playwright
@@ -56,18 +82,7 @@ def test_chat_stop_regenerate_and_undo(page, served_app):
     page.get_by_role("tab", name="Chat").click()
     bot = page.locator("[data-testid=bot]")
     box = page.get_by_placeholder("Ask about an image")
-    before = bot.count()
-    box.fill("Tell me a very long story.")
-    box.press("Enter")
-    page.wait_for_function(
-        f"() => document.querySelectorAll('[data-testid=bot]').length > {before}"
-        f" && document.querySelectorAll('[data-testid=bot]')[{before}].innerText.trim().length > 0",
-        timeout=60_000,
-    )
-    page.get_by_role("button", name="Stop").click()
-    box.wait_for(state="visible")
-    page.wait_for_function("() => !document.querySelector('textarea[data-testid=textbox]')?.disabled", timeout=10_000)
-    stopped = bot.nth(before).inner_text()
+    before, stopped = ask_and_stop(page, "Tell me a very long story.")
     page.wait_for_timeout(1500)
     assert bot.nth(before).inner_text() == stopped  # nothing arrives after Stop
     # Regenerate first takes the old answer away: wait for that, or the old text would pass for the
@@ -98,10 +113,7 @@ def test_chat_regenerate_can_be_stopped_and_the_conversation_downloads(page, ser
     page.get_by_role("tab", name="Chat").click()
     bot = page.locator("[data-testid=bot]")
     assert bot.count() >= 1  # the earlier tests' conversation
-    page.get_by_role("button", name="Generation settings").click()
-    tokens = page.get_by_label("number input for Max new tokens")
-    tokens.fill("512")
-    tokens.press("Enter")
+    set_max_new_tokens(page, 512)
     page.locator("#chat-system-prompt textarea").fill("Answer in one word.")
     last = bot.count() - 1
     page.evaluate(

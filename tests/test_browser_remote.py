@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import start_app, stop_app
-from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS
+from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, ask_and_stop, set_max_new_tokens
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
 
@@ -47,21 +47,8 @@ def test_chat_on_the_server_streams_two_images_then_stops_and_system_names_the_s
     page.locator("#chat-stats").get_by_text("first token after").wait_for(timeout=60_000)
 
     # A long answer, stopped: nothing arrives afterwards.
-    page.get_by_role("button", name="Generation settings").click()
-    tokens = page.get_by_label("number input for Max new tokens")
-    tokens.fill("3000")
-    tokens.press("Enter")
-    before = bot.count()
-    box.fill("Now tell me a very long story.")
-    box.press("Enter")
-    page.wait_for_function(
-        f"() => document.querySelectorAll('[data-testid=bot]').length > {before}"
-        f" && document.querySelectorAll('[data-testid=bot]')[{before}].innerText.trim().length > 0",
-        timeout=60_000,
-    )
-    page.get_by_role("button", name="Stop").click()
-    page.wait_for_function("() => !document.querySelector('textarea[data-testid=textbox]')?.disabled", timeout=10_000)
-    stopped = bot.nth(before).inner_text()
+    set_max_new_tokens(page, 3000)
+    before, stopped = ask_and_stop(page, "Now tell me a very long story.")
     page.wait_for_timeout(1500)
     assert bot.nth(before).inner_text() == stopped
     page.screenshot(path=ARTIFACTS / "chat-remote.png")

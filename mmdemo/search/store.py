@@ -134,6 +134,12 @@ class GalleryStore:
         """The item with these bytes, if indexed."""
         return self._by_hash.get(content_hash)
 
+    def item(self, item_id: int) -> Item | None:
+        """The item with this id, if indexed."""
+        with self._lock:
+            self._sync()
+            return self._items.get(item_id)
+
     def items(self) -> list[Item]:
         """Every item, in insertion order."""
         with self._lock:

@@ -287,7 +287,7 @@ class SearchTab:
             if token
             else None
         )
-        return next((it for it in gallery.store.items() if it.id == item_id), None) if gallery else None
+        return gallery.store.item(item_id) if gallery else None
 
     def select_result(self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData) -> tuple[Any, Any]:
         """Remember which image was clicked (its gallery and id, not its place in the results), and

@@ -15,7 +15,7 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,7 +205,9 @@ def _ask(backend: ChatBackend, q: Question, params: GenerationParams, budget: Im
     stats = AnswerStats()
     start = time.perf_counter()
     prepared = backend.prepare(to_qwen_messages(history, budget), limit)
-    *_, text = "", *_stream(backend, prepared, params, stats)  # the whole answer: the stream's last value
+    text = ""
+    for text in backend.stream(prepared, params, threading.Event(), None, stats=stats):  # noqa: B007
+        pass  # each value is the whole answer so far: the last is the answer
     answer = short_answer(text)
     return {
         "id": q.id, "type": q.type, "question": q.question, "image": q.image.name, "prediction": answer,
@@ -214,10 +216,6 @@ def _ask(backend: ChatBackend, q: Question, params: GenerationParams, budget: Im
         "latency_s": round(time.perf_counter() - start, 4), "tokens": stats.new_tokens,
         "decode_s": round(stats.decode_seconds, 4),
     }  # fmt: skip
-
-
-def _stream(backend: ChatBackend, prepared: Any, params: GenerationParams, stats: AnswerStats) -> Iterator[str]:
-    return backend.stream(prepared, params, threading.Event(), None, stats=stats)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
