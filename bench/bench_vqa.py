@@ -35,14 +35,14 @@ SCALED = {
 
 
 def build_model(arch: str, out: Path) -> None:
-    """Save a random-weight Qwen2.5-VL (scaled or the real 7B config) with the real processor."""
+    """Save a random-weight Qwen2.5-VL (scaled, or the real 3B or 7B config) with the real processor."""
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from mmdemo.models import tiny
 
     processor = tiny.build_qwen_processor("qwen2_5_vl")
-    base = tiny.qwen_config("qwen2_5_vl", "tiny" if arch == "scaled" else "7b")
+    base = tiny.qwen_config("qwen2_5_vl", "tiny" if arch == "scaled" else arch)
     if arch == "scaled":
         base = tiny._merge(base, SCALED)
     if tiny.shared_qwen_files() is None:  # the small fallback vocabulary

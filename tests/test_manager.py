@@ -139,3 +139,43 @@ def test_the_compute_thread_works_in_a_forked_child():
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         assert pool.apply_async(_double_on_the_compute_thread, (21,)).get(timeout=20) == 42
+
+
+def test_a_query_for_a_resident_model_does_not_wait_for_another_models_load(tiny_settings):
+    """A load runs on the compute thread with safe points: while a real-size ViT-B-32 is built
+    (random weights, seconds of torch work, as reading a 7B VLM is minutes), a text query to the
+    resident tiny CLIP answers, with the same vectors as when nothing loads."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from mmdemo.models import compute
+    from mmdemo.models.catalog import build_manager
+
+    manager = build_manager(tiny_settings)
+    clip = manager.get("clip")
+    expected = clip.encode_texts(["a red square"])
+    loaded = threading.Event()
+
+    def load() -> None:
+        manager.get("random-clip-vit-b-32")
+        loaded.set()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not compute.busy() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the long job has begun: a short one queued now would wait for it without safe points
+        assert not loaded.is_set(), "the load was too quick to overlap with anything"
+        started = time.monotonic()
+        vectors = clip.encode_texts(["a red square"])
+        waited = time.monotonic() - started
+        assert not loaded.is_set(), f"the query waited {waited:.1f}s, for the whole load"
+        np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+        assert vectors.dtype == expected.dtype
+    finally:
+        loader.join(timeout=120)
+    assert manager.is_loaded("random-clip-vit-b-32")

@@ -14,7 +14,9 @@ default) or *long* (`long=True`: generation, chat preprocessing, model loads). T
 short jobs first, and a long job calls `between_steps()` at its safe points (generation does,
 after every token, from a StoppingCriteria), which runs the short jobs queued by then, right
 there, on this same thread: a search issued mid-answer starts within one decode step, and the
-OpenMP team stays one. A long job without such points (a model load) cannot be overtaken.
+OpenMP team stays one. A long job without such points of its own (a model load: transformers'
+`from_pretrained`, open_clip's `create_model`) runs under `safe_points()`, which makes every torch
+call of the job a candidate safe point: a search issued while the VLM loads does not wait for it.
 
 Helper threads (image decoders) do their pixel work in numpy, or in torch ops that run on one
 thread with no OpenMP team of their own (torchvision's JPEG decoder), for the same reason. On a
@@ -25,10 +27,11 @@ classification must not wait for another visitor's whole answer.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -195,6 +198,56 @@ def between_steps() -> int:
     if not on_compute_thread():
         return 0
     return _scheduler.drain_short()
+
+
+def result(future: Future[T], every: float | None = None) -> T:
+    """`future.result()`, from a long job waiting on a helper thread: short jobs run meanwhile."""
+    every = SAFE_POINT_EVERY if every is None else every
+    while on_compute_thread():
+        try:
+            return future.result(timeout=every)
+        except TimeoutError:  # concurrent.futures.TimeoutError is the builtin since Python 3.11
+            between_steps()
+    return future.result()
+
+
+SAFE_POINT_EVERY = 0.02  # seconds between the safe points safe_points() makes
+
+
+@contextlib.contextmanager
+def safe_points(every: float = SAFE_POINT_EVERY) -> Iterator[None]:
+    """Within a long job: run the short jobs waiting, at most every `every` s, between its torch calls.
+
+    For jobs that have no safe points of their own, such as a model load: a torch function mode
+    sees each torch call of this thread, and after one returns, once `every` has passed, runs
+    between_steps(). It runs them with no mode active (a mode's handler runs with the modes
+    stack popped, so a load's `torch.device("meta")` does not reach a search's tensors) and with
+    float32 as default dtype (transformers sets the process's default dtype while it builds a
+    model; a search's tensors must not follow it). Elsewhere than on the compute thread, a no-op.
+    """
+    if not on_compute_thread():
+        yield
+        return
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _Yielding(TorchFunctionMode):
+        next_at = time.monotonic() + every
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            if time.monotonic() >= self.next_at:
+                dtype = torch.get_default_dtype()
+                torch.set_default_dtype(torch.float32)
+                try:
+                    between_steps()
+                finally:
+                    torch.set_default_dtype(dtype)
+                self.next_at = time.monotonic() + every
+            return result
+
+    with _Yielding():
+        yield
 
 
 def busy() -> bool:

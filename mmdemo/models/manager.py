@@ -71,6 +71,12 @@ class _Entry:
     last_used: float = field(default_factory=time.time)
 
 
+def _load_between_requests(loader: Callable[[LoadPlan], Resident], plan: LoadPlan) -> Resident:
+    """Load on the compute thread, letting other models' short jobs (a search) run meanwhile."""
+    with compute.safe_points():
+        return loader(plan)
+
+
 class ModelManager:
     """Thread-safe cache of resident models with LRU eviction under a memory budget."""
 
@@ -109,8 +115,9 @@ class ModelManager:
         """The resident model for `name`, loading it first if needed.
 
         Concurrent callers for one id wait for a single load. Loads run on the compute thread
-        (mmdemo.models.compute), one at a time. A model whose load failed raises that error again
-        at once, without trying, until `retry()` (or `retry_after_s`).
+        (mmdemo.models.compute), one at a time, with safe points: requests for resident models
+        (a search while the VLM loads) run between the load's torch calls. A model whose load
+        failed raises that error again at once, without trying, until `retry()` (or `retry_after_s`).
         """
         model_id = self.resolve_id(name)
         entry = self._touch(model_id)
@@ -131,7 +138,7 @@ class ModelManager:
             start = time.perf_counter()
             try:
                 # On the compute thread: loading runs torch ops (random init, dtype casts) too.
-                model = compute.run(self._loaders[plan.spec.family], plan, long=True)
+                model = compute.run(_load_between_requests, self._loaders[plan.spec.family], plan, long=True)
             except UserFacingError as exc:
                 self._remember_failure(model_id, exc)
                 raise

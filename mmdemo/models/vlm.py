@@ -8,11 +8,13 @@ one code path serves both families; only the image patch size differs (14 vs 16 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmdemo.errors import ModelUnavailableError
+from mmdemo.models import compute
 from mmdemo.models.device import Placement, footprint
 from mmdemo.models.registry import ModelSpec
 
@@ -89,8 +91,12 @@ def load_vlm(spec: ModelSpec, placement: Placement, location: Path | None = None
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     source = str(location) if location is not None else spec.source
+    # The processor (tokenizer, chat template: a second of Python, no torch op) loads on a helper
+    # thread meanwhile: on the compute thread it would be a second with no safe point for others.
+    helper = ThreadPoolExecutor(1, thread_name_prefix="mmdemo-processor")
+    processor_future = helper.submit(AutoProcessor.from_pretrained, source)
+    helper.shutdown(wait=False)
     try:
-        processor = AutoProcessor.from_pretrained(source)
         if spec.random_weights:
             config = AutoConfig.from_pretrained(source)
             with torch.device(placement.device):
@@ -104,6 +110,7 @@ def load_vlm(spec: ModelSpec, placement: Placement, location: Path | None = None
                 device_map=placement.device,
                 **({"quantization_config": quant} if quant is not None else {}),
             )
+        processor = compute.result(processor_future)  # short jobs run while it waits
     except OSError as exc:  # transformers reports missing repos/files (and no network) as OSError
         raise ModelUnavailableError(
             spec.id, f"transformers {source}", f"hf download {spec.download}", str(exc)
