@@ -49,6 +49,14 @@ class Settings:
             "open_clip architecture, 'local-dir:/path' or 'hf-hub:org/repo'. auto = per profile."
         ),
     )
+    language: str = field(
+        default="en",
+        metadata=_opt(
+            "Main language of the visitors' queries and labels. zh: the default CLIP becomes a multilingual "
+            "one that reads Chinese (README: models). The UI itself follows each browser's language.",
+            ("en", "zh"),
+        ),
+    )
     vlm_model: str = field(
         default="auto",
         metadata=_opt(

@@ -8,7 +8,28 @@ from __future__ import annotations
 
 
 class UserFacingError(Exception):
-    """An error whose message is written for the user of the app."""
+    """An error whose message is written for the user of the app.
+
+    Either a message as is (`UserFacingError("...")`, English), or a key of the app's words with
+    its fields (`UserFacingError(key="search.empty_query")`): then `str()` is the English text and
+    `translated(language)` the text in the visitor's language.
+    """
+
+    def __init__(self, message: str = "", *, key: str | None = None, **fields: object) -> None:
+        if key is not None:
+            from mmdemo.i18n import text
+
+            message = text(key, **fields)
+        super().__init__(message)
+        self.key, self.fields = key, fields
+
+    def translated(self, language: str) -> str:
+        """The message in `language` (as is when it was not given as a key)."""
+        if self.key is None:
+            return str(self)
+        from mmdemo.i18n import text
+
+        return text(self.key, language, **self.fields)
 
 
 class UnknownModelError(UserFacingError):

@@ -394,7 +394,7 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
     finally:
         del clip.encode_texts
     assert calls == [1]
-    assert {row[3] for row in table} == {"shared", "yours"}
+    assert {row[3] for row in table["data"]} == {"shared", "yours"}
 
 
 def test_your_images_through_the_api_lists_and_removes_this_clients_uploads(served_app, images):
@@ -425,10 +425,13 @@ def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(ti
     ann, bob = SimpleNamespace(session_hash="ann"), SimpleNamespace(session_hash="bob")
     assert tab.language_notice("a beach at sunset", ann) == ""
     assert "`tiny-clip` reads English only" in tab.language_notice("夕阳下的海滩", ann)
-    assert "MMDEMO_CLIP_MODEL=clip-xlm-roberta-b-32" in tab.language_notice("海滩", bob)
+    assert "MMDEMO_LANGUAGE=zh" in tab.language_notice("海滩", bob)
     assert tab.language_notice("夕阳下的海滩", ann) == ""  # once per session
-    multilingual = tiny_settings.replace(clip_model="clip-xlm-roberta-b-32")  # resolved, never loaded here
+    cho = SimpleNamespace(session_hash="cho", headers={"accept-language": "zh-CN,zh;q=0.9"})
+    assert "只懂英文" in tab.language_notice("夕阳下的海滩", cho)  # in the visitor's language
+    multilingual = tiny_settings.replace(language="zh")  # MMDEMO_LANGUAGE=zh: the multilingual tiny CLIP
     other = SearchTab(multilingual, Galleries(multilingual, build_manager(multilingual)))
+    assert other.galleries.manager.resolve_id("clip") == "tiny-clip-multilingual"
     assert other.language_notice("夕阳下的海滩", ann) == ""
 
 

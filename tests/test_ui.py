@@ -18,8 +18,9 @@ def test_build_app_builds_all_tabs_without_launching(tiny_settings):
     app = build_app(tiny_settings, manager)
     api_names = {dep.get("api_name") for dep in app.config["dependencies"]}
     assert api_names >= API
-    labels = {c.get("props", {}).get("label") for c in app.config["components"]}
-    assert {"Chat", "Search", "Classify", "System"} <= labels
+    # Labels are translation keys the page looks up in the browser's language (mmdemo/locales/).
+    labels = {getattr(c.get("props", {}).get("label"), "key", None) for c in app.config["components"]}
+    assert {"tab.chat", "tab.search", "tab.classify", "tab.system"} <= labels
     assert manager.stats() == [], "building the UI must not load models"
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmdemo.classify.templates import DEFAULT_TEMPLATE
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.vectorcache import VectorCache
 
 __all__ = ["DEFAULT_TEMPLATE", "Classifier", "Prediction", "build_classifier", "cached_classifier", "classify"]
@@ -48,34 +49,34 @@ class Classifier:
     encoded: int  # labels encoded by the model for this call; the rest came from the cache
 
 
-def scoring_rule(clip: Any) -> str:
-    """How scores are computed for this model, in words for the UI."""
-    if clip.siglip:
-        return "sigmoid per label (SigLIP): each score is independent, several labels can be high"
-    return "softmax over the labels (CLIP): scores sum to 1, so they compare labels with each other"
+def scoring_rule(clip: Any, language: str = DEFAULT) -> str:
+    """How scores are computed for this model: a line for the UI, in `language`."""
+    return text("classify.rule_sigmoid" if clip.siglip else "classify.rule_softmax", language)
 
 
-def parse_labels(text: str, max_labels: int, max_chars: int) -> tuple[list[str], list[str]]:
-    """Labels one per line (or comma-separated on one line) -> (unique trimmed labels, notices).
+def parse_labels(typed: str, max_labels: int, max_chars: int, language: str = DEFAULT) -> tuple[list[str], list[str]]:
+    """Labels one per line (or comma-separated on one line) -> (unique trimmed labels, notices in `language`).
 
-    With several lines, commas stay inside labels ("pickup truck, red" is one label).
+    With several lines, commas stay inside labels ("pickup truck, red" is one label). Chinese
+    commas (，、) separate labels too.
     """
-    text = text or ""
-    raw = [part.strip() for part in re.split(r"\n" if "\n" in text.strip() else ",", text)]
+    typed = typed or ""
+    separator = r"\n" if "\n" in typed.strip() else r"[,，、]"
+    raw = [part.strip() for part in re.split(separator, typed)]
     labels, notices, seen = [], [], set()
     empties = sum(1 for part in raw if not part) if any(raw) else 0
     for label in (part for part in raw if part):
         if len(label) > max_chars:
-            raise UserFacingError(f"Label '{label[:40]}...' is {len(label):,} characters; the limit is {max_chars}.")
+            raise UserFacingError(key="classify.label_too_long", label=label[:40], n=f"{len(label):,}", limit=max_chars)
         if label.lower() in seen:
-            notices.append(f"dropped duplicate label '{label}'")
+            notices.append(text("classify.duplicate_label", language, label=label))
             continue
         seen.add(label.lower())
         labels.append(label)
     if empties > 0:
-        notices.append(f"dropped {empties} empty label(s)")
+        notices.append(text("classify.empty_labels", language, n=empties))
     if len(labels) > max_labels:
-        raise UserFacingError(f"{len(labels):,} labels given; the limit is {max_labels:,} (MMDEMO_MAX_LABELS).")
+        raise UserFacingError(key="classify.too_many_labels", n=f"{len(labels):,}", limit=f"{max_labels:,}")
     return labels, notices
 
 
@@ -132,12 +133,9 @@ def scores_from_similarity(similarity: np.ndarray, logit_scale: float, logit_bia
 def check_labels(clip: Any, labels: Sequence[str]) -> None:
     """Refuse label sets the model's scoring cannot rank."""
     if not labels:
-        raise UserFacingError("Type some candidate labels, one per line or separated by commas.")
+        raise UserFacingError(key="classify.no_labels")
     if not clip.siglip and len(labels) < 2:
-        raise UserFacingError(
-            "Give at least two labels: CLIP's scores are a softmax over the labels, so a single label "
-            "always scores 100%. (SigLIP models score each label on its own and accept one.)"
-        )
+        raise UserFacingError(key="classify.two_labels")
 
 
 def predict(clip: Any, image_vectors: np.ndarray, classifier: Classifier) -> list[Prediction]:

@@ -9,7 +9,7 @@ from mmdemo.models import device as dev
 from mmdemo.models.hub import hub_reachable
 from mmdemo.models.libs import import_model_libraries
 from mmdemo.models.manager import LoadPlan, ModelManager
-from mmdemo.models.registry import GB, PROFILE_DEFAULTS, default_vlm, resolve
+from mmdemo.models.registry import GB, MULTILINGUAL_CLIP, PROFILE_DEFAULTS, default_vlm, resolve
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,10 @@ def build_manager(settings: Settings) -> ModelManager:
     notes: list[str] = []
     if settings.clip_model != "auto":
         roles["clip"] = settings.clip_model
+    elif settings.language == "zh" and settings.profile != "random":
+        # Chinese queries and labels: a CLIP that reads them (registry.MULTILINGUAL_CLIP says why this one).
+        roles["clip"] = "tiny-clip-multilingual" if settings.profile == "tiny" else MULTILINGUAL_CLIP
+        notes.append(f"CLIP: {roles['clip']} (MMDEMO_LANGUAGE=zh: queries and labels in Chinese)")
     vlm_quantization = "none" if settings.quantization == "auto" else settings.quantization
     if settings.vlm_model != "auto":
         roles["vlm"] = settings.vlm_model

@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "3"  # bump when a builder changes, so cached builds are rebuilt
+BUILD_VERSION = "4"  # bump when a builder changes, so cached builds are rebuilt
 CONFIGS = Path(__file__).parent / "configs"
 QWEN_7B_CONFIG = CONFIGS / "qwen2.5-vl-7b-instruct.config.json"
 QWEN_CHAT_TEMPLATE = CONFIGS / "qwen2.5-vl.chat_template.jinja"
@@ -108,6 +108,65 @@ def build_tiny_clip(out: Path) -> None:
     torch.manual_seed(0)
     model = open_clip.create_model(TINY_CLIP_ARCH, pretrained=None)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "open_clip_model.safetensors")
+
+
+TINY_MCLIP_ID, TINY_MCLIP_ARCH = "tiny-clip-multilingual", "mmdemo-tiny-mclip"
+# What the stand-in tokenizer learns from: the app's own Chinese and English words (its examples,
+# CIFAR-10 names, zero-shot templates), enough for whole words and characters to be tokens.
+TOKENIZER_CORPUS = (
+    "夕阳下的海滩 海滩上的一只狗 沙发上的猫 一张{}的照片。 一张{}的图片。 一张模糊的{}的照片。 一幅{}的画。 "
+    "飞机 汽车 鸟 猫 鹿 狗 青蛙 马 船 卡车 红色 绿色 蓝色 方块 人 树 山 水 天空 城市 夜晚",
+    "a beach at sunset a dog on the beach a cat on a sofa a photo of a {}. a blurry photo of the {}. "
+    "airplane automobile bird cat deer dog frog horse ship truck red green blue square person tree car",
+)
+
+
+def build_tiny_multilingual_clip(out: Path) -> None:
+    """A tiny CLIP with an XLM-RoBERTa text tower, built the way open_clip builds
+    `xlm-roberta-base-ViT-B-32`: the text tower and its tokenizer load through Hugging Face
+    (open_clip's HFTextEncoder and HFTokenizer), here from a local folder holding a tiny XLM-R
+    config and a small Chinese+English Unigram tokenizer (standing in for XLM-R's sentencepiece)."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig
+
+    text = out / "text"
+    text.mkdir(parents=True, exist_ok=True)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0-4
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(TOKENIZER_CORPUS, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials,
+                                                                      unk_token="<unk>"))  # fmt: skip
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+        pad_token="<pad>", unk_token="<unk>", mask_token="<mask>", model_max_length=80,
+    ).save_pretrained(text)  # fmt: skip
+    XLMRobertaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=96, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2,
+    ).save_pretrained(text)  # fmt: skip
+
+    def config(text_dir: Path) -> dict[str, Any]:
+        return {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
+            "text_cfg": {"hf_model_name": str(text_dir), "hf_tokenizer_name": str(text_dir),
+                         "hf_pooler_type": "mean_pooler", "context_length": 77},
+        }  # fmt: skip
+
+    config_file = out / f"{TINY_MCLIP_ARCH}.json"
+    config_file.write_text(json.dumps(config(text), indent=2))  # to build from here, now
+    open_clip.add_model_config(config_file)
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_MCLIP_ARCH, pretrained=None, pretrained_text=False)  # random, offline
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "open_clip_model.safetensors")
+    # Where the folder will be once ensure_built has renamed it into place: what the app loads.
+    config_file.write_text(json.dumps(config(out.parent / TINY_MCLIP_ID / "text"), indent=2))
 
 
 def qwen_config(arch: str, size: str) -> dict[str, Any]:
@@ -204,6 +263,7 @@ def build_random_qwen_dir(out: Path) -> None:
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-clip": build_tiny_clip,
+    TINY_MCLIP_ID: build_tiny_multilingual_clip,
     "tiny-qwen2.5-vl": lambda out: build_tiny_qwen(out, "qwen2_5_vl"),
     "tiny-qwen3-vl": lambda out: build_tiny_qwen(out, "qwen3_vl"),
     "random-qwen2.5-vl-3b": build_random_qwen_dir,

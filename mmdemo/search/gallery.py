@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decode_pixels, open_image
 from mmdemo.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.models import compute
@@ -48,18 +49,18 @@ class AddReport:
     near_duplicates: tuple[tuple[str, str], ...] = ()  # (name, the indexed image it is a copy of)
     near_skipped: bool = False  # near-duplicates were left out (MMDEMO_NEAR_DUPLICATES=skip)
 
-    def summary(self) -> str:
-        """A Markdown report: counts, then one line per duplicate and per skipped file."""
+    def summary(self, language: str = DEFAULT) -> str:
+        """A Markdown report in `language`: counts, then one line per duplicate and per skipped file."""
         rate = len(self.added) / self.seconds if self.seconds > 0 else 0.0
         lines = [
-            f"Indexed **{len(self.added)}** image(s) in {self.seconds:.1f} s ({rate:.1f} img/s); "
-            f"{len(self.duplicates)} duplicate(s), {len(self.near_duplicates)} near-duplicate(s), "
-            f"{len(self.skipped)} skipped, {self.from_cache} from cache."
-        ]
-        lines += [f"- duplicate **{name}**: same bytes as {first}" for name, first in self.duplicates]
-        fate = "not indexed" if self.near_skipped else "indexed anyway"
-        lines += [f"- near-duplicate **{name}** of {first} ({fate})" for name, first in self.near_duplicates]
-        lines += [f"- skipped **{s.name}**: {s.reason}" for s in self.skipped]
+            text("search.report", language, added=len(self.added), seconds=f"{self.seconds:.1f}", rate=f"{rate:.1f}",
+                 duplicates=len(self.duplicates), near=len(self.near_duplicates), skipped=len(self.skipped),
+                 cached=self.from_cache)
+        ]  # fmt: skip
+        lines += [f"- {text('search.report_duplicate', language, name=n, first=f)}" for n, f in self.duplicates]
+        near = "search.report_near" if self.near_skipped else "search.report_near_kept"
+        lines += [f"- {text(near, language, name=n, first=f)}" for n, f in self.near_duplicates]
+        lines += [f"- {text('search.skipped', language, name=s.name, reason=s.reason)}" for s in self.skipped]
         return "\n".join(lines)
 
 
@@ -254,7 +255,7 @@ class Gallery:
             decoded = open_image(image, self.max_pixels, min_side=self.clip.input_size)
             return self.clip.encode_images([decoded])[0]
         if not (text or "").strip():
-            raise UserFacingError("Type what you are looking for (e.g. 'a cat on a sofa'), or give an example image.")
+            raise UserFacingError(key="search.empty_query")
         return self.clip.encode_texts([text.strip()])[0]
 
     def search_text(self, query: str, k: int = 12, min_score: float = -1.0) -> list[Hit]:

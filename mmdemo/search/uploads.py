@@ -32,7 +32,7 @@ def expand_uploads(
         else:
             files.append(ImageFile(str(path), path.name))
         if len(files) > max_files:
-            raise UserFacingError(f"More than {max_files} images in one upload (MMDEMO_MAX_IMAGES_PER_UPLOAD).")
+            raise UserFacingError(key="upload.too_many", n=max_files)
     return files, skipped
 
 
@@ -89,7 +89,7 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped:
                     while chunk := src.read(1 << 20):
                         budget -= len(chunk)
                         if budget < 0:  # sizes in the header lied
-                            raise UserFacingError(f"{path.name} unpacks to more than {max_bytes / 1e6:.0f} MB")
+                            raise UserFacingError(key="upload.zip_too_big", name=path.name, mb=f"{max_bytes / 1e6:.0f}")
                         dst.write(chunk)
             except UserFacingError as exc:
                 dest.unlink(missing_ok=True)

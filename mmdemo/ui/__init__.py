@@ -9,9 +9,10 @@ from mmdemo.models.manager import ModelManager
 from mmdemo.search.galleries import Galleries
 from mmdemo.ui import chat, classify, search, system
 from mmdemo.ui.common import CSS, theme
+from mmdemo.ui.i18n import I18N, t
 from mmdemo.vqa.backend import ChatBackend, chat_backend
 
-__all__ = ["CSS", "build_app", "theme"]
+__all__ = ["CSS", "I18N", "build_app", "theme"]
 
 
 def build_app(
@@ -26,21 +27,17 @@ def build_app(
     backend = backend or chat_backend(settings, manager)
     # delete_cache: uploads and outputs older than a day go (checked hourly), and all at shutdown.
     with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics, delete_cache=(3600, 86400)) as app:
-        gr.Markdown("# mmdemo\nAsk about images, search a gallery by description, classify without training.")
+        gr.Markdown(t("app.header"))
         if settings.is_synthetic:
-            gr.Markdown(
-                f"**{settings.profile} profile: random-weight models, answers are noise.** "
-                "Run without `MMDEMO_PROFILE` to use the real models.",
-                elem_classes="mmdemo-banner",
-            )
+            gr.Markdown(t("app.synthetic"), elem_classes="mmdemo-banner")
         system.LoadBanner(settings, manager).render(app)
         with gr.Tabs():
-            with gr.Tab("Chat", id="chat"):
+            with gr.Tab(t("tab.chat"), id="chat"):
                 chat.build(settings, backend, app)
-            with gr.Tab("Search", id="search"):
+            with gr.Tab(t("tab.search"), id="search"):
                 search.build(settings, galleries, app)
-            with gr.Tab("Classify", id="classify"):
+            with gr.Tab(t("tab.classify"), id="classify"):
                 classify.build(settings, manager, app)
-            with gr.Tab("System", id="system"):
+            with gr.Tab(t("tab.system"), id="system"):
                 system.build(settings, manager, app, backend)
     return app

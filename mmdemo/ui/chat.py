@@ -21,9 +21,10 @@ from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.models.device import pick_device
 from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import chat_queue
 from mmdemo.vqa.backend import ChatBackend
-from mmdemo.vqa.chat import DEFAULT_QUESTION, PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
+from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
 from mmdemo.vqa.history import pop_last_turn, to_markdown, to_transcript, without_last_answer
 from mmdemo.vqa.media import check_attachments
 from mmdemo.vqa.remote import AnswerCut
@@ -35,9 +36,10 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # 2.8x its idle time with an update per token, bench/bench_fairness.py).
 STREAM_INTERVAL = 0.1
 EXPORT_MAX_AGE_S = 86_400  # downloads of sessions that never said goodbye (API clients) are kept this long
-QUANTIZATION_NOTE = (
-    "Quantized weights (`MMDEMO_QUANTIZATION`, CUDA only): 8-bit halves memory but decodes 2-5x slower "
-    "than bf16 (bitsandbytes #490); 4-bit nf4 saves the most memory at a smaller slowdown."
+# Example prompts, English and Chinese side by side: Qwen-VL answers in the language it is asked in.
+EXAMPLE_PROMPTS = (
+    ("What is in this picture?", "这张图片里有什么？"),
+    ("Compare these two pictures.", "比较这两张图片。"),
 )
 
 
@@ -73,34 +75,33 @@ class ChatTab:
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
-        chatbot = gr.Chatbot(label="Conversation", height=460, buttons=["copy"])
+        chatbot = gr.Chatbot(label=t("chat.conversation"), height=460, buttons=["copy"])
         stats_line = gr.Markdown(elem_id="chat-stats")  # tokens, tokens/s, prompt reused, after each answer
         box = gr.MultimodalTextbox(
-            placeholder="Ask about an image: attach images or a video, then type a question",
+            placeholder=str(t("chat.placeholder")),  # as a string: the page translates any marked prop
             file_types=["image", "video"],
             file_count="multiple",
             stop_btn=True,
             show_label=False,
         )
         with gr.Row():
-            regen_btn = gr.Button("Regenerate", size="sm")
-            stop_regen = gr.Button("Stop", size="sm", visible=False, elem_id="chat-stop-regenerate")
-            undo_btn = gr.Button("Undo last turn", size="sm")
-            clear_btn = gr.Button("Clear", size="sm")
-            export_btn = gr.Button("Download conversation", size="sm", elem_id="chat-export")
-        transcript = gr.File(label="Conversation (JSON and Markdown; attachments by name)", file_count="multiple",
-                             visible=False, elem_id="chat-transcript")  # fmt: skip
-        with gr.Accordion("Generation settings", open=False):
+            regen_btn = gr.Button(t("chat.regenerate"), size="sm")
+            stop_regen = gr.Button(t("chat.stop"), size="sm", visible=False, elem_id="chat-stop-regenerate")
+            undo_btn = gr.Button(t("chat.undo"), size="sm")
+            clear_btn = gr.Button(t("chat.clear"), size="sm")
+            export_btn = gr.Button(t("chat.download"), size="sm", elem_id="chat-export")
+        transcript = gr.File(label=t("chat.transcript"), file_count="multiple", visible=False,
+                             elem_id="chat-transcript")  # fmt: skip
+        with gr.Accordion(t("chat.settings"), open=False):
             controls = self._render_controls()
-            gr.Markdown(QUANTIZATION_NOTE)
+            gr.Markdown(t("chat.quantization_note"))
         examples = sorted(ASSETS.glob("*.jpg"))[:2]
         if examples:
-            gr.Examples(
-                [[{"text": "What is in this picture?", "files": [str(p)]}] for p in examples]
-                + [[{"text": "Compare these two pictures.", "files": [str(p) for p in examples]}]],
-                inputs=[box],
-                label="Examples",
-            )
+            (one, one_zh), (two, two_zh) = EXAMPLE_PROMPTS
+            both = [str(p) for p in examples]
+            rows = [(one, [both[0]]), (one_zh, [both[-1]]), (two, both), (two_zh, both)]
+            gr.Examples([[{"text": text, "files": files}] for text, files in rows], inputs=[box],
+                        label=t("chat.examples"))  # fmt: skip
 
         queue = chat_queue(self.settings)
         event = box.submit(self.chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **queue)
@@ -135,24 +136,28 @@ class ChatTab:
         settings, area = self.settings, PATCH_AREA
         with gr.Row():
             max_new = gr.Slider(
-                1, settings.max_new_tokens, value=min(256, settings.max_new_tokens), step=1, label="Max new tokens"
+                1,
+                settings.max_new_tokens,
+                value=min(256, settings.max_new_tokens),
+                step=1,
+                label=t("chat.max_new_tokens"),
             )
-            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
-            top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p")
-            repetition = gr.Slider(1.0, 2.0, value=1.05, step=0.01, label="Repetition penalty")
-            greedy = gr.Checkbox(value=False, label="Greedy (deterministic)")
+            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label=t("chat.temperature"))
+            top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label=t("chat.top_p"))
+            repetition = gr.Slider(1.0, 2.0, value=1.05, step=0.01, label=t("chat.repetition"))
+            greedy = gr.Checkbox(value=False, label=t("chat.greedy"))
         with gr.Row():
-            min_px = gr.Slider(4 * area, 1024 * area, value=4 * area, step=area, label="Min pixels per image")
+            min_px = gr.Slider(4 * area, 1024 * area, value=4 * area, step=area, label=t("chat.min_pixels"))
             max_px = gr.Slider(
                 16 * area, 16384 * area, value=self.default_max_pixels, step=area,
-                label="Max pixels per image (larger images are shrunk; more pixels = more memory and time)",
+                label=t("chat.max_pixels"),
             )  # fmt: skip
             frames = gr.Slider(2, settings.max_video_frames, value=min(16, settings.max_video_frames), step=2,
-                               label="Video: frames sampled")  # fmt: skip
+                               label=t("chat.video_frames"))  # fmt: skip
             video_px = gr.Slider(64 * area, 24576 * area, value=4096 * area, step=area,
-                                 label="Video: total pixels of all frames")  # fmt: skip
+                                 label=t("chat.video_pixels"))  # fmt: skip
         # value="": an API client may leave it out (a None default would make it a required argument)
-        system = gr.Textbox("", label="System prompt (optional)", placeholder="e.g. Answer in one short sentence.",
+        system = gr.Textbox("", label=t("chat.system_prompt"), placeholder=t("chat.system_placeholder"),
                             lines=2, elem_id="chat-system-prompt")  # fmt: skip
         return [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px, system]
 
@@ -193,12 +198,12 @@ class ChatTab:
             The conversation with the answer appended, growing as tokens arrive.
         """
         self._check_system_prompt(system_prompt)
-        history = [*(history or []), *self._user_turn(message, int(max_pixels), int(video_frames))]
+        history = [*(history or []), *self._user_turn(message, int(max_pixels), int(video_frames), request)]
         yield history, gr.MultimodalTextbox(value=None, interactive=False)
         params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
                                           min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
         updated = history
-        for updated in self._answer(history, params, budget, _session(request), system_prompt):
+        for updated in self._answer(history, params, budget, request, system_prompt):
             yield updated, gr.MultimodalTextbox()
         yield updated, gr.MultimodalTextbox(interactive=True)
 
@@ -221,11 +226,11 @@ class ChatTab:
         self._check_system_prompt(system_prompt)
         history = without_last_answer(history or [])
         if not history:
-            raise UserFacingError("Nothing to regenerate yet.")
+            raise UserFacingError(key="chat.nothing_to_regenerate")
         yield history
         params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
                                           min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
-        yield from self._answer(history, params, budget, _session(request), system_prompt)
+        yield from self._answer(history, params, budget, request, system_prompt)
 
     def undo(self, history: History, request: gr.Request) -> tuple[History, dict[str, Any]]:
         """Remove the last question and its answer; put the question back in the box to edit."""
@@ -249,7 +254,7 @@ class ChatTab:
             The two files.
         """
         if not history:
-            raise gr.Error("Nothing to download yet: the conversation is empty.", print_exception=False)
+            raise gr.Error(say(request, "chat.nothing_to_download"), print_exception=False)
         self._sweep()
         transcript = to_transcript(history, (system_prompt or "").strip())
         # A folder per download: API callers share the session id "api".
@@ -269,7 +274,7 @@ class ChatTab:
     def answer_stats(self, request: gr.Request) -> str:
         """The small line under the conversation: what the last answer cost."""
         stats = self.last_stats.get(_session(request))
-        return f"<small>{stats.describe()}</small>" if stats is not None else ""
+        return f"<small>{stats.describe(language(request))}</small>" if stats is not None else ""
 
     def stop(self, request: gr.Request) -> None:
         """Stop this session's answer at the next token."""
@@ -280,30 +285,30 @@ class ChatTab:
     def _check_system_prompt(self, system_prompt: str) -> None:
         if len(system_prompt or "") > self.settings.max_prompt_chars:
             raise UserFacingError(
-                f"The system prompt is {len(system_prompt)} characters; the limit is {self.settings.max_prompt_chars}."
+                key="chat.system_too_long", n=len(system_prompt), limit=self.settings.max_prompt_chars
             )
 
-    def _user_turn(self, message: dict[str, Any] | None, max_pixels: int, video_frames: int) -> History:
+    def _user_turn(
+        self, message: dict[str, Any] | None, max_pixels: int, video_frames: int, request: gr.Request | None = None
+    ) -> History:
         """The checked user messages for `message` (its readable files, then its text)."""
         settings = self.settings
         text = ((message or {}).get("text") or "").strip()
         files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files") or []]
         if len(text) > settings.max_prompt_chars:
-            raise UserFacingError(f"The message is {len(text)} characters; the limit is {settings.max_prompt_chars}.")
+            raise UserFacingError(key="chat.message_too_long", n=len(text), limit=settings.max_prompt_chars)
         if len(files) > settings.max_images_per_turn:
-            raise UserFacingError(
-                f"{len(files)} files in one message; the limit is {settings.max_images_per_turn}. Send fewer at a time."
-            )
+            raise UserFacingError(key="chat.too_many_files", n=len(files), limit=settings.max_images_per_turn)
         if not text and not files:
-            raise UserFacingError("Type a question, or attach an image.")
+            raise UserFacingError(key="chat.empty")
         files, skipped = check_attachments(files, settings.max_image_pixels, max_pixels, video_frames)
         for bad in skipped:
-            gr.Warning(f"Skipped {bad.name}: {bad.reason}")
+            gr.Warning(say(request, "chat.skipped", name=bad.name, reason=bad.reason))
         if not text and not files:
-            raise UserFacingError("None of the attached files could be read, and there is no question.")
+            raise UserFacingError(key="chat.nothing_readable")
         return [
             *({"role": "user", "content": {"path": f}} for f in files),
-            {"role": "user", "content": text or DEFAULT_QUESTION},
+            {"role": "user", "content": text or say(request, "chat.default_question")},  # asked in the UI language
         ]
 
     def _generation(
@@ -319,16 +324,14 @@ class ChatTab:
         return params, budget
 
     def _answer(
-        self, history: History, params: GenerationParams, budget: ImageBudget, session: str, system_prompt: str = ""
-    ) -> Iterator[History]:
+        self, history: History, params: GenerationParams, budget: ImageBudget, request: gr.Request | None,
+        system_prompt: str = "",
+    ) -> Iterator[History]:  # fmt: skip
         """Stream an answer to the last user turn of `history` (shared by chat and regenerate)."""
-        limit = self.settings.max_context_tokens
+        limit, session = self.settings.max_context_tokens, _session(request)
         prepared = self.backend.prepare(to_qwen_messages(history, budget, system_prompt or ""), limit)
         if prepared.dropped:
-            gr.Warning(
-                f"The conversation outgrew the {limit}-token context: the model no longer "
-                f"sees the oldest {prepared.dropped} message(s)."
-            )
+            gr.Warning(say(request, "chat.context_dropped", limit=limit, n=prepared.dropped))
         stop, prefix = self.sessions.begin(session)
         reply = {"role": "assistant", "content": ""}
         stats = self.last_stats[session] = AnswerStats()

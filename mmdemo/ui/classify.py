@@ -10,21 +10,37 @@ from typing import Any
 import gradio as gr
 
 from mmdemo import hosting
-from mmdemo.classify.batch import COLUMNS, classify_files
-from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, PRESETS, TEMPLATE_SETS, preset_labels, templates_for
+from mmdemo.classify.batch import classify_files
+from mmdemo.classify.templates import (
+    CUSTOM,
+    DEFAULT_TEMPLATE,
+    PRESETS,
+    TEMPLATE_SETS,
+    preset_labels,
+    templates_for_labels,
+)
 from mmdemo.classify.zeroshot import parse_labels, scoring_rule
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
+from mmdemo.models.registry import resolve
 from mmdemo.ui.common import friendly_errors, upload_path
+from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import clip_queue
 from mmdemo.vectorcache import embedding_cache
 
-NO_PRESET = "(type your own)"
+EXAMPLE_LABELS = "cat, dog, car, person"  # input for the model (its language, not the page's): edited freely
+NO_PRESET = "(type your own)"  # the value; the page shows classify.no_preset
 CSV_MAX_AGE_S = 86_400  # a session that never said goodbye (an API client) keeps its CSV this long
-Scores = tuple[dict[str, float] | None, str, list[list[Any]], str | None]
+Scores = tuple[dict[str, float] | None, str, Any, str | None]
+
+
+def headers(lang: str = DEFAULT) -> list[str]:
+    """The batch table's column names in `lang` (the CSV keeps COLUMNS, for programs)."""
+    return [text(f"classify.col.{key}", lang) for key in ("image", "top1", "score", "top5")]
 
 
 class ClassifyTab:
@@ -41,33 +57,32 @@ class ClassifyTab:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="filepath", label="Image", height=300, elem_id="classify-image")
-                files = gr.File(
-                    file_count="multiple", label="Or a batch of images (table + CSV)", elem_id="classify-batch"
-                )
-                preset = gr.Dropdown([NO_PRESET, *PRESETS], value=NO_PRESET, label="Label preset")
+                image = gr.Image(type="filepath", label=t("classify.image"), height=300, elem_id="classify-image")
+                files = gr.File(file_count="multiple", label=t("classify.batch"), elem_id="classify-batch")
+                preset = gr.Dropdown([(t("classify.no_preset"), NO_PRESET), *PRESETS], value=NO_PRESET,
+                                     label=t("classify.preset"), elem_id="classify-preset")  # fmt: skip
                 labels = gr.Textbox(
-                    label="Candidate labels (one per line, or comma-separated)",
-                    value="cat, dog, car, person",
+                    label=t("classify.labels"),
+                    value=EXAMPLE_LABELS,
                     lines=3,
                     max_lines=12,
+                    elem_id="classify-labels",
                 )
                 with gr.Row():
-                    template_set = gr.Radio(
-                        [(text, key) for key, text in TEMPLATE_SETS.items()], value=CUSTOM, label="Prompt templates"
-                    )
-                    template = gr.Textbox(label="Custom template", value=DEFAULT_TEMPLATE)
-                top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
-                go = gr.Button("Classify", variant="primary")
+                    template_set = gr.Radio([(t(f"classify.set.{key}"), key) for key in TEMPLATE_SETS], value=CUSTOM,
+                                            label=t("classify.templates"))  # fmt: skip
+                    template = gr.Textbox(label=t("classify.custom_template"), value=DEFAULT_TEMPLATE)
+                top_k = gr.Slider(1, 20, value=5, step=1, label=t("classify.top_k"))
+                go = gr.Button(t("classify.button"), variant="primary", elem_id="classify-go")
             with gr.Column():
-                scores = gr.Label(label="Scores", elem_id="classify-scores")
-                info = gr.Markdown()
-                table = gr.Dataframe(headers=list(COLUMNS), label="Batch results", wrap=True, elem_id="classify-table")
-                csv_file = gr.File(label="Download CSV")
+                scores = gr.Label(label=t("classify.scores"), elem_id="classify-scores")
+                info = gr.Markdown(elem_id="classify-info")
+                table = gr.Dataframe(headers=headers(), label=t("classify.table"), wrap=True, elem_id="classify-table")
+                csv_file = gr.File(label=t("classify.csv"))
         if self.settings.gallery_dir.is_dir():
             gallery = self.settings.gallery_dir
             bundled = sorted(str(p) for p in gallery.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            gr.Examples([[p] for p in bundled], inputs=[image], label="Pick from the gallery", examples_per_page=12)
+            gr.Examples([[p] for p in bundled], inputs=[image], label=t("classify.gallery"), examples_per_page=12)
         preset.change(self.fill_preset, preset, labels, api_visibility="private")
         inputs = [image, files, labels, template_set, template, top_k]
         go.click(self.classify, inputs, [scores, info, table, csv_file], api_name="classify", preprocess=False,
@@ -95,18 +110,22 @@ class ClassifyTab:
         if image:
             paths.insert(0, upload_path(image))
         if not paths:
-            raise UserFacingError("Upload an image to classify (or several in the batch box).")
+            raise UserFacingError(key="classify.no_image")
         if len(paths) > settings.max_images_per_upload:
-            raise UserFacingError(f"{len(paths)} images; the limit is {settings.max_images_per_upload} per batch.")
-        labels, notices = parse_labels(labels_text, settings.max_labels, settings.max_label_chars)
-        templates = templates_for(template_set, template)
+            raise UserFacingError(key="classify.too_many", n=len(paths), limit=settings.max_images_per_upload)
+        lang = language(request)
+        labels, notices = parse_labels(labels_text, settings.max_labels, settings.max_label_chars, lang)
+        multilingual = resolve(self.manager.resolve_id("clip")).multilingual
+        templates, switched = templates_for_labels(template_set, template, labels, multilingual)
+        if switched:
+            notices.append(say(request, "classify.chinese_templates"))
         clip = self.manager.get("clip")
         count = Throughput(len(paths))
         # A progress bar for batches only: each update is a message the server sends, and one image
         # is answered before a bar would show.
         batch = len(paths) > 1
         if batch:
-            progress((0, len(paths)), desc="classifying")
+            progress((0, len(paths)), desc=say(request, "classify.classifying"))
 
         def advance(n: int) -> None:
             count.advance(n)
@@ -119,17 +138,16 @@ class ClassifyTab:
         )
         if not result.predictions:
             reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.skipped)
-            raise UserFacingError(f"No image could be read ({reasons}).")
+            raise UserFacingError(key="classify.unreadable", reasons=reasons)
         k = int(top_k)
-        lines = [f"**Scores:** {scoring_rule(clip)}."]
-        lines.append(
-            f"{len(labels)} labels x {len(templates)} template(s); "
-            f"{result.classifier.encoded} label(s) encoded now, {len(labels) - result.classifier.encoded} from cache."
-        )
+        encoded = result.classifier.encoded
+        lines = [scoring_rule(clip, lang), say(request, "classify.counts", labels=len(labels), templates=len(templates),
+                                                encoded=encoded, cached=len(labels) - encoded)]  # fmt: skip
         lines += [f"- {n}" for n in notices]
-        lines += [f"- skipped **{s.name}**: {s.reason}" for s in result.skipped]
+        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in result.skipped]
         single = dict(result.predictions[0][1].top_k(k)) if len(result.predictions) == 1 else None
-        return single, "\n".join(lines), result.rows(k), str(self._write_csv(result.to_csv(k), request))
+        table = {"headers": headers(lang), "data": result.rows(k)}  # in the UI language
+        return single, "\n".join(lines), table, str(self._write_csv(result.to_csv(k), request))
 
     def fill_preset(self, preset: str) -> str | Any:
         """Put a preset's class names in the labels box, one per line."""

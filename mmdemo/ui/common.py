@@ -11,6 +11,8 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT
+from mmdemo.ui.i18n import language
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -31,7 +33,7 @@ def upload_path(value: Any) -> str | None:
         return value
     path = value.get("path") if isinstance(value, dict) else getattr(value, "path", None)
     if not path:
-        raise UserFacingError("The image did not arrive as a file: upload it again.")
+        raise UserFacingError(key="error.not_a_file")
     return str(path)
 
 
@@ -40,24 +42,31 @@ def theme() -> gr.themes.Base:
     return gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")
 
 
-def _to_gradio_error(exc: Exception, fn_name: str) -> gr.Error:
+def _to_gradio_error(exc: Exception, fn_name: str, lang: str) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
     # print_exception=False: a user's mistake is not a server error, and real errors are logged
     # here once, with their traceback, rather than twice.
     if isinstance(exc, UserFacingError):
-        return gr.Error(str(exc), print_exception=False)
+        return gr.Error(exc.translated(lang), print_exception=False)
     log.exception("unexpected error in %s", fn_name)
     return gr.Error(
-        f"Something went wrong ({type(exc).__name__}). The details are in the server log.", print_exception=False
+        UserFacingError(key="error.unexpected", kind=type(exc).__name__).translated(lang), print_exception=False
     )
+
+
+def _language(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The UI language of the request among a handler's arguments (English without one)."""
+    request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+    return language(request) if request is not None else DEFAULT
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Show users a clear gr.Error for any failure of `fn` (plain function or generator).
 
-    Known errors (UserFacingError) keep their message; anything else is logged with its
-    traceback and shown as a short generic message, never as a stack trace.
+    Known errors (UserFacingError) keep their message, in the language of the request when the
+    handler takes one (`request: gr.Request`); anything else is logged with its traceback and
+    shown as a short generic message, never as a stack trace.
     """
     if inspect.isgeneratorfunction(fn):
 
@@ -66,7 +75,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 yield from fn(*args, **kwargs)
             except Exception as exc:  # converted for the user
-                raise _to_gradio_error(exc, fn.__name__) from exc
+                raise _to_gradio_error(exc, fn.__name__, _language(args, kwargs)) from exc
 
         return gen_wrapper
 
@@ -75,6 +84,6 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # converted for the user
-            raise _to_gradio_error(exc, fn.__name__) from exc
+            raise _to_gradio_error(exc, fn.__name__, _language(args, kwargs)) from exc
 
     return wrapper

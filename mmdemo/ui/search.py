@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
 import shutil
 import threading
@@ -21,19 +20,25 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, has_cjk, text
 from mmdemo.images import BadImageError, open_image
-from mmdemo.models.registry import resolve
+from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.ui.common import friendly_errors, upload_path
+from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import clip_queue
 
 log = logging.getLogger(__name__)
 
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 MINE_PAGE = 48  # images per page of "Your images"
 Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
+
+
+def headers(lang: str = DEFAULT) -> list[str]:
+    """The score table's column names in `lang`."""
+    return [text(f"search.col.{key}", lang) for key in ("rank", "score", "name", "gallery")]
 
 
 def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
@@ -79,38 +84,41 @@ class SearchTab:
         selected = gr.State(None)  # the clicked result's (gallery, image id): never an index into newer results
         with gr.Row():
             with gr.Column(scale=4):
-                query = gr.Textbox(label="Describe what you are looking for", placeholder="a dog on the beach")
+                query = gr.Textbox(label=t("search.query"), placeholder=t("search.query_placeholder"),
+                                   elem_id="search-query")  # fmt: skip
                 with gr.Row():
-                    top_k = gr.Slider(1, 48, value=12, step=1, label="Results")
-                    min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label="Minimum score")
-            query_image = gr.Image(
-                type="filepath", label="…or search by example image", height=160, scale=1, elem_id="search-query-image"
-            )
+                    top_k = gr.Slider(1, 48, value=12, step=1, label=t("search.top_k"))
+                    min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label=t("search.min_score"))
+            query_image = gr.Image(type="filepath", label=t("search.by_example"), height=160, scale=1,
+                                   elem_id="search-query-image")  # fmt: skip
         with gr.Row():
-            go = gr.Button("Search", variant="primary", scale=3)
-            similar = gr.Button("Find similar to the selected result", scale=1, elem_id="search-similar")
-        found = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id="search-results")
+            go = gr.Button(t("search.button"), variant="primary", scale=3, elem_id="search-go")
+            similar = gr.Button(t("search.similar"), scale=1, elem_id="search-similar")
+        found = gr.Gallery(label=t("search.results"), columns=4, height="auto", object_fit="contain",
+                           elem_id="search-results")  # fmt: skip
         # The clicked result at full size (the original: library files where they were indexed, uploads
         # as kept for the session), with the image component's own download button.
-        full = gr.Image(label="Full size", type="pil", interactive=False, visible=False, elem_id="search-full")
+        full = gr.Image(
+            label=t("search.full_size"), type="pil", interactive=False, visible=False, elem_id="search-full"
+        )
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
-        table = gr.Dataframe(headers=["rank", "score", "name", "gallery"], label="Scores", elem_id="search-table")
-        with gr.Accordion("Add your own images (visible to you only)", open=False):
+        table = gr.Dataframe(headers=headers(), label=t("search.scores"), elem_id="search-table")
+        with gr.Accordion(t("search.add_box"), open=False):
             # No file_types filter: gradio would reject the whole batch for one bad file; ours skips it.
-            uploads = gr.File(file_count="multiple", label="Images or .zip archives", elem_id="search-uploads")
+            uploads = gr.File(file_count="multiple", label=t("search.uploads"), elem_id="search-uploads")
             with gr.Row():
-                add = gr.Button("Add to my gallery")
-                remove = gr.Button("Remove selected result")
+                add = gr.Button(t("search.add"))
+                remove = gr.Button(t("search.remove"))
             report = gr.Markdown(elem_id="search-report")
-        with gr.Accordion("Your images", open=False, elem_id="search-mine-box"):
-            mine_info = gr.Markdown("Nothing added yet.", elem_id="search-mine-info")
+        with gr.Accordion(t("search.mine"), open=False, elem_id="search-mine-box"):
+            mine_info = gr.Markdown(t("search.mine_none"), elem_id="search-mine-info")
             mine = gr.Gallery(
-                label="Your images", columns=8, height="auto", object_fit="contain", elem_id="search-mine"
+                label=t("search.mine"), columns=8, height="auto", object_fit="contain", elem_id="search-mine"
             )
             with gr.Row():
-                page = gr.Number(1, label="Page", precision=0, minimum=1, scale=1)
-                delete_one = gr.Button("Delete selected", scale=1)
-                delete_all = gr.Button("Delete all", variant="stop", scale=1)
+                page = gr.Number(1, label=t("search.page"), precision=0, minimum=1, scale=1)
+                delete_one = gr.Button(t("search.delete_selected"), scale=1)
+                delete_all = gr.Button(t("search.delete_all"), variant="stop", scale=1)
         mine_ids, mine_selected = gr.State([]), gr.State(None)
 
         queue = clip_queue(self.settings)
@@ -133,7 +141,7 @@ class SearchTab:
         )
         mine.select(self.select_mine, mine_ids, mine_selected, api_visibility="private")
         one = delete_one.click(self.delete_selected, [mine_selected, token], report, api_visibility="private")
-        every = delete_all.click(lambda t: self.remove_images("all", t), token, report, api_visibility="private")
+        every = delete_all.click(self.delete_all, token, report, api_visibility="private")
         for done in (one, every):
             done.then(self.my_images, [token, page], shown_mine, api_visibility="private")
         gr.Button("remove_images (API)", visible=False).click(
@@ -142,8 +150,9 @@ class SearchTab:
         app.unload(self.end_session)
 
     def search(
-        self, query: str, query_image: dict[str, Any] | str | None, top_k: float, min_score: float, token: str | None
-    ) -> Shown:
+        self, query: str, query_image: dict[str, Any] | str | None, top_k: float, min_score: float, token: str | None,
+        request: gr.Request = None,
+    ) -> Shown:  # fmt: skip
         """Images matching a description (or, when an image is given, looking like it).
 
         Returns (thumbnail, "score · name") pairs, a table of rank / score / name / gallery, and
@@ -152,9 +161,9 @@ class SearchTab:
         library = self.galleries.library()
         mine = self.galleries.get(session_gallery(token)) if token else None
         if self.galleries.indexing_library():
-            gr.Info(f"The shared library is still being indexed: searching its first {len(library)} image(s).")
+            gr.Info(say(request, "search.library_indexing", n=len(library)))
         if len(library) + len(mine or ()) == 0:
-            gr.Warning("The gallery is empty: add some images first.")
+            gr.Warning(say(request, "search.gallery_empty"))
             return [], [], [], None
         k, floor = int(top_k), float(min_score)
         # One query vector for every gallery: they share the CLIP model.
@@ -163,9 +172,10 @@ class SearchTab:
         tagged += [("yours", h) for h in mine.search_vector(vector, k, floor)] if mine else []
         hits = sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
         if not hits:
-            gr.Info(f"No image scores {floor:.2f} or more; lower the minimum score.")
+            gr.Info(say(request, "search.no_match", floor=f"{floor:.2f}"))
         shown, table = results(hits)
         # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
+        table = {"headers": headers(language(request)), "data": table}  # in the UI language
         return shown, table, [(source, hit.item.id) for source, hit in hits], None
 
     def index_images(
@@ -175,7 +185,7 @@ class SearchTab:
         settings = self.settings
         paths = [f if isinstance(f, str) else f.name for f in files or []]
         if not paths:
-            return "Choose some images (or a .zip of images) to add first.", token
+            return say(request, "search.choose_files"), token
         token = token or secrets.token_hex(16)
         if request is not None and request.session_hash:
             self.owners[request.session_hash] = token
@@ -187,7 +197,7 @@ class SearchTab:
                 paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000,
                 settings.max_zip_members,
             )  # fmt: skip
-            progress((0, len(found)), desc="indexing")
+            progress((0, len(found)), desc=say(request, "search.indexing"))
             mine = self.galleries.get(session_gallery(token))
             report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
             self._keep_originals(found, report.added, token)
@@ -196,24 +206,28 @@ class SearchTab:
             with contextlib.suppress(OSError):  # the session's folder, once no request uses it
                 workdir.parent.rmdir()
             discard(paths)
-        text = report.summary() + "".join(f"\n- skipped **{s.name}**: {s.reason}" for s in unpacked_skips)
-        return f"{text}\n\nYour gallery holds {len(mine)} image(s).", token
+        lines = [report.summary(language(request))]
+        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in unpacked_skips]
+        return "\n".join(lines) + "\n\n" + say(request, "search.holds", n=len(mine)), token
 
-    def remove_selected(self, selected: tuple[str, int] | None, ids: list[tuple[str, int]], token: str | None) -> str:
+    def remove_selected(
+        self, selected: tuple[str, int] | None, ids: list[tuple[str, int]], token: str | None,
+        request: gr.Request = None,
+    ) -> str:  # fmt: skip
         """Remove the selected result from your gallery (shared images cannot be removed)."""
         if not selected or tuple(selected) not in {tuple(i) for i in ids or []}:
-            return "Click one of the results first."
+            return say(request, "search.click_first")
         source, item_id = selected
         if source != "yours" or not token:
-            return "That image is in the shared library: only your own uploads can be removed."
+            return say(request, "search.shared_not_removable")
         removed = self.galleries.get(session_gallery(token)).remove([item_id])
-        return f"Removed {removed} image. Search again to refresh the results."
+        return say(request, "search.removed_result", n=removed)
 
     def language_notice(self, query: str, request: gr.Request) -> str:
         """Under the results, once per session: a query in Chinese (or Japanese, Korean) to a CLIP
         model that reads English only returns noise; say so, and which setting fixes it."""
         session = (request.session_hash if request is not None else None) or "api"
-        if not query or not CJK.search(query) or session in self.noticed:
+        if not has_cjk(query) or session in self.noticed:
             return ""
         model_id = self.galleries.manager.resolve_id("clip")
         try:
@@ -223,22 +237,21 @@ class SearchTab:
         if multilingual:
             return ""
         self.noticed.add(session)
-        return (
-            f"⚠️ **`{model_id}` reads English only**, so these results for a query in Chinese, Japanese or "
-            "Korean are close to random. For such queries, start the app with "
-            "`MMDEMO_CLIP_MODEL=clip-xlm-roberta-b-32` (multilingual, ~100 languages)."
-        )
+        return say(request, "search.cjk_notice", model=model_id, multilingual=MULTILINGUAL_CLIP)
 
     def find_similar(
-        self, selected: tuple[str, int] | None, top_k: float, min_score: float, token: str | None
-    ) -> Shown:
+        self, selected: tuple[str, int] | None, top_k: float, min_score: float, token: str | None,
+        request: gr.Request = None,
+    ) -> Shown:  # fmt: skip
         """Images like the selected result (image -> image search from it, in one click)."""
         item = self._item(selected, token)
         if item is None:
-            raise gr.Error("Click one of the results first.", print_exception=False)
-        return self.search("", item.thumb, top_k, min_score, token)
+            raise gr.Error(say(request, "search.click_first"), print_exception=False)
+        return self.search("", item.thumb, top_k, min_score, token, request)
 
-    def my_images(self, token: str | None, page: float = 1) -> tuple[list[tuple[str, str]], str, list[int], None]:
+    def my_images(
+        self, token: str | None, page: float = 1, request: gr.Request = None
+    ) -> tuple[list[tuple[str, str]], str, list[int], None]:
         """What this session added: a page of (thumbnail, name), a summary line, and their ids.
 
         Args:
@@ -246,31 +259,34 @@ class SearchTab:
         """
         items = self.galleries.get(session_gallery(token)).store.items() if token else []
         if not items:
-            return [], "Nothing added yet: add images above (they stay while this tab is open).", [], None
+            return [], say(request, "search.mine_nothing"), [], None
         pages = -(-len(items) // MINE_PAGE)
         page = min(max(int(page or 1), 1), pages)
         shown = items[(page - 1) * MINE_PAGE : page * MINE_PAGE]
         total = sum(it.bytes for it in items) / 1e6
-        info = f"**{len(items)}** image(s), {total:.1f} MB · page {page} of {pages} · click one, then Delete selected"
+        info = say(request, "search.mine_info", n=len(items), mb=f"{total:.1f}", page=page, pages=pages)
         return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
 
-    def remove_images(self, which: str, token: str | None) -> str:
+    def remove_images(self, which: str, token: str | None, request: gr.Request = None) -> str:
         """Remove images from your gallery: 'all', or comma-separated names or ids (as `/my_images` lists them)."""
         if not token:
-            return "Your gallery is empty."
+            return say(request, "search.yours_empty")
         mine = self.galleries.get(session_gallery(token))
         items = mine.store.items()
         wanted = {w.strip() for w in (which or "").split(",") if w.strip()}
         chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
         if not chosen:
-            return f"None of {', '.join(sorted(wanted)) or '(nothing)'} is in your gallery."
+            return say(request, "search.none_of", names=", ".join(sorted(wanted)) or "(nothing)")
         removed = mine.remove([it.id for it in chosen])
-        return f"Removed {removed} image(s); your gallery holds {len(mine)}."
+        return say(request, "search.removed", n=removed, left=len(mine))
 
-    def delete_selected(self, item_id: int | None, token: str | None) -> str:
+    def delete_selected(self, item_id: int | None, token: str | None, request: gr.Request = None) -> str:
         if item_id is None:
-            return "Click one of your images first."
-        return self.remove_images(str(item_id), token)
+            return say(request, "search.click_mine")
+        return self.remove_images(str(item_id), token, request)
+
+    def delete_all(self, token: str | None, request: gr.Request = None) -> str:
+        return self.remove_images("all", token, request)
 
     def select_mine(self, ids: list[int], evt: gr.SelectData) -> int | None:
         index = int(evt.index)
@@ -289,7 +305,9 @@ class SearchTab:
         )
         return gallery.store.item(item_id) if gallery else None
 
-    def select_result(self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData) -> tuple[Any, Any]:
+    def select_result(
+        self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData, request: gr.Request = None
+    ) -> tuple[Any, Any]:
         """Remember which image was clicked (its gallery and id, not its place in the results), and
         show it at full size."""
         index = int(evt.index)
@@ -302,7 +320,9 @@ class SearchTab:
             image = open_image(path, self.settings.max_image_pixels, item.name)
         except BadImageError:  # the source moved or changed since: the thumbnail still shows it
             image = open_image(item.thumb, self.settings.max_image_pixels, item.name)
-        label = f"{item.name} · {image.width}×{image.height}" + ("" if path != item.thumb else " (thumbnail)")
+        label = f"{item.name} · {image.width}×{image.height}" + (
+            say(request, "search.thumbnail") if path == item.thumb else ""
+        )
         return selected, gr.Image(image, label=label, visible=True)
 
     def _original(self, item: Any, source: str, token: str | None) -> str:

@@ -12,6 +12,8 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import text
+from mmdemo.ui.i18n import I18N
 
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
@@ -59,10 +61,7 @@ def read_auth(spec: str) -> list[tuple[str, str]] | None:
 
 # Headers a reverse proxy adds: a request that carries one came from elsewhere, whatever its socket says.
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
-OPERATOR_ONLY = (
-    "Loading and unloading models is for the operator: use the app on the machine it runs on, "
-    "or log in as one of MMDEMO_ADMINS."
-)
+OPERATOR_ONLY = text("system.operator_only")  # in English; the System tab says it in the visitor's language
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -140,6 +139,7 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
         "max_file_size": f"{settings.max_upload_mb}mb",
         # e.g. a non-image sent to an image input through the API: say why it failed
         "show_error": True,
+        "i18n": I18N,  # the UI's fixed strings, in the browser's language
         # Gallery thumbnails, and files handlers return (classify CSVs) from their session's folder:
         # outside the system temp dir, Gradio would refuse to serve them.
         "allowed_paths": [str(settings.data_dir / "galleries"), str(settings.data_dir / "outputs")],

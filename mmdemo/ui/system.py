@@ -11,47 +11,63 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.ui.common import friendly_errors
-from mmdemo.ui.serve import OPERATOR_ONLY, admin_queue, is_operator
+from mmdemo.ui.i18n import language, say, t
+from mmdemo.ui.serve import admin_queue, is_operator
 from mmdemo.vqa.backend import ChatBackend
 
 log = logging.getLogger("mmdemo.ui")
 
-COLUMNS = ["model", "roles", "device", "dtype", "quantization", "parameters (M)", "memory (MB)",
-           "load (s)", "last used", "loads", "pinned"]  # fmt: skip
+COLUMNS = ("model", "roles", "device", "dtype", "quantization", "parameters", "memory", "load", "last_used", "loads",
+           "pinned")  # fmt: skip
 
 
-def model_rows(manager: ModelManager) -> list[list[Any]]:
+def headers(lang: str = DEFAULT) -> list[str]:
+    """The table's column names in `lang`."""
+    return [text(f"system.col.{column}", lang) for column in COLUMNS]
+
+
+def model_rows(manager: ModelManager, lang: str = DEFAULT) -> list[list[Any]]:
     """Resident models as table rows."""
     now = time.time()
     return [
         [s.id, ", ".join(s.roles), s.device, s.dtype, s.quantization, round(s.parameters / 1e6, 2),
-         round(s.resident_bytes / 1e6, 1), s.load_seconds, f"{now - s.last_used:.0f} s ago", s.loads, s.pinned]
+         round(s.resident_bytes / 1e6, 1), s.load_seconds, text("system.ago", lang, s=f"{now - s.last_used:.0f}"),
+         s.loads, s.pinned]
         for s in manager.stats()
     ]  # fmt: skip
 
 
-def summary(settings: Settings, manager: ModelManager, backend: ChatBackend | None = None) -> str:
-    """Where the chat runs, memory, budget, roles, notes and load errors as Markdown."""
+def summary(settings: Settings, manager: ModelManager, backend: ChatBackend | None = None, lang: str = DEFAULT) -> str:
+    """Where the chat runs, memory, budget, roles, notes and load errors as Markdown.
+
+    Notes and load errors come from the model code, in English (they name files and settings)."""
+    roles = ", ".join(f"{role} → `{mid}`" for role, mid in manager.aliases.items())
     lines = [
         *([backend.describe()] if backend is not None else []),
-        f"**Profile:** {settings.profile} · **roles:** "
-        + ", ".join(f"{role} → `{mid}`" for role, mid in manager.aliases.items()),
-        f"**Resident models:** {manager.resident_bytes / 1e9:.2f} GB of a {manager.budget_bytes / 1e9:.1f} GB budget",
+        text("system.profile", lang, profile=settings.profile, roles=roles),
+        text(
+            "system.memory",
+            lang,
+            used=f"{manager.resident_bytes / 1e9:.2f}",
+            budget=f"{manager.budget_bytes / 1e9:.1f}",
+        ),
     ]
     gpu = gpu_memory()
-    lines.append(f"**GPU memory:** {gpu[1] / 1e9:.1f} / {gpu[0] / 1e9:.1f} GB used" if gpu else "**GPU:** none")
-    lines += [f"- {line}" for line in model_cards(manager)]
+    used_total = {"used": f"{gpu[1] / 1e9:.1f}", "total": f"{gpu[0] / 1e9:.1f}"} if gpu else {}
+    lines.append(text("system.gpu", lang, **used_total) if gpu else text("system.no_gpu", lang))
+    lines += [f"- {line}" for line in model_cards(manager, lang)]
     lines += [f"- {note}" for note in manager.notes]
     lines += [f"- {s.id}: {note}" for s in manager.stats() for note in s.notes]
-    lines += [f"- ⚠️ **{mid}** could not be loaded: {err}" for mid, err in manager.errors.items()]
+    lines += [f"- {text('system.load_failed', lang, model=mid, error=err)}" for mid, err in manager.errors.items()]
     return "\n\n".join(lines)
 
 
-def model_cards(manager: ModelManager) -> list[str]:
+def model_cards(manager: ModelManager, lang: str = DEFAULT) -> list[str]:
     """A line per configured model: its license (what a deployment may do with it) and notes."""
     lines = []
     for role, model_id in manager.aliases.items():
@@ -59,8 +75,9 @@ def model_cards(manager: ModelManager) -> list[str]:
             spec = resolve(model_id)
         except UserFacingError:  # a setting that does not resolve: its load error says why
             continue
-        extra = "".join(f" · {x}" for x in ("multilingual" if spec.multilingual else "", spec.note) if x)
-        lines.append(f"`{model_id}` ({role}): license {spec.license}{extra}")
+        tags = (text("system.multilingual", lang) if spec.multilingual else "", spec.note)
+        extra = "".join(f" · {x}" for x in tags if x)
+        lines.append(text("system.card", lang, model=model_id, role=role, license=spec.license, extra=extra))
     return lines
 
 
@@ -77,14 +94,15 @@ class LoadBanner:
         app.load(self.show, None, [banner, timer], api_visibility="private")
         timer.tick(self.show, None, [banner, timer], api_visibility="private", queue=False)
 
-    def show(self) -> tuple[Any, Any]:
+    def show(self, request: gr.Request = None) -> tuple[Any, Any]:
         errors = dict(self.manager.errors)
         pending = [
             name for name in self.settings.local_preload
             if not self.manager.is_loaded(name) and self.manager.resolve_id(name) not in errors
         ]  # fmt: skip
-        lines = [f"⚠️ **{mid}** could not be loaded: {err.splitlines()[0]} (details in the System tab)"
-                 for mid, err in errors.items()]  # fmt: skip
+        lines = [
+            say(request, "banner.load_failed", model=mid, error=err.splitlines()[0]) for mid, err in errors.items()
+        ]
         return gr.Markdown("\n\n".join(lines), visible=bool(lines)), gr.Timer(active=bool(pending))
 
 
@@ -97,16 +115,20 @@ class SystemTab:
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         info = gr.Markdown()
-        table = gr.Dataframe(headers=COLUMNS, label="Resident models", interactive=False, wrap=True)
+        table = gr.Dataframe(headers=headers(), label=t("system.resident"), interactive=False, wrap=True)
         with gr.Row():
             choices = [(f"{mid} ({role})", mid) for role, mid in self.manager.aliases.items()]
             model = gr.Dropdown(
-                choices, value=choices[0][1] if choices else None, label="Model", scale=3, elem_id="system-model"
+                choices,
+                value=choices[0][1] if choices else None,
+                label=t("system.model"),
+                scale=3,
+                elem_id="system-model",
             )
-            load = gr.Button("Load", size="sm", elem_id="system-load")
-            unload = gr.Button("Unload", size="sm", elem_id="system-unload")
-            retry = gr.Button("Retry load", size="sm", elem_id="system-retry")
-            refresh = gr.Button("Refresh", size="sm")
+            load = gr.Button(t("system.load"), size="sm", elem_id="system-load")
+            unload = gr.Button(t("system.unload"), size="sm", elem_id="system-unload")
+            retry = gr.Button(t("system.retry"), size="sm", elem_id="system-retry")
+            refresh = gr.Button(t("system.refresh"), size="sm")
             hidden = gr.JSON(visible=False)
             gr.Button("stats (API)", visible=False).click(self.stats, None, hidden, api_name="stats")
         note = gr.Markdown(elem_id="system-note")  # why the buttons are off, for a visitor
@@ -119,9 +141,11 @@ class SystemTab:
         retry.click(self.retry_load, model, shown, api_name="retry_load", preprocess=False, **admin_queue())
         app.load(self.on_page_load, None, [*shown, note, model, load, unload, retry], api_visibility="private")
 
-    def refresh(self) -> tuple[list[list[Any]], str]:
+    def refresh(self, request: gr.Request = None) -> tuple[Any, str]:
         """Resident models (one row each) and a memory summary."""
-        return model_rows(self.manager), summary(self.settings, self.manager, self.backend)
+        lang = language(request)
+        table = {"headers": headers(lang), "data": model_rows(self.manager, lang)}  # in the UI language
+        return table, summary(self.settings, self.manager, self.backend, lang)
 
     def stats(self) -> list[dict[str, Any]]:
         """Resident models with device, dtype, quantization, parameters, bytes, load time."""
@@ -134,8 +158,8 @@ class SystemTab:
         Operators only: from the machine the app runs on, or a user named in MMDEMO_ADMINS.
         """
         self.manager.get(self._checked("load", model_id, request))
-        gr.Info(f"{model_id} is resident.")
-        return self.refresh()
+        gr.Info(say(request, "system.is_resident", model=model_id))
+        return self.refresh(request)
 
     @friendly_errors
     def retry_load(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
@@ -144,8 +168,8 @@ class SystemTab:
         model_id = self._checked("load", model_id, request)
         self.manager.retry(model_id)
         self.manager.get(model_id)
-        gr.Info(f"{model_id} is resident.")
-        return self.refresh()
+        gr.Info(say(request, "system.is_resident", model=model_id))
+        return self.refresh(request)
 
     @friendly_errors
     def unload_model(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
@@ -154,27 +178,26 @@ class SystemTab:
         Operators only, like /load_model.
         """
         unloaded = self.manager.unload(self._checked("unload", model_id, request))
-        gr.Info(f"{model_id} unloaded." if unloaded else f"{model_id} was not loaded.")
-        return self.refresh()
+        gr.Info(say(request, "system.unloaded" if unloaded else "system.not_loaded", model=model_id))
+        return self.refresh(request)
 
     def on_page_load(self, request: gr.Request) -> tuple[Any, ...]:
         allowed = is_operator(self.settings, request)
-        note = "" if allowed else f"*{OPERATOR_ONLY}*"
-        return (*self.refresh(), note, *(gr.update(interactive=allowed) for _ in range(4)))
+        note = "" if allowed else f"*{say(request, 'system.operator_only')}*"
+        return (*self.refresh(request), note, *(gr.update(interactive=allowed) for _ in range(4)))
 
     def _checked(self, action: str, model_id: Any, request: gr.Request) -> str:
         """`model_id` if this request may manage it; else refused with one log line and a message."""
         who = getattr(request, "username", None) or getattr(getattr(request, "client", None), "host", "?")
         if not is_operator(self.settings, request):
             log.warning("refused %s of %r: %s is not an operator", action, model_id, who)
-            raise gr.Error(OPERATOR_ONLY, print_exception=False)
+            raise gr.Error(say(request, "system.operator_only"), print_exception=False)
         roles = set(self.manager.aliases.values())
         if not isinstance(model_id, str) or model_id not in roles:
             # Never resolved, planned or loaded: an arbitrary id could name a hub repo or a file.
             log.warning("refused %s of %r from %s: not a configured model", action, model_id, who)
-            raise gr.Error(
-                f"Only the configured models can be {action}ed: {', '.join(sorted(roles))}.", print_exception=False
-            )
+            models = ", ".join(sorted(roles))
+            raise gr.Error(say(request, f"system.only_configured_{action}", models=models), print_exception=False)
         return model_id
 
 

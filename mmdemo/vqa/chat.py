@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.images import BadImageError
 from mmdemo.models import compute
 from mmdemo.vqa.media import is_video, load_image, read_video
 from mmdemo.vqa.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
 
 log = logging.getLogger(__name__)
-DEFAULT_QUESTION = "Describe this image."
+DEFAULT_QUESTION = text("chat.default_question")  # in English; the Chat tab asks in the UI language
 PATCH_AREA = 28 * 28  # pixels per Qwen2.5-VL visual token (after the 2x2 merge, 14 px patches)
 
 
@@ -64,13 +65,13 @@ class AnswerStats:
     decode_seconds: float = 0.0  # first token to last
     first_token_seconds: float = 0.0  # request to first token
 
-    def describe(self) -> str:
+    def describe(self, language: str = DEFAULT) -> str:
         """e.g. '64 tokens · 31.5 tokens/s · 306 of 323 prompt tokens reused from the cache'."""
         rate = (self.new_tokens - 1) / self.decode_seconds if self.new_tokens > 1 and self.decode_seconds > 0 else 0
-        head = f"{self.new_tokens} tokens · {rate:.1f} tokens/s"
+        common = {"tokens": self.new_tokens, "rate": f"{rate:.1f}", "prompt": self.prompt_tokens}
         if self.reused_tokens is None:  # an inference server: its prefix cache is its own business
-            return f"{head} · first token after {self.first_token_seconds:.2f} s · {self.prompt_tokens} prompt tokens"
-        return f"{head} · {self.reused_tokens} of {self.prompt_tokens} prompt tokens reused from the cache"
+            return text("chat.stats_remote", language, first=f"{self.first_token_seconds:.2f}", **common)
+        return text("chat.stats", language, reused=self.reused_tokens, **common)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def prepare_inputs(vlm: Any, messages: list[dict[str, Any]]) -> Any:
             messages, return_video_kwargs=True, return_video_metadata=True, image_patch_size=vlm.image_patch_size
         )
     except Exception as exc:  # PIL raises many types for bad pixels
-        raise UserFacingError(f"Could not read an image or video in this conversation: {exc}") from exc
+        raise UserFacingError(key="chat.unreadable_media", error=exc) from exc
     extra: dict[str, Any] = {}
     if videos:
         # Frames are already sampled; their rate (in the metadata) sets the temporal positions.
@@ -186,10 +187,7 @@ def fit_to_budget(
             excess -= sizes[drop]
             drop += 1
     if excess > 0:
-        raise UserFacingError(
-            f"This message needs {sizes[-1]} tokens, over the {max_tokens}-token context budget. "
-            "Attach fewer or smaller images (lower 'Max pixels per image'), or shorten the text."
-        )
+        raise UserFacingError(key="chat.over_budget", tokens=sizes[-1], limit=max_tokens)
     return [*messages[:keep], *messages[drop:]], drop - keep
 
 
@@ -295,10 +293,7 @@ def stream_reply(
         if isinstance(failure[0], torch.OutOfMemoryError):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            raise UserFacingError(
-                "Out of GPU memory while answering; the cached conversation state was freed. "
-                "Lower 'Max pixels per image', attach fewer images, or Clear the conversation."
-            ) from failure[0]
+            raise UserFacingError(key="chat.oom") from failure[0]
         raise failure[0]
 
 
