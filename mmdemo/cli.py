@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mmdemo.models.catalog import build_manager
 
     set_pixel_limit(settings.max_image_pixels)
-    manager = build_manager(settings)
+    chat = args.command == "eval" and args.task == "vqa"
+    manager = build_manager(settings, ("clip", "vlm") if chat else ("clip",))  # CLIP-only commands start sooner
     try:
         if args.command == "index":
             return _index(args, settings, manager)

@@ -14,9 +14,13 @@ from mmdemo.models.registry import GB, MULTILINGUAL_CLIP, PROFILE_DEFAULTS, defa
 log = logging.getLogger(__name__)
 
 
-def build_manager(settings: Settings) -> ModelManager:
-    """A manager for these settings, with the roles "clip" and "vlm" bound to model ids."""
-    from mmdemo.models.clip import load_clip, require_cached_clip
+def build_manager(settings: Settings, roles_wanted: tuple[str, ...] = ("clip", "vlm")) -> ModelManager:
+    """A manager for these settings, with the roles "clip" and "vlm" bound to model ids.
+
+    `roles_wanted=("clip",)`: a process that runs CLIP only (the `index` command): it then never
+    imports transformers for a CLIP that does without (starts a second sooner on 2 cores).
+    """
+    from mmdemo.models.clip import load_clip, needs_transformers, require_cached_clip
     from mmdemo.models.vlm import fetch_vlm, load_vlm
 
     device = dev.pick_device(settings.device)
@@ -38,7 +42,9 @@ def build_manager(settings: Settings) -> ModelManager:
         if settings.quantization == "auto":
             vlm_quantization = choice.quantization
         notes.append(f"VLM: {choice.model_id} ({choice.reason})")
-    if settings.remote_vlm:
+    if "vlm" not in roles_wanted:
+        del roles["vlm"]  # a CLIP-only process
+    elif settings.remote_vlm:
         # The chat runs on an inference server: no local VLM to plan, load, or show as loadable.
         del roles["vlm"]
         notes.append("VLM: served by the inference server at MMDEMO_VLM_URL (see the Chat line above)")
@@ -58,7 +64,8 @@ def build_manager(settings: Settings) -> ModelManager:
                 location = fetch_vlm(spec)
             elif not online:
                 require_cached_clip(spec)
-        import_model_libraries()  # before any build or load: see libs.py for the race it prevents
+        # Before any build or load: see libs.py for the race it prevents.
+        import_model_libraries(transformers="vlm" in roles_wanted or needs_transformers(spec))
         quant = vlm_quantization if model_id == roles.get("vlm") else "none"
         placement = dev.placement_for(spec.family, device, settings.dtype, quant)
         if spec.tiny or (spec.random_weights and spec.family == "qwen_vl"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -217,6 +219,22 @@ def _unit_rows(features: Any) -> np.ndarray:
 
 # Where open_clip looks on the Hub, in order (open_clip.pretrained.download_pretrained_from_hf).
 HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def needs_transformers(spec: ModelSpec) -> bool:
+    """Does this CLIP need transformers (a Hugging Face text tower or tokenizer)? Read from its
+    open_clip config file, without importing open_clip; True when that cannot be told."""
+    if spec.tiny:
+        return spec.multilingual  # tiny-clip-multilingual: an XLM-R tower (see tiny.py)
+    if spec.source.startswith(("hf-hub:", "local-dir:")):
+        return True
+    found = importlib.util.find_spec("open_clip")
+    folders = list(found.submodule_search_locations or []) if found else []
+    config = next((Path(f) / "model_configs" / f"{spec.source}.json" for f in folders), None)
+    if config is None or not config.is_file():
+        return True
+    text_cfg = json.loads(config.read_text()).get("text_cfg", {})
+    return "hf_model_name" in text_cfg or "hf_tokenizer_name" in text_cfg
 
 
 def require_cached_clip(spec: ModelSpec) -> None:
