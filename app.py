@@ -8,6 +8,7 @@ import sys
 
 from mmdemo import hosting
 from mmdemo.config import Settings
+from mmdemo.starting import StartingPage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     if zero_gpu:
         hosting.import_spaces()  # before torch: it patches CUDA for ZeroGPU
     settings = hosting.for_this_host(settings)
+    # Answer on the port at once while gradio and torch import (seconds); Gradio takes it over.
+    starting = StartingPage(settings.host, settings.port)
+    starting.start()
 
     from mmdemo.images import set_pixel_limit
     from mmdemo.models.catalog import build_manager
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     galleries = Galleries(settings, manager)
     backend = chat_backend(settings, manager)  # the VLM in process, or on MMDEMO_VLM_URL's server
     app = build_app(settings, manager, galleries, backend)
-    serve(app, settings, ready=lambda: readiness(settings, manager, galleries, backend), theme=theme(), css=CSS)
+    serve(app, settings, ready=lambda: readiness(settings, manager, galleries, backend), before_launch=starting.stop,
+          theme=theme(), css=CSS)  # fmt: skip
 
 
 if __name__ == "__main__":

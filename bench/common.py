@@ -98,8 +98,10 @@ def start_app(env: dict[str, str], log: Path, wait_s: float = 300) -> tuple[str,
     deadline = time.time() + wait_s
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2)
-            return url, proc
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.headers.get("X-Mmdemo-Starting") is None:  # the app, not its starting page
+                    return url, proc
+            time.sleep(0.5)
         except OSError:
             if proc.poll() is not None:
                 break

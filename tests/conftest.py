@@ -76,12 +76,17 @@ def start_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
 
 
 def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, what: str, seconds: float) -> None:
-    """Return once `url` answers 2xx; fail with the end of `log` if `proc` exits or time runs out."""
+    """Return once `url` answers 2xx (from the app itself, not app.py's starting page); fail with the
+    end of `log` if `proc` exits or time runs out."""
+    from mmdemo.starting import MARKER
+
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2)
-            return
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.headers.get(MARKER) is None:
+                    return
+            time.sleep(0.3)
         except OSError:
             if proc.poll() is not None:
                 pytest.fail(f"{what} exited early:\n{log.read_text()[-3000:]}")

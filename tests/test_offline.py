@@ -7,12 +7,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, stop_app
+from tests.conftest import REPO, free_port, stop_app, wait_until_answers
 from tests.test_browser import CHROMIUM, FLAGS
 
 
@@ -36,13 +35,7 @@ def test_first_start_offline_answers_at_once_with_the_message_and_logs_one_line(
             proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}/"
-            while time.monotonic() - start < 60:
-                try:
-                    urllib.request.urlopen(url, timeout=1)
-                    break
-                except OSError:
-                    assert proc.poll() is None, log.read_text()[-3000:]
-                    time.sleep(0.2)
+            wait_until_answers(url, proc, log, "app.py", 60)
             client = Client(url, verbose=False, download_files=False)
             with pytest.raises(AppError, match="not available offline"):
                 client.predict("a cat", None, 3, -1, api_name="/search")

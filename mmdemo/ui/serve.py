@@ -195,10 +195,12 @@ def serve(
     app: gr.Blocks,
     settings: Settings,
     ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
+    before_launch: Callable[[], None] | None = None,
     **extra: Any,
 ) -> Any:
     """Queue and launch `app` (extra launch() arguments win), with GET /ready from `ready`;
-    warns when a share link has no login."""
+    warns when a share link has no login. `before_launch` runs just before the port is bound
+    (app.py's starting page lets go of it there)."""
     if warning := share_warning(settings):
         log.warning("%s", warning)
         print(f"\n⚠️  {warning}\n", flush=True)
@@ -206,6 +208,8 @@ def serve(
     # are cheap and run at once. max_size counts what waits in all groups together (Gradio's rule).
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=8)
     block = not extra.pop("prevent_thread_lock", False)
+    if before_launch is not None:
+        before_launch()
     launched = app.launch(**{**launch_kwargs(settings), **extra, "prevent_thread_lock": True})
     if ready is not None:
         add_readiness_route(app, ready)
