@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.images import BadImageError, Decoded, Skipped, decode_pixels
 from mmdemo.models import compute
 
@@ -165,6 +166,6 @@ class Throughput:
         elapsed = time.perf_counter() - self.started
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def describe(self) -> str:
-        """e.g. '120 / 500 images · 85.3 img/s'."""
-        return f"{self.done} / {self.total} images · {self.rate:.1f} img/s"
+    def describe(self, language: str = DEFAULT) -> str:
+        """e.g. '120 / 500 images · 85.3 img/s', in `language`."""
+        return text("ingest.progress", language, done=self.done, total=self.total, rate=f"{self.rate:.1f}")

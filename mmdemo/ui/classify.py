@@ -130,7 +130,7 @@ class ClassifyTab:
         def advance(n: int) -> None:
             count.advance(n)
             if batch:
-                progress((count.done, count.total), desc=count.describe())
+                progress((count.done, count.total), desc=count.describe(lang))
 
         files_in = [ImageFile(p, Path(p).name) for p in paths]
         result = classify_files(

@@ -199,7 +199,8 @@ class SearchTab:
             )  # fmt: skip
             progress((0, len(found)), desc=say(request, "search.indexing"))
             mine = self.galleries.get(session_gallery(token))
-            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe()))
+            lang = language(request)
+            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
             self._keep_originals(found, report.added, token)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

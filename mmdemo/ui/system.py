@@ -48,7 +48,7 @@ def summary(settings: Settings, manager: ModelManager, backend: ChatBackend | No
     Notes and load errors come from the model code, in English (they name files and settings)."""
     roles = ", ".join(f"{role} → `{mid}`" for role, mid in manager.aliases.items())
     lines = [
-        *([backend.describe()] if backend is not None else []),
+        *([backend.describe(lang)] if backend is not None else []),
         text("system.profile", lang, profile=settings.profile, roles=roles),
         text(
             "system.memory",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mmdemo.i18n import DEFAULT, text
 from mmdemo.vqa.chat import AnswerStats, GenerationParams, build_prompt, stream_reply
 from mmdemo.vqa.reuse import PrefixCache
 
@@ -50,8 +51,8 @@ class ChatBackend(Protocol):
         """Yield the answer as it grows; setting `stop` or closing the generator ends the work."""
         ...
 
-    def describe(self) -> str:
-        """One Markdown line for the System tab: where the chat runs, and how it is doing."""
+    def describe(self, language: str = DEFAULT) -> str:
+        """One Markdown line for the System tab, in `language`: where the chat runs, and how it is doing."""
         ...
 
 
@@ -80,8 +81,8 @@ class LocalVLM:
         vlm, prompt = prepared.payload
         return stream_reply(vlm, prompt, params, stop, prefix, min_interval=min_interval, stats=stats)
 
-    def describe(self) -> str:
-        return f"**Chat:** in process, `{self.manager.resolve_id('vlm')}` (KV prefix reuse between turns)"
+    def describe(self, language: str = DEFAULT) -> str:
+        return text("chat.backend_local", language, model=self.manager.resolve_id("vlm"))
 
 
 def chat_backend(settings: Settings, manager: ModelManager) -> ChatBackend:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from mmdemo import i18n
 from mmdemo.errors import UserFacingError
 from mmdemo.vqa.backend import Prepared
 from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, fit_to_budget
@@ -291,12 +292,14 @@ class RemoteVLM:
         self._probe = (time.monotonic(), status)
         return status
 
-    def describe(self) -> str:
+    def describe(self, language: str = i18n.DEFAULT) -> str:
         status = self.status()
-        state = f"reachable ({status.latency_ms:.0f} ms)" if status.reachable else "**unreachable**"
-        line = f"**Chat:** on `{self.name}` · model `{self._model or 'not yet known'}` · {state}"
+        reachable = i18n.text("chat.server_reachable", language, ms=f"{status.latency_ms:.0f}")
+        state = reachable if status.reachable else i18n.text("chat.server_unreachable", language)
+        model = self._model or i18n.text("chat.model_unknown", language)
+        line = i18n.text("chat.backend_remote", language, server=self.name, model=model, state=state)
         if self.last_first_token is not None:
-            line += f" · last answer's first token after {self.last_first_token:.2f} s"
+            line += i18n.text("chat.last_first_token", language, s=f"{self.last_first_token:.2f}")
         return line + (f"\n\n- {status.detail}" if status.detail else "")
 
     def failure(self, exc: BaseException, doing: str = "", quiet: bool = False) -> UserFacingError:
