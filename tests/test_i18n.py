@@ -201,11 +201,12 @@ def test_the_default_question_and_messages_follow_the_ui_language(tiny_settings,
 
 def test_the_system_summary_and_progress_speak_the_visitors_language(tiny_settings, session_manager):
     from mmdemo.ingest import Throughput
-    from mmdemo.ui.system import headers, summary
+    from mmdemo.ui.i18n import headers
+    from mmdemo.ui.system import COLUMNS, summary
     from mmdemo.vqa.backend import LocalVLM
 
     chinese = summary(tiny_settings, session_manager, LocalVLM(session_manager), "zh-CN")
     assert "**对话：** 在本进程中运行 `tiny-qwen2.5-vl`" in chinese and "**配置：** tiny" in chinese
     assert "**Chat:** in process" in summary(tiny_settings, session_manager, LocalVLM(session_manager))
-    assert headers("zh-CN")[0] == "模型" and headers()[0] == "model"
+    assert headers("system.col", COLUMNS, "zh-CN")[0] == "模型" and headers("system.col", COLUMNS)[0] == "model"
     assert Throughput(40).describe("zh-CN").startswith("0 / 40 张图片")

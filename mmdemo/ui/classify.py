@@ -22,13 +22,12 @@ from mmdemo.classify.templates import (
 from mmdemo.classify.zeroshot import parse_labels, scoring_rule
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
-from mmdemo.i18n import DEFAULT, text
 from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.ui.common import friendly_errors, upload_path
-from mmdemo.ui.i18n import language, say, t
+from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 from mmdemo.vectorcache import embedding_cache
 
@@ -38,9 +37,7 @@ CSV_MAX_AGE_S = 86_400  # a session that never said goodbye (an API client) keep
 Scores = tuple[dict[str, float] | None, str, Any, str | None]
 
 
-def headers(lang: str = DEFAULT) -> list[str]:
-    """The batch table's column names in `lang` (the CSV keeps COLUMNS, for programs)."""
-    return [text(f"classify.col.{key}", lang) for key in ("image", "top1", "score", "top5")]
+COLUMNS = ("image", "top1", "score", "top5")  # of the batch table (locale keys classify.col.*; the CSV's are English)
 
 
 class ClassifyTab:
@@ -77,7 +74,12 @@ class ClassifyTab:
             with gr.Column():
                 scores = gr.Label(label=t("classify.scores"), elem_id="classify-scores")
                 info = gr.Markdown(elem_id="classify-info")
-                table = gr.Dataframe(headers=headers(), label=t("classify.table"), wrap=True, elem_id="classify-table")
+                table = gr.Dataframe(
+                    headers=headers("classify.col", COLUMNS),
+                    label=t("classify.table"),
+                    wrap=True,
+                    elem_id="classify-table",
+                )
                 csv_file = gr.File(label=t("classify.csv"))
         if self.settings.gallery_dir.is_dir():
             gallery = self.settings.gallery_dir
@@ -146,8 +148,8 @@ class ClassifyTab:
         lines += [f"- {n}" for n in notices]
         lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in result.skipped]
         single = dict(result.predictions[0][1].top_k(k)) if len(result.predictions) == 1 else None
-        table = {"headers": headers(lang), "data": result.rows(k)}  # in the UI language
-        return single, "\n".join(lines), table, str(self._write_csv(result.to_csv(k), request))
+        rows = table_value("classify.col", COLUMNS, result.rows(k), request)
+        return single, "\n".join(lines), rows, str(self._write_csv(result.to_csv(k), request))
 
     def fill_preset(self, preset: str) -> str | Any:
         """Put a preset's class names in the labels box, one per line."""

@@ -8,6 +8,7 @@ the request's Accept-Language names. Both read `mmdemo/locales/` (see mmdemo.i18
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
@@ -33,3 +34,15 @@ def language(request: gr.Request | None) -> str:
 def say(request: gr.Request | None, key: str, **fields: object) -> str:
     """A handler's message for this request, in its language."""
     return text(key, language(request), **fields)
+
+
+def headers(prefix: str, columns: Sequence[str], lang: str = DEFAULT) -> list[str]:
+    """A table's column names in `lang`: the texts of `<prefix>.<column>`."""
+    return [text(f"{prefix}.{column}", lang) for column in columns]
+
+
+def table_value(
+    prefix: str, columns: Sequence[str], rows: list[list[Any]], request: gr.Request | None
+) -> dict[str, Any]:
+    """A Dataframe value with its headers in the request's language (an API client gets English)."""
+    return {"headers": headers(prefix, columns, language(request)), "data": rows}

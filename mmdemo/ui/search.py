@@ -20,14 +20,14 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
-from mmdemo.i18n import DEFAULT, has_cjk, text
+from mmdemo.i18n import has_cjk
 from mmdemo.images import BadImageError, open_image
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.ui.common import friendly_errors, upload_path
-from mmdemo.ui.i18n import language, say, t
+from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,7 @@ MINE_PAGE = 48  # images per page of "Your images"
 Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
 
 
-def headers(lang: str = DEFAULT) -> list[str]:
-    """The score table's column names in `lang`."""
-    return [text(f"search.col.{key}", lang) for key in ("rank", "score", "name", "gallery")]
+COLUMNS = ("rank", "score", "name", "gallery")  # of the score table (locale keys search.col.*)
 
 
 def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
@@ -102,7 +100,7 @@ class SearchTab:
             label=t("search.full_size"), type="pil", interactive=False, visible=False, elem_id="search-full"
         )
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
-        table = gr.Dataframe(headers=headers(), label=t("search.scores"), elem_id="search-table")
+        table = gr.Dataframe(headers=headers("search.col", COLUMNS), label=t("search.scores"), elem_id="search-table")
         with gr.Accordion(t("search.add_box"), open=False):
             # No file_types filter: gradio would reject the whole batch for one bad file; ours skips it.
             uploads = gr.File(file_count="multiple", label=t("search.uploads"), elem_id="search-uploads")
@@ -173,10 +171,14 @@ class SearchTab:
         hits = sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
         if not hits:
             gr.Info(say(request, "search.no_match", floor=f"{floor:.2f}"))
-        shown, table = results(hits)
+        shown, rows = results(hits)
         # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
-        table = {"headers": headers(language(request)), "data": table}  # in the UI language
-        return shown, table, [(source, hit.item.id) for source, hit in hits], None
+        return (
+            shown,
+            table_value("search.col", COLUMNS, rows, request),
+            [(source, hit.item.id) for source, hit in hits],
+            None,
+        )
 
     def index_images(
         self, files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()

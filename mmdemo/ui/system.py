@@ -16,7 +16,7 @@ from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.ui.common import friendly_errors
-from mmdemo.ui.i18n import language, say, t
+from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import admin_queue, is_operator
 from mmdemo.vqa.backend import ChatBackend
 
@@ -24,11 +24,6 @@ log = logging.getLogger("mmdemo.ui")
 
 COLUMNS = ("model", "roles", "device", "dtype", "quantization", "parameters", "memory", "load", "last_used", "loads",
            "pinned")  # fmt: skip
-
-
-def headers(lang: str = DEFAULT) -> list[str]:
-    """The table's column names in `lang`."""
-    return [text(f"system.col.{column}", lang) for column in COLUMNS]
 
 
 def model_rows(manager: ModelManager, lang: str = DEFAULT) -> list[list[Any]]:
@@ -115,7 +110,9 @@ class SystemTab:
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         info = gr.Markdown()
-        table = gr.Dataframe(headers=headers(), label=t("system.resident"), interactive=False, wrap=True)
+        table = gr.Dataframe(
+            headers=headers("system.col", COLUMNS), label=t("system.resident"), interactive=False, wrap=True
+        )
         with gr.Row():
             choices = [(f"{mid} ({role})", mid) for role, mid in self.manager.aliases.items()]
             model = gr.Dropdown(
@@ -144,8 +141,8 @@ class SystemTab:
     def refresh(self, request: gr.Request = None) -> tuple[Any, str]:
         """Resident models (one row each) and a memory summary."""
         lang = language(request)
-        table = {"headers": headers(lang), "data": model_rows(self.manager, lang)}  # in the UI language
-        return table, summary(self.settings, self.manager, self.backend, lang)
+        rows = table_value("system.col", COLUMNS, model_rows(self.manager, lang), request)
+        return rows, summary(self.settings, self.manager, self.backend, lang)
 
     def stats(self) -> list[dict[str, Any]]:
         """Resident models with device, dtype, quantization, parameters, bytes, load time."""
