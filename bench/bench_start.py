@@ -19,6 +19,7 @@ Each figure is the median of `--repeat` runs; the machine's speed drifts, so com
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -44,6 +45,37 @@ with torch.inference_mode():
         model.encode_image(batch)
 """
 HELLO = "import gradio as gr\nwith gr.Blocks() as demo:\n    gr.Markdown('hello')\ndemo.launch(server_port={port})\n"
+PHASES = """
+import json, sys, time
+marks, start = [], time.perf_counter()
+def mark(name):
+    marks.append((name, time.perf_counter()))
+from pathlib import Path
+from mmdemo.config import Settings
+from mmdemo.models.catalog import build_manager
+mark("python + mmdemo's own imports")
+settings = Settings(profile="random", data_dir=Path(sys.argv[2]), preload=())
+manager = build_manager(settings, ("clip",))
+mark("model manager (imports torch: which device?)")
+from mmdemo.models.libs import import_model_libraries
+from mmdemo.models.registry import resolve
+from mmdemo.models.clip import needs_transformers
+import_model_libraries(transformers=needs_transformers(resolve(manager.resolve_id("clip"))))
+mark("model libraries (open_clip, without transformers)")
+clip = manager.get("clip")
+mark("CLIP build (random ViT-B-32; a checkpoint load for real weights)")
+from mmdemo.search.gallery import open_gallery
+from mmdemo.vectorcache import embedding_cache
+gallery = open_gallery(settings.data_dir, clip, "phases", embedding_cache(settings), settings)
+mark("store open (SQLite, FAISS)")
+report = gallery.add_folder(Path(sys.argv[1]), lambda c: None)
+mark("indexing: hash, decode, encode, commit")
+previous, rows = start, []
+for name, at in marks:
+    rows.append((name, round(at - previous, 2)))
+    previous = at
+print(json.dumps(rows))
+"""
 HEAVY = ("transformers", "gradio", "qwen_vl_utils", "open_clip", "torch", "faiss")
 
 
@@ -67,6 +99,14 @@ def imported_by_index(repo: Path, folder: Path, data_dir: Path) -> list[str]:
     done = subprocess.run([sys.executable, "-c", probe, *command], cwd=repo, env=env, capture_output=True,
                           text=True, check=True)  # fmt: skip
     return done.stdout.split("\n")[-2].split()
+
+
+def phases(folder: Path, data_dir: Path) -> list[tuple[str, float]]:
+    """Where `index`'s time goes, step by step, in a fresh process (the exit is not counted)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", PHASES, str(folder), str(data_dir)], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
 def run_textbook(photos: list[Path]) -> float:
@@ -144,6 +184,8 @@ def main() -> None:
             rows.append((f"index, {name}", f"{wall:.2f}", f"{wall - indexing:.2f} (indexing {indexing:.2f})",
                          f"{wall / base:.2f}x", heavy))  # fmt: skip
         print(table(rows, ("command", "wall (s)", "outside the indexing", "/ textbook", "heavy libraries imported")))
+        steps = phases(folder, Path(data) / "phases")
+        print(table([(name, f"{s:.2f}") for name, s in steps], ("`index` step (this checkout)", "s")))
 
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "MMDEMO_PROFILE": "tiny", "GRADIO_ANALYTICS_ENABLED": "False"}
         results: dict[str, list[list[float]]] = {"bare gr.Blocks().launch()": [], **{n: [] for n in repos}}
