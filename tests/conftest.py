@@ -66,13 +66,18 @@ def free_port() -> int:
 def start_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Popen]:
     """`python app.py` with the tiny profile on a free port, as a user would start it; its URL once
     it is ready (GET /ready: the preloaded models resident, the bundled photos indexed)."""
+    url, proc = spawn_app(data_dir, log, **env)
+    wait_until_answers(url + "ready", proc, log, "app.py", 180)
+    return url, proc
+
+
+def spawn_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Popen]:
+    """`python app.py` with the tiny profile on a free port, started and not waited for: its URL."""
     port = free_port()
     env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port), **env}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    wait_until_answers(url + "ready", proc, log, "app.py", 180)
-    return url, proc
+    return f"http://127.0.0.1:{port}/", proc
 
 
 def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, what: str, seconds: float) -> None:

@@ -47,6 +47,20 @@ def ask_and_stop(page, question: str) -> tuple[int, str]:
     return before, bot.nth(before).inner_text()
 
 
+def watch_answer_gone(page, index: int) -> None:
+    """From now on, set `window.answerGone` once the page holds no more than `index` answers (a
+    Regenerate takes the old answer away first: waiting for that keeps its text from passing for the
+    new one)."""
+    page.evaluate(
+        f"""() => {{
+            window.answerGone = false;
+            new MutationObserver(() => {{
+                if (document.querySelectorAll('[data-testid=bot]').length <= {index}) window.answerGone = true;
+            }}).observe(document.body, {{childList: true, subtree: true}});
+        }}"""
+    )
+
+
 @pytest.fixture(scope="module")
 def page(served_app):
     from playwright.sync_api import sync_playwright
@@ -87,14 +101,7 @@ def test_chat_stop_regenerate_and_undo(page, served_app):
     assert bot.nth(before).inner_text() == stopped  # nothing arrives after Stop
     # Regenerate first takes the old answer away: wait for that, or the old text would pass for the
     # new one and Undo could reach the server before Regenerate does (seen on a loaded machine).
-    page.evaluate(
-        f"""() => {{
-            window.answerGone = false;
-            new MutationObserver(() => {{
-                if (document.querySelectorAll('[data-testid=bot]').length <= {before}) window.answerGone = true;
-            }}).observe(document.body, {{childList: true, subtree: true}});
-        }}"""
-    )
+    watch_answer_gone(page, before)
     page.get_by_role("button", name="Regenerate").click()
     page.wait_for_function(
         f"() => window.answerGone"
@@ -116,14 +123,7 @@ def test_chat_regenerate_can_be_stopped_and_the_conversation_downloads(page, ser
     set_max_new_tokens(page, 512)
     page.locator("#chat-system-prompt textarea").fill("Answer in one word.")
     last = bot.count() - 1
-    page.evaluate(
-        f"""() => {{
-            window.answerGone = false;
-            new MutationObserver(() => {{
-                if (document.querySelectorAll('[data-testid=bot]').length <= {last}) window.answerGone = true;
-            }}).observe(document.body, {{childList: true, subtree: true}});
-        }}"""
-    )
+    watch_answer_gone(page, last)
     page.get_by_role("button", name="Regenerate").click()
     stop = page.locator("#chat-stop-regenerate")
     stop.wait_for(state="visible", timeout=10_000)  # a Stop beside Regenerate while it answers

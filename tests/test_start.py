@@ -15,7 +15,7 @@ import pytest
 
 from mmdemo.models.registry import resolve
 from mmdemo.starting import MARKER, StartingPage
-from tests.conftest import REPO, free_port, stop_app, wait_until_answers
+from tests.conftest import REPO, free_port, spawn_app, stop_app, wait_until_answers
 
 
 def _get(url: str) -> tuple[int, dict[str, str], str] | None:
@@ -29,12 +29,8 @@ def _get(url: str) -> tuple[int, dict[str, str], str] | None:
 
 
 def test_app_py_answers_with_a_starting_page_until_the_app_takes_the_port_over(data_dir, tmp_path):
-    port = free_port()
-    env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port)}
     log = tmp_path / "app.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    url, proc = spawn_app(data_dir, log)
     try:
         first = None
         deadline = time.monotonic() + 60
@@ -48,7 +44,7 @@ def test_app_py_answers_with_a_starting_page_until_the_app_takes_the_port_over(d
         assert "Starting" in body and "正在启动" in body
         ready = _get(url + "ready")
         assert ready is not None and ready[0] == 503 and json.loads(ready[2])["ready"] is False
-        assert f"http://127.0.0.1:{port}" in log.read_text()  # the URL, printed as soon as it answers
+        assert url.rstrip("/") in log.read_text()  # the URL, printed as soon as it answers
         wait_until_answers(url, proc, log, "app.py", 120)  # then the app itself, on the same port
         status, headers, body = _get(url)
         assert status == 200 and MARKER not in headers and "gradio" in body.lower()
@@ -116,12 +112,8 @@ def test_a_browser_arriving_while_the_app_starts_sees_the_starting_page_then_the
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # first: the app starts in seconds
-        port = free_port()
-        env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port)}
         log = tmp_path / "app.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
+        url, proc = spawn_app(data_dir, log)
         try:
             while (answer := _get(url)) is None:
                 assert proc.poll() is None, log.read_text()
