@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -249,14 +250,33 @@ class Settings:
     max_queue_size: int = field(
         default=64, metadata=_opt("Requests waiting in all queues together at most; beyond it users are told to retry.")
     )
+    max_waiting_per_client: int = field(
+        default=4,
+        metadata=_opt(
+            "Requests one client may have waiting in each queue (chat, CLIP, ...): the logged-in user, else the "
+            "client's address. Beyond it the client is told to wait for one to finish. 0 = no cap."
+        ),
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Addresses or CIDR ranges of reverse proxies in front of the app, comma-separated. Only a request from "
+            "one of them has its client address taken from X-Forwarded-For (for the per-client cap); '' = none."
+        ),
+    )
     analytics: bool = field(default=False, metadata=_opt("Let Gradio send its usage analytics."))
     log_level: str = field(default="INFO", metadata=_opt("Python logging level."))
 
     def __post_init__(self) -> None:
-        for name in ("profile", "device", "dtype", "quantization", "vlm_server", "near_duplicates"):
-            choices = _metadata(name)["choices"]
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        for f in dataclasses.fields(self):  # every field that declares its choices
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+        for spec in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(spec, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {spec!r} is not an address or CIDR range") from None
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         object.__setattr__(self, "gallery_dir", Path(self.gallery_dir).expanduser())
 

@@ -1,10 +1,13 @@
 """A placeholder on the app's port while it starts, so nobody meets a refused connection.
 
 Importing gradio and torch and building the tabs takes ~6 s on 2 cores before Gradio listens.
-Meanwhile this stdlib server answers on the same address: `/` with a short page saying the app
-is starting (it reloads itself once the app answers), `/ready` with 503 (not ready yet, as the
-app's own readiness check says until the models are resident). It stops just before Gradio
-binds the port. Nothing heavy is imported here.
+Meanwhile this stdlib server answers on the same address as a server that is not ready yet: a
+browser asking for a page gets a short page saying the app is starting (it reloads itself once
+the app answers); everything else (`/config`, `/gradio_api/...`, `/ready`, any request that
+accepts JSON rather than HTML, any POST) gets `503` with `Retry-After` and a small JSON body, so
+an API client waits and retries instead of parsing a web page, and an `--auth` app never answers
+200 to `/config` without a login. It stops just before Gradio binds the port. Nothing heavy is
+imported here.
 """
 
 from __future__ import annotations
@@ -32,19 +35,40 @@ poll();
 </script></body></html>""".replace("MARKER", MARKER)
 
 
+RETRY_AFTER_S = 2
+NOT_READY = b'{"ready": false, "starting": true, "detail": "mmdemo is starting; retry shortly."}'
+# Paths that are never a page, whatever the Accept header says.
+API_PATHS = ("/config", "/info", "/ready", "/gradio_api", "/file=", "/upload", "/queue", "/heartbeat", "/mcp")
+
+
+def wants_page(method: str, path: str, accept: str) -> bool:
+    """Is this a browser asking for a page (HTML), rather than a client asking for data?"""
+    path = path.split("?")[0]
+    if method not in ("GET", "HEAD") or any(part in path for part in API_PATHS):
+        return False
+    return "text/html" in accept.lower()
+
+
 class _Answer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # http.server's name for it
-        ready = self.path.split("?")[0].rstrip("/").endswith("/ready")
-        body = b'{"ready": false, "starting": true}' if ready else PAGE.encode()
-        self.send_response(503 if ready else 200)
-        self.send_header("Content-Type", "application/json" if ready else "text/html; charset=utf-8")
+    def _answer(self) -> None:
+        if self.command not in ("GET", "HEAD"):  # drain a small body so the client reads our answer
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(min(length, 1 << 16))
+        page = wants_page(self.command, self.path, self.headers.get("Accept", ""))
+        body = PAGE.encode() if page else NOT_READY
+        self.send_response(200 if page else 503)
+        self.send_header("Content-Type", "text/html; charset=utf-8" if page else "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if not page:
+            self.send_header("Retry-After", str(RETRY_AFTER_S))
         self.send_header(MARKER, "1")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-    do_HEAD = do_GET
+    # http.server's names for them
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # one line per poll would flood the log

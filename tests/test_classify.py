@@ -222,16 +222,19 @@ def test_a_batch_csv_is_written_under_the_data_dir_and_goes_with_the_session(ser
     from mmdemo.config import Settings
     from mmdemo.ui.classify import ClassifyTab
 
+    from mmdemo.files import session_key
+
     temp_before = set(Path(tempfile.gettempdir()).glob("mmdemo-classify-*"))
     batch = [handle_file(str(p)) for p in images]
-    _, _, rows, csv_path = Client(served_app[0], verbose=False).predict(
+    client = Client(served_app[0], verbose=False)
+    _, _, rows, csv_path = client.predict(
         None, batch, "red, green, blue", "custom", "a photo of a {}.", 3, api_name="/classify"
     )
     assert len(rows["data"]) == 3 and Path(csv_path).read_text().startswith("image,top-1")
-    written = list((data_dir / "outputs" / "classify").glob("*/classify.csv"))
-    assert written and set(Path(tempfile.gettempdir()).glob("mmdemo-classify-*")) == temp_before
+    written = data_dir / "outputs" / "classify" / session_key(client.session_hash) / "classify.csv"
+    assert written.is_file() and set(Path(tempfile.gettempdir()).glob("mmdemo-classify-*")) == temp_before
 
     tab = ClassifyTab(Settings(profile="tiny", data_dir=data_dir), manager=None)
-    session = type("Request", (), {"session_hash": written[0].parent.name})()
+    session = type("Request", (), {"session_hash": client.session_hash})()
     tab.end_session(session)  # what the tab's unload event does
-    assert not written[0].parent.exists()
+    assert not written.parent.exists()

@@ -17,10 +17,16 @@ from mmdemo.models.registry import resolve
 from mmdemo.starting import MARKER, StartingPage
 from tests.conftest import REPO, free_port, spawn_app, stop_app, wait_until_answers
 
+PAGE = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends for a page
 
-def _get(url: str) -> tuple[int, dict[str, str], str] | None:
+
+def _get(
+    url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, dict[str, str], str] | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=data, headers=headers or PAGE), timeout=2
+        ) as answer:
             return answer.status, dict(answer.headers), answer.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()
@@ -48,6 +54,50 @@ def test_app_py_answers_with_a_starting_page_until_the_app_takes_the_port_over(d
         wait_until_answers(url, proc, log, "app.py", 120)  # then the app itself, on the same port
         status, headers, body = _get(url)
         assert status == 200 and MARKER not in headers and "gradio" in body.lower()
+    finally:
+        stop_app(proc)
+
+
+def test_while_starting_only_a_page_request_gets_the_page_and_everything_else_a_503_with_json():
+    page = StartingPage("127.0.0.1", free_port())
+    assert page.start()
+    url = f"http://127.0.0.1:{page.port}"
+    try:
+        status, headers, body = _get(url + "/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html") and "Starting" in body
+        not_ready = [
+            _get(url + "/config"),  # what gradio_client asks first: JSON, or it fails to parse a page
+            _get(url + "/config", PAGE),  # even from a browser: never a page where data was asked for
+            _get(url + "/gradio_api/info"),
+            _get(url + "/ready", PAGE),
+            _get(url + "/", {"Accept": "application/json"}),
+            _get(url + "/gradio_api/queue/join", {"Content-Type": "application/json"}, data=b'{"fn_index": 0}'),
+        ]
+        for status, headers, body in not_ready:
+            assert status == 503 and headers["Retry-After"] == "2" and headers[MARKER] == "1", headers
+            assert headers["Content-Type"] == "application/json" and json.loads(body)["starting"] is True
+    finally:
+        page.stop()
+
+
+def test_an_auth_app_never_answers_config_without_a_login_starting_or_not(data_dir, tmp_path):
+    log = tmp_path / "app.log"
+    url, proc = spawn_app(data_dir, log, MMDEMO_AUTH="ada:lovelace", MMDEMO_PRELOAD="")
+    seen: set[tuple[int, bool]] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            answer = _get(url + "config", {"Accept": "application/json"})
+            if answer is None:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                continue
+            status, headers, _ = answer
+            seen.add((status, MARKER in headers))
+            assert status != 200, f"/config answered 200 without a login ({'starting' if MARKER in headers else 'app'})"
+            if MARKER not in headers:
+                break
+            time.sleep(0.05)
+        assert (503, True) in seen and any(not starting for _, starting in seen), seen  # both servers were asked
     finally:
         stop_app(proc)
 

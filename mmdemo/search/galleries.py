@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 
 from mmdemo.config import Settings
+from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.store import GalleryStore
@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 def session_gallery(token: str) -> str:
     """The name of a session's private gallery (its token is a secret: it is also in the URLs)."""
-    if not token.isalnum():
-        raise ValueError("a session token is alphanumeric")
+    if not (isinstance(token, str) and token.isascii() and token.isalnum()):
+        raise ValueError("a session token is ASCII letters and digits")
     return f"sessions/{token}"
 
 
@@ -53,8 +53,8 @@ class Galleries:
                 self._stores.pop(key).close()
         galleries = self.settings.data_dir / "galleries"
         for root in [*galleries.glob(f"*/{name}"), *galleries.glob(f"unsaved/*/{name}")]:
-            shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(self.settings.data_dir / "originals" / name, ignore_errors=True)  # its kept uploads
+            remove_tree(galleries, root.relative_to(galleries))
+        remove_tree(self.settings.data_dir / "originals", name)  # its kept uploads
 
     def library(self, wait: bool = False) -> Gallery:
         """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then

@@ -7,9 +7,9 @@ the last answer (mmdemo.vqa.reuse), so only what changed is recomputed.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,9 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.files import inside, remove_tree
 from mmdemo.models.device import pick_device
-from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.common import friendly_errors, session, text_input
 from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import chat_queue
 from mmdemo.vqa.backend import ChatBackend
@@ -46,8 +47,7 @@ EXAMPLE_PROMPTS = (
 History = list[dict[str, Any]]
 
 
-def _session(request: gr.Request | None) -> str:
-    return (request.session_hash if request is not None else None) or "api"
+STATS_KEPT = 4096  # sessions whose last answer's cost is remembered (fresh session ids must not grow it without end)
 
 
 class ChatTab:
@@ -60,7 +60,7 @@ class ChatTab:
         # KV caches for prefix reuse live where the model runs: here only for the in-process backend.
         kept = 0 if backend.remote else settings.chat_cache_sessions
         self.sessions = ChatSessions(kept, settings.chat_cache_mb * 1_000_000)
-        self.last_stats: dict[str, AnswerStats] = {}  # per session: what its last answer cost
+        self.last_stats: OrderedDict[str, AnswerStats] = OrderedDict()  # per session: what its last answer cost
         self.outputs = settings.data_dir / "outputs" / "chat"  # downloaded conversations, a folder per session
         on_gpu = backend.remote or pick_device(settings.device) == "cuda"  # servers run on GPUs
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
@@ -234,15 +234,15 @@ class ChatTab:
 
     def undo(self, history: History, request: gr.Request) -> tuple[History, dict[str, Any]]:
         """Remove the last question and its answer; put the question back in the box to edit."""
-        self.sessions.stop(_session(request))
+        self.sessions.stop(session(request))
         history, text, files = pop_last_turn(history or [])
         return history, {"text": text, "files": files}
 
     def forget(self, request: gr.Request) -> None:
         """Stop this session's answer and free its cache and downloads (Clear, or the tab closed)."""
-        self.sessions.forget(_session(request))
-        self.last_stats.pop(_session(request), None)
-        shutil.rmtree(self.outputs / _session(request), ignore_errors=True)
+        self.sessions.forget(session(request))
+        self.last_stats.pop(session(request), None)
+        remove_tree(self.outputs, session(request))
 
     def export(self, history: History, system_prompt: str, request: gr.Request) -> list[str]:
         """The conversation as a JSON and a Markdown file (attachments referenced by file name).
@@ -257,8 +257,8 @@ class ChatTab:
             raise gr.Error(say(request, "chat.nothing_to_download"), print_exception=False)
         self._sweep()
         transcript = to_transcript(history, (system_prompt or "").strip())
-        # A folder per download: API callers share the session id "api".
-        folder = self.outputs / _session(request) / uuid.uuid4().hex[:12]
+        # A folder per download: API callers without a session share one key.
+        folder = inside(self.outputs, session(request), uuid.uuid4().hex[:12])
         folder.mkdir(parents=True)
         (folder / "conversation.json").write_text(json.dumps(transcript, ensure_ascii=False, indent=2) + "\n")
         (folder / "conversation.md").write_text(to_markdown(transcript))
@@ -269,21 +269,22 @@ class ChatTab:
         cutoff = time.time() - EXPORT_MAX_AGE_S
         for folder in self.outputs.glob("*/*"):
             if folder.is_dir() and folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
+                remove_tree(self.outputs, folder.relative_to(self.outputs))
 
     def answer_stats(self, request: gr.Request) -> str:
         """The small line under the conversation: what the last answer cost."""
-        stats = self.last_stats.get(_session(request))
+        stats = self.last_stats.get(session(request))
         return f"<small>{stats.describe(language(request))}</small>" if stats is not None else ""
 
     def stop(self, request: gr.Request) -> None:
         """Stop this session's answer at the next token."""
-        self.sessions.stop(_session(request))
+        self.sessions.stop(session(request))
 
     # --- shared steps ---
 
     def _check_system_prompt(self, system_prompt: str) -> None:
-        if len(system_prompt or "") > self.settings.max_prompt_chars:
+        system_prompt = text_input(system_prompt, "system_prompt")
+        if len(system_prompt) > self.settings.max_prompt_chars:
             raise UserFacingError(
                 key="chat.system_too_long", n=len(system_prompt), limit=self.settings.max_prompt_chars
             )
@@ -328,13 +329,16 @@ class ChatTab:
         system_prompt: str = "",
     ) -> Iterator[History]:  # fmt: skip
         """Stream an answer to the last user turn of `history` (shared by chat and regenerate)."""
-        limit, session = self.settings.max_context_tokens, _session(request)
+        limit, key = self.settings.max_context_tokens, session(request)
         prepared = self.backend.prepare(to_qwen_messages(history, budget, system_prompt or ""), limit)
         if prepared.dropped:
             gr.Warning(say(request, "chat.context_dropped", limit=limit, n=prepared.dropped))
-        stop, prefix = self.sessions.begin(session)
+        stop, prefix = self.sessions.begin(key)
         reply = {"role": "assistant", "content": ""}
-        stats = self.last_stats[session] = AnswerStats()
+        stats = self.last_stats[key] = AnswerStats()
+        self.last_stats.move_to_end(key)
+        while len(self.last_stats) > STATS_KEPT:
+            self.last_stats.popitem(last=False)
         answer = self.backend.stream(prepared, params, stop, prefix, min_interval=STREAM_INTERVAL, stats=stats)
         try:
             for partial in answer:
@@ -344,7 +348,8 @@ class ChatTab:
             reply["content"] += " …"
             gr.Warning(str(cut))
         finally:
-            self.sessions.trim(keep=session)  # the caches, this answer's grown one too, within their bytes
+            self.sessions.finish(key, stop)
+            self.sessions.trim(keep=key)  # the caches, this answer's grown one too, within their bytes
         yield [*history, reply]
 
 

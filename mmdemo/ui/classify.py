@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,19 @@ from mmdemo.classify.templates import (
 from mmdemo.classify.zeroshot import parse_labels, scoring_rule
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.files import inside, remove_tree
 from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
-from mmdemo.ui.common import friendly_errors, upload_path
+from mmdemo.ui.common import friendly_errors, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 from mmdemo.vectorcache import embedding_cache
 
 EXAMPLE_LABELS = "cat, dog, car, person"  # input for the model (its language, not the page's): edited freely
 NO_PRESET = "(type your own)"  # the value; the page shows classify.no_preset
+TOP_K_MAX = 20  # labels shown per image
 CSV_MAX_AGE_S = 86_400  # a session that never said goodbye (an API client) keeps its CSV this long
 Scores = tuple[dict[str, float] | None, str, Any, str | None]
 
@@ -69,7 +70,7 @@ class ClassifyTab:
                     template_set = gr.Radio([(t(f"classify.set.{key}"), key) for key in TEMPLATE_SETS], value=CUSTOM,
                                             label=t("classify.templates"))  # fmt: skip
                     template = gr.Textbox(label=t("classify.custom_template"), value=DEFAULT_TEMPLATE)
-                top_k = gr.Slider(1, 20, value=5, step=1, label=t("classify.top_k"))
+                top_k = gr.Slider(1, TOP_K_MAX, value=5, step=1, label=t("classify.top_k"))
                 go = gr.Button(t("classify.button"), variant="primary", elem_id="classify-go")
             with gr.Column():
                 scores = gr.Label(label=t("classify.scores"), elem_id="classify-scores")
@@ -108,6 +109,18 @@ class ClassifyTab:
         table (image, top-1, score, top-5) and the path of the table as CSV.
         """
         settings = self.settings
+        # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
+        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
+        labels_text, template = text_input(labels_text, "labels"), text_input(template, "template")
+        if len(template) > settings.max_label_chars:
+            raise UserFacingError(
+                key="classify.label_too_long",
+                label=template[:40],
+                n=f"{len(template):,}",
+                limit=settings.max_label_chars,
+            )
+        if not isinstance(files, list | None):
+            raise UserFacingError(key="error.not_a_file")
         paths = [upload_path(f) for f in files or []]
         if image:
             paths.insert(0, upload_path(image))
@@ -141,7 +154,6 @@ class ClassifyTab:
         if not result.predictions:
             reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.skipped)
             raise UserFacingError(key="classify.unreadable", reasons=reasons)
-        k = int(top_k)
         encoded = result.classifier.encoded
         lines = [scoring_rule(clip, lang), say(request, "classify.counts", labels=len(labels), templates=len(templates),
                                                 encoded=encoded, cached=len(labels) - encoded)]  # fmt: skip
@@ -157,18 +169,17 @@ class ClassifyTab:
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: its CSV goes (Gradio keeps the copy it served until its own cache expires)."""
-        shutil.rmtree(self._session_dir(request), ignore_errors=True)
+        remove_tree(self.csv_root, session(request))
 
     def _session_dir(self, request: gr.Request | None) -> Path:
-        session = getattr(request, "session_hash", None) or "api"
-        return self.csv_root / "".join(c for c in session if c.isalnum())
+        return inside(self.csv_root, session(request))
 
     def _write_csv(self, text: str, request: gr.Request | None) -> Path:
         """The session's one CSV (the latest table); sessions gone for a day lose theirs."""
         now = time.time()
         for old in self.csv_root.glob("*/classify.csv"):
             if now - old.stat().st_mtime > CSV_MAX_AGE_S:
-                shutil.rmtree(old.parent, ignore_errors=True)
+                remove_tree(self.csv_root, old.parent.relative_to(self.csv_root))
         path = self._session_dir(request) / "classify.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
 from mmdemo.errors import UserFacingError
+from mmdemo.files import session_key
 from mmdemo.i18n import DEFAULT
 from mmdemo.ui.i18n import language
 
@@ -35,6 +37,39 @@ def upload_path(value: Any) -> str | None:
     if not path:
         raise UserFacingError(key="error.not_a_file")
     return str(path)
+
+
+def session(request: gr.Request | None) -> str:
+    """This request's session key: the one name any per-session file, folder or dict entry may use.
+
+    `session_hash` is whatever the client sent (any text: `/`, `..`, NUL, 10 kB); the key is a hash
+    of it, 32 hex characters, so it never becomes a path and never grows a dict by more than that.
+    """
+    return session_key(getattr(request, "session_hash", None))
+
+
+def number(value: Any, low: float, high: float, name: str) -> float:
+    """`value` as a float within [low, high]; a clear refusal otherwise.
+
+    For inputs of events that skip Gradio's preprocessing (which would check a slider's bounds):
+    an API client can send anything there.
+    """
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        result = math.nan
+    if not low <= result <= high:  # NaN fails this too
+        raise UserFacingError(key="error.out_of_range", name=name, low=low, high=high, value=str(value)[:40])
+    return result
+
+
+def text_input(value: Any, name: str) -> str:
+    """`value` as text ('' for None); a clear refusal for anything else (a list, a number, a dict)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserFacingError(key="error.not_text", name=name)
+    return value
 
 
 def theme() -> gr.themes.Base:

@@ -20,19 +20,21 @@ import gradio as gr
 from mmdemo import hosting
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+from mmdemo.files import inside, remove_tree
 from mmdemo.i18n import has_cjk
 from mmdemo.images import BadImageError, open_image
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
-from mmdemo.ui.common import friendly_errors, upload_path
+from mmdemo.ui.common import friendly_errors, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 
 log = logging.getLogger(__name__)
 
 MINE_PAGE = 48  # images per page of "Your images"
+TOP_K_MAX = 48  # results per search
 Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
 
 
@@ -52,7 +54,7 @@ class SearchTab:
     def __init__(self, settings: Settings, galleries: Galleries) -> None:
         self.settings = settings
         self.galleries = galleries
-        self.owners: dict[str, str] = {}  # session hash -> its private gallery's token
+        self.owners: dict[str, str] = {}  # session key -> its private gallery's token
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         self.originals = settings.data_dir / "originals"  # uploads kept for full-size viewing, per gallery
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
@@ -85,7 +87,7 @@ class SearchTab:
                 query = gr.Textbox(label=t("search.query"), placeholder=t("search.query_placeholder"),
                                    elem_id="search-query")  # fmt: skip
                 with gr.Row():
-                    top_k = gr.Slider(1, 48, value=12, step=1, label=t("search.top_k"))
+                    top_k = gr.Slider(1, TOP_K_MAX, value=12, step=1, label=t("search.top_k"))
                     min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label=t("search.min_score"))
             query_image = gr.Image(type="filepath", label=t("search.by_example"), height=160, scale=1,
                                    elem_id="search-query-image")  # fmt: skip
@@ -156,6 +158,9 @@ class SearchTab:
         Returns (thumbnail, "score · name") pairs, a table of rank / score / name / gallery, and
         the results' ids (kept for "Remove selected").
         """
+        # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
+        query = text_input(query, "query")[: self.settings.max_prompt_chars]
+        k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
         library = self.galleries.library()
         mine = self.galleries.get(session_gallery(token)) if token else None
         if self.galleries.indexing_library():
@@ -163,7 +168,6 @@ class SearchTab:
         if len(library) + len(mine or ()) == 0:
             gr.Warning(say(request, "search.gallery_empty"))
             return [], [], [], None
-        k, floor = int(top_k), float(min_score)
         # One query vector for every gallery: they share the CLIP model.
         vector = library.query_vector(query, upload_path(query_image) if query_image else None)
         tagged = [("shared", h) for h in library.search_vector(vector, k, floor)]
@@ -189,11 +193,12 @@ class SearchTab:
         if not paths:
             return say(request, "search.choose_files"), token
         token = token or secrets.token_hex(16)
-        if request is not None and request.session_hash:
-            self.owners[request.session_hash] = token
+        if request is not None:
+            self.owners[session(request)] = token
         # Archives unpack outside the served folders, and go once indexed, like the uploads
         # themselves: what is kept is the index and thumbnails of this session's gallery.
-        workdir = settings.data_dir / "uploads" / token / secrets.token_hex(4)  # one per request
+        uploads = settings.data_dir / "uploads"
+        workdir = inside(uploads, token, secrets.token_hex(4))  # one per request
         try:
             found, unpacked_skips = expand_uploads(
                 paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000,
@@ -205,7 +210,7 @@ class SearchTab:
             report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
             self._keep_originals(found, report.added, token)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_tree(uploads, workdir.relative_to(uploads.resolve()))
             with contextlib.suppress(OSError):  # the session's folder, once no request uses it
                 workdir.parent.rmdir()
             discard(paths)
@@ -229,8 +234,8 @@ class SearchTab:
     def language_notice(self, query: str, request: gr.Request) -> str:
         """Under the results, once per session: a query in Chinese (or Japanese, Korean) to a CLIP
         model that reads English only returns noise; say so, and which setting fixes it."""
-        session = (request.session_hash if request is not None else None) or "api"
-        if not has_cjk(query) or session in self.noticed:
+        key = session(request)
+        if not isinstance(query, str) or not has_cjk(query) or key in self.noticed:
             return ""
         model_id = self.galleries.manager.resolve_id("clip")
         try:
@@ -239,7 +244,7 @@ class SearchTab:
             return ""
         if multilingual:
             return ""
-        self.noticed.add(session)
+        self.noticed.add(key)
         return say(request, "search.cjk_notice", model=model_id, multilingual=MULTILINGUAL_CLIP)
 
     def find_similar(
@@ -334,7 +339,7 @@ class SearchTab:
         if source == "shared" and item.source and Path(item.source).is_file():
             return item.source
         if source == "yours" and token:
-            kept = next((self.originals / session_gallery(token)).glob(f"{item.hash}.*"), None)
+            kept = next(inside(self.originals, session_gallery(token)).glob(f"{item.hash}.*"), None)
             if kept is not None:
                 return str(kept)
         return item.thumb
@@ -343,7 +348,7 @@ class SearchTab:
         """Copy the originals of what this call added, within the session's MMDEMO_ORIGINALS_MB."""
         if self.settings.originals_mb <= 0:
             return
-        folder = self.originals / session_gallery(token)
+        folder = inside(self.originals, session_gallery(token))
         folder.mkdir(parents=True, exist_ok=True)
         used = sum(f.stat().st_size for f in folder.iterdir())
         new = set(added)
@@ -352,13 +357,13 @@ class SearchTab:
             item = items.get(file.name)
             if item is None or used + item.bytes > self.settings.originals_mb * 1_000_000:
                 continue
-            shutil.copyfile(file.path, folder / f"{item.hash}{Path(file.name).suffix.lower()}")
+            shutil.copyfile(file.path, inside(folder, f"{item.hash}{Path(file.name).suffix.lower()}"))
             used += item.bytes
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""
-        self.noticed.discard(request.session_hash or "")
-        if (mine := self.owners.pop(request.session_hash or "", None)) is not None:
+        self.noticed.discard(session(request))
+        if (mine := self.owners.pop(session(request), None)) is not None:
             self.galleries.drop(session_gallery(mine))
 
 

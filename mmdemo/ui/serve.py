@@ -13,6 +13,7 @@ import gradio as gr
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import text
+from mmdemo.ui.fairness import ClientQuota
 from mmdemo.ui.i18n import I18N
 
 if TYPE_CHECKING:
@@ -206,7 +207,10 @@ def serve(
         print(f"\n⚠️  {warning}\n", flush=True)
     # Model events join their role's group (above); the rest (history edits, the System table)
     # are cheap and run at once. max_size counts what waits in all groups together (Gradio's rule).
-    app.queue(max_size=settings.max_queue_size, default_concurrency_limit=8)
+    # api_open=False: a queued event cannot be called past the queue (POST /gradio_api/run/...), where
+    # neither the concurrency limits nor the per-client cap would see it. (Gradio's default off Spaces is open.)
+    app.queue(max_size=settings.max_queue_size, default_concurrency_limit=8, api_open=False)
+    ClientQuota(settings).install(app)  # and no client may fill it alone (ui/fairness.py)
     block = not extra.pop("prevent_thread_lock", False)
     if before_launch is not None:
         before_launch()

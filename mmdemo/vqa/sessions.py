@@ -63,6 +63,12 @@ class ChatSessions:
         if event is not None:
             event.set()
 
+    def finish(self, session: str, stop: threading.Event) -> None:
+        """The generation that `begin` gave `stop` ended: drop its flag (unless a newer one replaced it)."""
+        with self._lock:
+            if self._stops.get(session) is stop:
+                del self._stops[session]
+
     def forget(self, session: str) -> None:
         """Stop and free everything of this session (Clear, or the browser tab closed)."""
         self.stop(session)
