@@ -232,7 +232,7 @@ class Settings:
         ),
     )
     root_path: str = field(default="", metadata=_opt("URL prefix when served behind a reverse proxy, e.g. /mmdemo."))
-    mcp: bool = field(default=False, metadata=_opt("Also serve the tabs' API as MCP tools (/gradio_api/mcp/)."))
+    mcp: bool = field(default=False, metadata=_opt("Also serve the tools for agents as MCP tools (/gradio_api/mcp/)."))
     concurrency_limit: int = field(
         default=0,
         metadata=_opt(
@@ -262,6 +262,13 @@ class Settings:
         metadata=_opt(
             "Addresses or CIDR ranges of reverse proxies in front of the app, comma-separated. Only a request from "
             "one of them has its client address taken from X-Forwarded-For (for the per-client cap); '' = none."
+        ),
+    )
+    url_allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Host names the machine-client tools may fetch image URLs from even though they resolve to private or "
+            "loopback addresses (an intranet photo server), comma-separated. Others must be public. '' = none."
         ),
     )
     analytics: bool = field(default=False, metadata=_opt("Let Gradio send its usage analytics."))

@@ -220,9 +220,8 @@ def test_a_batch_csv_is_written_under_the_data_dir_and_goes_with_the_session(ser
     from gradio_client import Client, handle_file
 
     from mmdemo.config import Settings
-    from mmdemo.ui.classify import ClassifyTab
-
     from mmdemo.files import session_key
+    from mmdemo.ui.classify import ClassifyTab
 
     temp_before = set(Path(tempfile.gettempdir()).glob("mmdemo-classify-*"))
     batch = [handle_file(str(p)) for p in images]

@@ -109,13 +109,14 @@ def test_auth_refuses_requests_without_credentials(tiny_settings, launch):
     assert "Profile:" in info
 
 
-def test_mcp_schema_lists_each_tabs_tools(tiny_settings, launch):
+def test_mcp_schema_lists_the_tools_for_agents_only(tiny_settings, launch):
     _, url = launch(tiny_settings.replace(mcp=True))
     status, body = _get(url + "gradio_api/mcp/schema")
     assert status == 200
-    tools = {tool["name"]: tool for tool in json.loads(body)}
-    assert {"chat", "search", "index_images", "classify"} <= set(tools)
-    assert "Zero-shot classify" in tools["classify"]["description"]
+    # The schema lists every endpoint with its kind; an MCP client is offered the "tool" ones only.
+    tools = {tool["name"]: tool for tool in json.loads(body) if tool["meta"]["mcp_type"] == "tool"}
+    assert set(tools) == {"search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images"}
+    assert "Zero-shot classify" in tools["classify_image"]["description"]
 
 
 class _Request:

@@ -9,7 +9,7 @@ from mmdemo.config import Settings
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
-from mmdemo.search.store import GalleryStore
+from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.vectorcache import embedding_cache
 
 LIBRARY = "library"
@@ -55,6 +55,18 @@ class Galleries:
         for root in [*galleries.glob(f"*/{name}"), *galleries.glob(f"unsaved/*/{name}")]:
             remove_tree(galleries, root.relative_to(galleries))
         remove_tree(self.settings.data_dir / "originals", name)  # its kept uploads
+
+    def search(
+        self, query: str, image: str | None, k: int, min_score: float, private: str | None = None
+    ) -> list[tuple[str, Hit]]:
+        """The best `k` images for a description (or, given an image's path, like it) in the library and
+        in the private gallery `private` (a session's token), tagged "shared" or "yours", best first."""
+        library = self.library()
+        mine = self.get(session_gallery(private)) if private else None
+        vector = library.query_vector(query, image)  # one query vector for every gallery: they share the CLIP model
+        tagged = [("shared", h) for h in library.search_vector(vector, k, min_score)]
+        tagged += [("yours", h) for h in mine.search_vector(vector, k, min_score)] if mine else []
+        return sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
 
     def library(self, wait: bool = False) -> Gallery:
         """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then

@@ -7,7 +7,7 @@ import gradio as gr
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.galleries import Galleries
-from mmdemo.ui import chat, classify, search, system
+from mmdemo.ui import chat, classify, search, system, tools
 from mmdemo.ui.common import CSS, theme
 from mmdemo.ui.i18n import I18N, t
 from mmdemo.vqa.backend import ChatBackend, chat_backend
@@ -40,4 +40,6 @@ def build_app(
                 classify.build(settings, manager, app)
             with gr.Tab(t("tab.system"), id="system"):
                 system.build(settings, manager, app, backend)
+        tools.build(settings, manager, galleries, backend)  # for machine clients: API endpoints and MCP tools
+    tools.only_tools_for_mcp(app)
     return app

@@ -168,11 +168,7 @@ class SearchTab:
         if len(library) + len(mine or ()) == 0:
             gr.Warning(say(request, "search.gallery_empty"))
             return [], [], [], None
-        # One query vector for every gallery: they share the CLIP model.
-        vector = library.query_vector(query, upload_path(query_image) if query_image else None)
-        tagged = [("shared", h) for h in library.search_vector(vector, k, floor)]
-        tagged += [("yours", h) for h in mine.search_vector(vector, k, floor)] if mine else []
-        hits = sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
+        hits = self.galleries.search(query, upload_path(query_image) if query_image else None, k, floor, token)
         if not hits:
             gr.Info(say(request, "search.no_match", floor=f"{floor:.2f}"))
         shown, rows = results(hits)

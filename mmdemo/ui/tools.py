@@ -1,0 +1,273 @@
+"""Tools for machine clients: the app's features as functions an MCP agent (or a script) can call.
+
+The tabs' events take what a page sends (Gradio's message structures, browser state); these take
+plain text — a question, labels, image URLs or data URIs — and answer text an agent can read:
+names, scores, and URLs of the images it can fetch. They are the app's MCP tools (`--mcp`) and
+API endpoints (`/search_images`, ...). Each argument is described in its docstring's Args, which
+Gradio turns into the tool's schema.
+
+An MCP server is stateless here and Gradio calls the tools through one loopback client, so there
+is no browser session to keep an agent's images in: `add_images` returns a **collection token**
+(a secret, like a private gallery's) that the agent passes back to the other tools. Collections
+unused for a day are deleted.
+
+Annotations are real types here (no `from __future__ import annotations`): gr.api reads them.
+"""
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gradio as gr
+
+from mmdemo import hosting
+from mmdemo.classify.batch import classify_files
+from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, templates_for_labels
+from mmdemo.classify.zeroshot import parse_labels
+from mmdemo.config import Settings
+from mmdemo.errors import UserFacingError
+from mmdemo.fetch import Fetched, fetch_image
+from mmdemo.files import inside, remove_tree
+from mmdemo.ingest import ImageFile
+from mmdemo.models.manager import ModelManager
+from mmdemo.models.registry import resolve
+from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.ui.common import friendly_errors, number, text_input
+from mmdemo.ui.i18n import language, say
+from mmdemo.ui.serve import chat_queue, clip_queue
+from mmdemo.vectorcache import embedding_cache
+from mmdemo.vqa.backend import ChatBackend
+from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
+from mmdemo.vqa.media import check_attachments
+
+MCP_TOOLS = ("search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images")
+COLLECTION_TTL_S = 86_400  # a collection unused this long is deleted
+TOP_K_MAX = 48
+ASK_MAX_PIXELS = 512 * PATCH_AREA  # images an agent sends are asked about at the CPU chat's default size
+
+
+def _base_url(request: gr.Request | None, root_path: str) -> str:
+    """The app's URL as the client sees it (an MCP call reaches us with the agent's own headers)."""
+    headers = getattr(request, "headers", None) or {}
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    host = (headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1").split(",")[0].strip()
+    return f"{scheme}://{host}{root_path.rstrip('/')}"
+
+
+class AgentTools:
+    """The machine-client tools: `render` registers them (inside the Blocks), each tool is a method."""
+
+    def __init__(self, settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend) -> None:
+        self.settings, self.manager, self.galleries, self.backend = settings, manager, galleries, backend
+        self.cache = embedding_cache(settings)
+        self.downloads = settings.data_dir / "downloads"  # fetched images, a folder per call, removed after it
+        self._used: dict[str, float] = {}  # collection token -> last use
+        self._lock = threading.Lock()
+
+    def render(self) -> None:
+        """Register the tools as API endpoints (and MCP tools, when the app serves MCP)."""
+        clip, chat = clip_queue(self.settings), chat_queue(self.settings)
+        tools: list[tuple[Callable[..., Any], dict[str, Any], int]] = [
+            (self.search_images, clip, 30),
+            (self.ask_image, chat, 120),
+            (self.classify_image, clip, 60),
+            (self.add_images, clip, 120),
+            (self.list_images, {}, 0),
+            (self.delete_images, {}, 0),
+        ]
+        for tool, queue, gpu_seconds in tools:
+            fn = hosting.gpu(duration=gpu_seconds)(tool) if gpu_seconds else tool
+            gr.api(friendly_errors(fn), api_name=tool.__name__, **queue)
+
+    # --- the tools ---
+
+    def search_images(
+        self, query: str = "", image: str = "", top_k: int = 8, collection: str = "", request: gr.Request = None
+    ) -> str:
+        """Find images by a description in words, or by an example image, in the shared photo library
+        (and in your collection).
+
+        Args:
+            query: what to look for, in words, e.g. "a dog on a beach". Leave empty to search by `image`.
+            image: an example image, as an http(s) URL or a data:image/...;base64 URI. Leave empty to search by `query`.
+            top_k: how many results to return, 1 to 48.
+            collection: the token add_images returned, to search your own images too ('' for the library only).
+        Returns:
+            One line per result, best first: rank, score (cosine, -1 to 1), name, where it is, an image URL to fetch.
+        """
+        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
+        query = text_input(query, "query")[: self.settings.max_prompt_chars]
+        token = self._collection(collection, create=False) if collection else None
+        with self._fetched([image] if text_input(image, "image") else []) as fetched:
+            path = str(fetched[0].path) if fetched else None
+            hits = self.galleries.search(query, path, k, -1.0, token)
+        if not hits:
+            return say(request, "tools.no_results")
+        url = _base_url(request, self.settings.root_path) + "/gradio_api/file="
+        where = {"shared": "library", "yours": "collection"}
+        return "\n".join(
+            f"{rank}. score {hit.score:.3f} · {hit.item.name} · {where[source]} · {url}{hit.item.thumb}"
+            for rank, (source, hit) in enumerate(hits, 1)
+        )
+
+    def ask_image(self, question: str, image: str, max_new_tokens: int = 128, request: gr.Request = None) -> str:
+        """Ask the vision-language model a question about one image.
+
+        Args:
+            question: the question, e.g. "What is in this picture?".
+            image: the image: an http(s) URL or a data URI (data:image/png;base64,...).
+            max_new_tokens: the longest answer, in tokens (1 to the server's limit).
+        Returns:
+            The model's answer, as text.
+        """
+        question = text_input(question, "question").strip()
+        if not question or len(question) > self.settings.max_prompt_chars:
+            raise UserFacingError(
+                key="chat.message_too_long" if question else "chat.empty",
+                n=len(question),
+                limit=self.settings.max_prompt_chars,
+            )
+        params = GenerationParams(
+            int(number(max_new_tokens, 1, self.settings.max_new_tokens, "max_new_tokens")), greedy=True
+        )
+        budget = ImageBudget(max_pixels=ASK_MAX_PIXELS, max_file_pixels=self.settings.max_image_pixels)
+        with self._fetched([text_input(image, "image")]) as fetched:
+            files, skipped = check_attachments([str(fetched[0].path)], budget.max_file_pixels, budget.max_pixels, 2)
+            if skipped:
+                raise UserFacingError(key="tools.unreadable", reason=skipped[0].reason)
+            history = [{"role": "user", "content": {"path": files[0]}}, {"role": "user", "content": question}]
+            prepared = self.backend.prepare(to_qwen_messages(history, budget, ""), self.settings.max_context_tokens)
+            stream = self.backend.stream(
+                prepared, params, threading.Event(), None, min_interval=1.0, stats=AnswerStats()
+            )
+            answer = ""
+            for partial in stream:  # each is the answer so far
+                answer = partial
+        return answer.strip()
+
+    def classify_image(self, image: str, labels: str, top_k: int = 5, request: gr.Request = None) -> str:
+        """Zero-shot classify one image against labels you give (CLIP): which label fits best.
+
+        Args:
+            image: the image: an http(s) URL or a data URI (data:image/png;base64,...).
+            labels: the candidate labels, comma-separated or one per line, e.g. "cat, dog, car" (at least two).
+            top_k: how many of the best labels to return, 1 to 20.
+        Returns:
+            One line per label, best first: the label and its score (0 to 1).
+        """
+        k = int(number(top_k, 1, 20, "top_k"))
+        lang = language(request)
+        parsed, _ = parse_labels(
+            text_input(labels, "labels"), self.settings.max_labels, self.settings.max_label_chars, lang
+        )
+        multilingual = resolve(self.manager.resolve_id("clip")).multilingual
+        templates, _ = templates_for_labels(CUSTOM, DEFAULT_TEMPLATE, parsed, multilingual)
+        with self._fetched([text_input(image, "image")]) as fetched:
+            files = [ImageFile(str(f.path), f.name) for f in fetched]
+            result = classify_files(
+                self.manager.get("clip"), files, parsed, templates, self.settings.max_image_pixels, self.cache
+            )
+        if not result.predictions:
+            raise UserFacingError(key="tools.unreadable", reason=result.skipped[0].reason)
+        return "\n".join(f"{label}: {score:.3f}" for label, score in result.predictions[0][1].top_k(k))
+
+    def add_images(self, images: list[str], collection: str = "", request: gr.Request = None) -> str:
+        """Add images to your collection (a private gallery), so that search_images finds them.
+
+        Args:
+            images: the images: a list of http(s) URLs or data URIs (data:image/png;base64,...).
+            collection: the token from an earlier add_images, to add to it ('' to start a new collection).
+        Returns:
+            What was added and skipped, and the collection token for search_images, list_images, delete_images.
+        """
+        if not isinstance(images, list) or not images:
+            raise UserFacingError(key="tools.no_images")
+        if len(images) > self.settings.max_images_per_upload:
+            raise UserFacingError(key="upload.too_many", n=self.settings.max_images_per_upload)
+        token = self._collection(collection, create=True)
+        with self._fetched([text_input(i, "images") for i in images]) as fetched:
+            gallery = self.galleries.get(session_gallery(token))
+            report = gallery.add_files([ImageFile(str(f.path), f.name) for f in fetched])
+        return (
+            report.summary(language(request)) + "\n\n" + say(request, "tools.collection", token=token, n=len(gallery))
+        )
+
+    def list_images(self, collection: str, request: gr.Request = None) -> str:
+        """List the images in your collection.
+
+        Args:
+            collection: the collection token that add_images returned.
+        Returns:
+            One line per image: its id, name, size in bytes, and an image URL you can fetch.
+        """
+        items = self.galleries.get(session_gallery(self._collection(collection, create=False))).store.items()
+        if not items:
+            return say(request, "search.mine_nothing")
+        base = _base_url(request, self.settings.root_path)
+        return "\n".join(f"{it.id} · {it.name} · {it.bytes} bytes · {base}/gradio_api/file={it.thumb}" for it in items)
+
+    def delete_images(self, collection: str, which: str = "all", request: gr.Request = None) -> str:
+        """Delete images from your collection.
+
+        Args:
+            collection: the collection token that add_images returned.
+            which: "all", or image ids or names, comma-separated (as list_images shows them).
+        Returns:
+            How many images were deleted and how many are left.
+        """
+        gallery = self.galleries.get(session_gallery(self._collection(collection, create=False)))
+        wanted = {w.strip() for w in text_input(which, "which").split(",") if w.strip()}
+        items = gallery.store.items()
+        chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
+        removed = gallery.remove([it.id for it in chosen])
+        return say(request, "search.removed", n=removed, left=len(gallery))
+
+    # --- shared steps ---
+
+    def _collection(self, token: str, create: bool) -> str:
+        """A known collection's token (refreshed), or a new one; sweeps collections unused for a day."""
+        token = text_input(token, "collection").strip()
+        now = time.time()
+        with self._lock:
+            stale = [t for t, used in self._used.items() if now - used > COLLECTION_TTL_S]
+            for old in stale:
+                del self._used[old]
+            if token and token not in self._used:
+                raise UserFacingError(key="tools.unknown_collection")
+            token = token or (secrets.token_hex(16) if create else "")
+            if not token:
+                raise UserFacingError(key="tools.unknown_collection")
+            self._used[token] = now
+        for old in stale:
+            self.galleries.drop(session_gallery(old))
+        return token
+
+    @contextmanager
+    def _fetched(self, sources: list[str]) -> Iterator[list[Fetched]]:
+        """The sources fetched into a folder of this call's, removed afterwards."""
+        folder = inside(self.downloads, secrets.token_hex(8))
+        limit, allowed = self.settings.max_upload_mb * 1_000_000, self.settings.url_allowed_hosts
+        try:
+            yield [fetch_image(source, folder, limit, allowed) for source in sources]
+        finally:
+            remove_tree(self.downloads, folder.relative_to(self.downloads.resolve()))
+
+
+def build(settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend) -> None:
+    """Register the machine-client tools in the current Blocks."""
+    AgentTools(settings, manager, galleries, backend).render()
+
+
+def only_tools_for_mcp(app: gr.Blocks) -> None:
+    """Keep every other endpoint (the tabs' events, the operators' ones) out of the MCP tools.
+
+    Gradio lists every public endpoint as an MCP tool unless its function's `_mcp_type` says
+    otherwise (docs/private-apis.md); the tabs' endpoints stay on the API page for scripts.
+    """
+    for block_fn in app.fns.values():
+        if block_fn.fn is not None and block_fn.api_name not in MCP_TOOLS:
+            target = getattr(block_fn.fn, "__func__", block_fn.fn)  # a bound method reads its function's attributes
+            target._mcp_type = "api-only"
