@@ -109,18 +109,6 @@ def stop_app(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def resend(history: list[dict]) -> list[dict]:
-    """A history the API returned, ready to send back: the client downloaded its files to local
-    paths, which go back up as file handles."""
-    from gradio_client import handle_file
-
-    for message in history:
-        for item in message["content"]:
-            if item.get("type") == "file" and isinstance(item["file"], str):
-                item["file"] = handle_file(item["file"])
-    return history
-
-
 def start_vlm_server(model_dir: Path, log: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
     """`transformers serve` pinned to `model_dir` on a loopback port: a real OpenAI-compatible
     server (the one the dev requirements bring); its /v1 URL once GET /health answers."""

@@ -18,7 +18,7 @@ import pytest
 from mmdemo.errors import UserFacingError
 from mmdemo.vqa.chat import GenerationParams, ImageBudget, to_qwen_messages
 from mmdemo.vqa.remote import RemoteVLM, redact
-from tests.conftest import free_port, resend, start_app, start_vlm_server, stop_app
+from tests.conftest import free_port, start_app, start_vlm_server, stop_app
 
 LONG = GenerationParams(max_new_tokens=3000, temperature=1.0)  # the tiny model never stops early at 1.0
 
@@ -209,7 +209,6 @@ def test_the_app_chats_through_the_server_and_keeps_a_cut_answer(remote_app, ima
     first = {"text": "Compare these.", "files": [handle_file(str(images[0])), handle_file(str(images[1]))]}
     history, _ = client.predict(first, [], *[24, *controls[1:]], api_name="/chat")
     assert history[-1]["role"] == "assistant" and history[-1]["content"]
-    history = resend(history)
     # No local VLM: the System tab lists CLIP only, and says where the chat runs.
     _, info = client.predict(api_name="/system")
     assert "on `http://127.0.0.1:" in info and "sk-x1" not in info
@@ -239,7 +238,6 @@ def test_the_app_chats_through_the_server_and_keeps_a_cut_answer(remote_app, ima
     cut, _ = job.result()
     text = cut[-1]["content"][0]["text"]
     assert cut[-1]["role"] == "assistant" and text.endswith(" …") and len(text) > 2
-    cut = resend(cut)
     with pytest.raises(Exception, match=r"Could not reach chat server at http://127\.0\.0\.1"):
         client.predict({"text": "Still there?", "files": []}, cut, *controls, api_name="/chat")
     # The rest of the app works meanwhile, and once the server is back so does the chat.

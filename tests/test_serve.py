@@ -117,6 +117,11 @@ def test_mcp_schema_lists_the_tools_for_agents_only(tiny_settings, launch):
     tools = {tool["name"]: tool for tool in json.loads(body) if tool["meta"]["mcp_type"] == "tool"}
     assert set(tools) == {"search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images"}
     assert "Zero-shot classify" in tools["classify_image"]["description"]
+    # Every public endpoint's every argument has its meaning (from the docstring's Args), tool or not:
+    # the API page and MCP clients read the same descriptions.
+    for endpoint in json.loads(body):
+        for name, schema in endpoint["inputSchema"]["properties"].items():
+            assert schema.get("description"), f"{endpoint['name']}({name}) is not described"
 
 
 class _Request:

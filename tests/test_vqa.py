@@ -19,7 +19,7 @@ from mmdemo.vqa.chat import GenerationParams, ImageBudget, build_prompt, stream_
 from mmdemo.vqa.history import pop_last_turn, without_last_answer
 from mmdemo.vqa.media import check_attachments, load_image
 from mmdemo.vqa.reuse import PrefixCache, VisualSpan, reusable_prefix
-from tests.conftest import free_port, resend
+from tests.conftest import free_port
 
 SMALL = ImageBudget(min_pixels=4 * 784, max_pixels=224 * 224, max_frames=4, video_total_pixels=4 * 224 * 224)
 GREEDY = GenerationParams(max_new_tokens=10, greedy=True)
@@ -268,11 +268,9 @@ def test_chat_api_multi_image_multi_turn_video_and_regenerate(chat_client, image
     first = {"text": "Compare these.", "files": [handle_file(str(p)) for p in images[:2]]}
     history, _ = chat_client.predict(first, [], max_new_tokens=6, temperature=1.0, api_name="/chat")
     assert [m["role"] for m in history] == ["user", "user", "user", "assistant"]
-    history = resend(history)
     second = {"text": "And the video?", "files": [handle_file(str(video))]}
     history, _ = chat_client.predict(second, history, max_new_tokens=6, temperature=1.0, api_name="/chat")
     assert len(history) == 7 and history[-1]["role"] == "assistant" and history[-1]["content"]
-    history = resend(history)
     again = chat_client.predict(history, max_new_tokens=6, temperature=1.0, api_name="/regenerate")
     assert [m["role"] for m in again] == [m["role"] for m in history]
     assert again[-2]["content"][0]["text"] == "And the video?" and again[-1]["content"]
@@ -286,7 +284,7 @@ def test_the_conversation_downloads_as_json_and_markdown(chat_client, images):
     first = {"text": "What is this?", "files": [handle_file(str(images[0]))]}
     history, _ = chat_client.predict(first, [], max_new_tokens=4, system_prompt="Be brief.", api_name="/chat")
     answer = history[-1]["content"][0]["text"]
-    files = chat_client.predict(resend(history), "Be brief.", api_name="/export_conversation")
+    files = chat_client.predict(history, "Be brief.", api_name="/export_conversation")
     by_suffix = {Path(f).suffix: Path(f) for f in files}
     transcript = json.loads(by_suffix[".json"].read_text())
     assert transcript == [

@@ -22,6 +22,7 @@ from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models.device import pick_device
 from mmdemo.ui.common import friendly_errors, session, text_input
+from mmdemo.ui.history import history_chatbot
 from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import chat_queue
 from mmdemo.vqa.backend import ChatBackend
@@ -75,7 +76,8 @@ class ChatTab:
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
-        chatbot = gr.Chatbot(label=t("chat.conversation"), height=460, buttons=["copy"])
+        # What /chat returns can be sent back as it is (ui/history.py).
+        chatbot = history_chatbot(label=t("chat.conversation"), height=460, buttons=["copy"])
         stats_line = gr.Markdown(elem_id="chat-stats")  # tokens, tokens/s, prompt reused, after each answer
         box = gr.MultimodalTextbox(
             placeholder=str(t("chat.placeholder")),  # as a string: the page translates any marked prop
@@ -183,7 +185,7 @@ class ChatTab:
 
         Args:
             message: {"text": question, "files": [image or video files]}.
-            history: the conversation so far in messages format ([] for a new one).
+            history: the conversation so far, as /chat returned it ([] for a new one).
             max_new_tokens: most tokens in the answer.
             temperature: sampling temperature (0 = greedy).
             top_p: nucleus sampling mass.
@@ -222,7 +224,23 @@ class ChatTab:
         system_prompt: str = "",
         request: gr.Request = None,
     ) -> Iterator[History]:
-        """Answer the last user turn again, replacing the old answer (same controls as `chat`)."""
+        """Answer the last user turn again, replacing the old answer.
+
+        Args:
+            history: the conversation as /chat returned it.
+            max_new_tokens: most tokens in the answer.
+            temperature: sampling temperature (0 = greedy).
+            top_p: nucleus sampling mass.
+            repetition_penalty: > 1 discourages repeating tokens.
+            greedy: deterministic decoding (ignores temperature and top_p).
+            min_pixels: smallest size an image is resized to, in pixels.
+            max_pixels: largest size an image is resized to, in pixels.
+            video_frames: frames sampled from a video.
+            video_total_pixels: pixel budget for all frames of a video together.
+            system_prompt: instructions for the model ('' = the model's default).
+        Returns:
+            The conversation with the new answer, growing as tokens arrive.
+        """
         self._check_system_prompt(system_prompt)
         history = without_last_answer(history or [])
         if not history:
@@ -248,7 +266,7 @@ class ChatTab:
         """The conversation as a JSON and a Markdown file (attachments referenced by file name).
 
         Args:
-            history: the conversation in messages format.
+            history: the conversation, as /chat returned it.
             system_prompt: the system prompt it was answered under ('' for none).
         Returns:
             The two files.

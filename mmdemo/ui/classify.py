@@ -105,8 +105,16 @@ class ClassifyTab:
     ) -> Scores:
         """Zero-shot classify one image (scores) or several (table + CSV) against the labels.
 
-        Returns the top-k scores of the single image, a note on how scores are computed, the
-        table (image, top-1, score, top-5) and the path of the table as CSV.
+        Args:
+            image: one image to classify (None when files are given).
+            files: several images to classify as a batch ([] for none).
+            labels_text: the candidate labels, comma-separated or one per line.
+            template_set: "custom" (the template below), "openai-7", "openai-80" or "zh".
+            template: the custom prompt template, with {} where the label goes (e.g. "a photo of a {}.").
+            top_k: how many labels to show per image, 1 to 20.
+        Returns:
+            The single image's top-k scores, a note on how scores are computed, the table
+            (image, top-1, score, top-5) and the table as a CSV file.
         """
         settings = self.settings
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.

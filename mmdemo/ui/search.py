@@ -155,8 +155,13 @@ class SearchTab:
     ) -> Shown:  # fmt: skip
         """Images matching a description (or, when an image is given, looking like it).
 
-        Returns (thumbnail, "score · name") pairs, a table of rank / score / name / gallery, and
-        the results' ids (kept for "Remove selected").
+        Args:
+            query: what to look for, in words (ignored when query_image is given).
+            query_image: an example image to find similar ones to (None to search by query).
+            top_k: how many results, 1 to 48.
+            min_score: leave out results below this cosine similarity (-1 keeps all).
+        Returns:
+            (thumbnail, "score · name") pairs and a table of rank / score / name / gallery.
         """
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
         query = text_input(query, "query")[: self.settings.max_prompt_chars]
@@ -183,7 +188,13 @@ class SearchTab:
     def index_images(
         self, files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()
     ) -> tuple[str, str | None]:
-        """Add uploaded images (or .zip archives of images) to this session's private gallery."""
+        """Add uploaded images (or .zip archives of images) to this session's private gallery.
+
+        Args:
+            files: image files or .zip archives of images.
+        Returns:
+            A report: indexed, duplicates, near-duplicates and skipped files (with why).
+        """
         settings = self.settings
         paths = [f if isinstance(f, str) else f.name for f in files or []]
         if not paths:
@@ -272,7 +283,13 @@ class SearchTab:
         return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
 
     def remove_images(self, which: str, token: str | None, request: gr.Request = None) -> str:
-        """Remove images from your gallery: 'all', or comma-separated names or ids (as `/my_images` lists them)."""
+        """Remove images from your gallery.
+
+        Args:
+            which: "all", or comma-separated names or ids (as /my_images lists them).
+        Returns:
+            How many were removed and how many are left.
+        """
         if not token:
             return say(request, "search.yours_empty")
         mine = self.galleries.get(session_gallery(token))

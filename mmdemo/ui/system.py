@@ -153,6 +153,9 @@ class SystemTab:
         """Load a model (one of the configured roles' ids) and keep it resident; returns the refreshed table.
 
         Operators only: from the machine the app runs on, or a user named in MMDEMO_ADMINS.
+
+        Args:
+            model_id: a model id of the configured roles, as the System tab lists it (e.g. "clip-vit-b-32").
         """
         self.manager.get(self._checked("load", model_id, request))
         gr.Info(say(request, "system.is_resident", model=model_id))
@@ -161,7 +164,11 @@ class SystemTab:
     @friendly_errors
     def retry_load(self, model_id: str, request: gr.Request) -> tuple[list[list[Any]], str]:
         """Try a model whose load failed again now (e.g. once the network is back), instead of
-        waiting for MMDEMO_LOAD_RETRY_S; returns the refreshed table. Operators only, like /load_model."""
+        waiting for MMDEMO_LOAD_RETRY_S; returns the refreshed table. Operators only, like /load_model.
+
+        Args:
+            model_id: a model id of the configured roles, as the System tab lists it (e.g. "clip-vit-b-32").
+        """
         model_id = self._checked("load", model_id, request)
         self.manager.retry(model_id)
         self.manager.get(model_id)
@@ -173,6 +180,9 @@ class SystemTab:
         """Unload a model and free its memory (it loads again on next use); returns the refreshed table.
 
         Operators only, like /load_model.
+
+        Args:
+            model_id: a model id of the configured roles, as the System tab lists it (e.g. "clip-vit-b-32").
         """
         unloaded = self.manager.unload(self._checked("unload", model_id, request))
         gr.Info(say(request, "system.unloaded" if unloaded else "system.not_loaded", model=model_id))
