@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     backend = chat_backend(settings, manager)  # the VLM in process, or on MMDEMO_VLM_URL's server
     app = build_app(settings, manager, galleries, backend)
     serve(app, settings, ready=lambda: readiness(settings, manager, galleries, backend), before_launch=starting.stop,
-          theme=theme(), css=CSS)  # fmt: skip
+          manager=manager, theme=theme(), css=CSS)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
 VLM_SERVERS = ("auto", "vllm", "sglang", "other")
 NEAR_DUPLICATES = ("report", "skip", "off")
+METRICS_ACCESS = ("operators", "everyone", "off")
 SECRETS = ("vlm_api_key",)  # never printed
 
 
@@ -269,6 +270,21 @@ class Settings:
         metadata=_opt(
             "Host names the machine-client tools may fetch image URLs from even though they resolve to private or "
             "loopback addresses (an intranet photo server), comma-separated. Others must be public. '' = none."
+        ),
+    )
+    metrics: str = field(
+        default="operators",
+        metadata=_opt(
+            "Who may read GET /metrics (Prometheus) on the app's port: operators (requests from this machine to an "
+            "app bound to loopback), everyone (a private network's scraper; no login asked), or off.",
+            METRICS_ACCESS,
+        ),
+    )
+    metrics_port: int = field(
+        default=0,
+        metadata=_opt(
+            "Also serve the metrics on this port (at any path), bound like the app, for a scraper inside the "
+            "deployment (Kubernetes: the pod's metrics port); 0 = no separate port."
         ),
     )
     analytics: bool = field(default=False, metadata=_opt("Let Gradio send its usage analytics."))

@@ -109,6 +109,25 @@ def stop_app(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+@pytest.fixture
+def launch(session_manager):
+    """Build and serve the tiny app in-process on a free port with some settings; closed afterwards."""
+    from mmdemo.ui import build_app
+    from mmdemo.ui.serve import serve
+
+    apps = []
+
+    def start(settings):
+        app = build_app(settings, session_manager)
+        serve(app, settings.replace(port=free_port()), manager=session_manager, prevent_thread_lock=True, quiet=True)
+        apps.append(app)
+        return app, app.local_url
+
+    yield start
+    for app in apps:
+        app.close()
+
+
 def start_vlm_server(model_dir: Path, log: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
     """`transformers serve` pinned to `model_dir` on a loopback port: a real OpenAI-compatible
     server (the one the dev requirements bring); its /v1 URL once GET /health answers."""

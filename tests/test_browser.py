@@ -256,6 +256,19 @@ def test_system_lists_the_resident_models(page):
     page.screenshot(path=ARTIFACTS / "system.png")
 
 
+def test_system_shows_live_traffic_after_a_search(page):
+    page.get_by_role("tab", name="Search").click()
+    page.get_by_label("Describe what you are looking for").fill("a rocket")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.locator("#search-results").get_by_text("·").first.wait_for(timeout=60_000)
+    page.get_by_role("tab", name="System").click()
+    # No click: the table refreshes itself (gr.Timer) with the search just made.
+    traffic = page.locator("#system-traffic")
+    traffic.get_by_text("requests / min").wait_for(timeout=15_000)
+    traffic.get_by_text("search", exact=True).filter(visible=True).first.wait_for(timeout=15_000)
+    page.screenshot(path=ARTIFACTS / "system-traffic.png")
+
+
 def test_closing_the_tab_deletes_its_private_gallery(page, served_app, data_dir, images):
     def session_galleries() -> set:
         return {p for p in data_dir.glob("galleries/**/sessions/*") if p.is_dir()}

@@ -31,22 +31,6 @@ QUEUES = {"chat": VLM_QUEUE, "regenerate": VLM_QUEUE, "search": CLIP_QUEUE, "ind
           "classify": CLIP_QUEUE, "load_model": ADMIN_QUEUE, "unload_model": ADMIN_QUEUE}  # fmt: skip
 
 
-@pytest.fixture
-def launch(session_manager):
-    """Build and serve the tiny app in-process on a free port with some settings; closed afterwards."""
-    apps = []
-
-    def start(settings):
-        app = build_app(settings, session_manager)
-        serve(app, settings.replace(port=free_port()), prevent_thread_lock=True, quiet=True)
-        apps.append(app)
-        return app, app.local_url
-
-    yield start
-    for app in apps:
-        app.close()
-
-
 def test_auth_from_a_string_or_a_file(tmp_path):
     assert read_auth("") is None
     assert read_auth("ann:pw1, bob:p:w2") == [("ann", "pw1"), ("bob", "p:w2")]

@@ -104,6 +104,7 @@ class ModelManager:
         self._failed: dict[str, tuple[float, UserFacingError]] = {}
         self._entries: dict[str, _Entry] = {}
         self._loads: dict[str, int] = {}
+        self._load_failures: dict[str, int] = {}
         self._lock = threading.Lock()  # guards the dicts; never held during a load
         self._id_locks: dict[str, threading.Lock] = {}
 
@@ -160,6 +161,7 @@ class ModelManager:
         with self._lock:
             self._failed[model_id] = (time.monotonic(), exc)
             self.errors[model_id] = str(exc)
+            self._load_failures[model_id] = self._load_failures.get(model_id, 0) + 1
         log.error("%s", exc)  # already a full explanation: one line (no traceback) per failed load
 
     def _raise_if_failed(self, model_id: str) -> None:
@@ -254,6 +256,12 @@ class ModelManager:
             )
             for model_id, entry in items
         ]
+
+    def load_counts(self) -> dict[str, tuple[int, int]]:
+        """Per model id that was ever asked for: (loads that succeeded, loads that failed)."""
+        with self._lock:
+            ids = set(self._loads) | set(self._load_failures)
+            return {mid: (self._loads.get(mid, 0), self._load_failures.get(mid, 0)) for mid in sorted(ids)}
 
     @property
     def resident_bytes(self) -> int:

@@ -16,12 +16,12 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import hosting
+from mmdemo import hosting, metrics
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models.device import pick_device
-from mmdemo.ui.common import friendly_errors, session, text_input
+from mmdemo.ui.common import friendly_errors, measured, session, text_input
 from mmdemo.ui.history import history_chatbot
 from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import chat_queue
@@ -69,8 +69,8 @@ class ChatTab:
         # of the API and MCP tools): messages, not traces; on ZeroGPU a spaces.GPU allocation each,
         # unless the model runs on a server (then a GPU here would be held for nothing).
         on_gpu_here = hosting.gpu(duration=120) if not backend.remote else (lambda fn: fn)
-        self.chat = friendly_errors(on_gpu_here(self.chat))
-        self.regenerate = friendly_errors(on_gpu_here(self.regenerate))
+        self.chat = friendly_errors(measured("chat", on_gpu_here(self.chat)))
+        self.regenerate = friendly_errors(measured("chat", on_gpu_here(self.regenerate)))
 
     # --- layout and events ---
 
@@ -366,6 +366,7 @@ class ChatTab:
             reply["content"] += " …"
             gr.Warning(str(cut))
         finally:
+            metrics.record_answer(stats.new_tokens, stats.decode_seconds)
             self.sessions.finish(key, stop)
             self.sessions.trim(keep=key)  # the caches, this answer's grown one too, within their bytes
         yield [*history, reply]

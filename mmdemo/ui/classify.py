@@ -26,7 +26,7 @@ from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
-from mmdemo.ui.common import friendly_errors, number, session, text_input, upload_path
+from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 from mmdemo.vectorcache import embedding_cache
@@ -49,7 +49,7 @@ class ClassifyTab:
         self.cache = embedding_cache(settings)
         self.csv_root = settings.data_dir / "outputs" / "classify"  # one folder per session
         # Wrapped as a bound method (name and docstring stay the API's): ZeroGPU, and messages not traces.
-        self.classify = friendly_errors(hosting.gpu(duration=60)(self.classify))
+        self.classify = friendly_errors(measured("classify", hosting.gpu(duration=60)(self.classify)))
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""

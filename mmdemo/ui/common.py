@@ -6,11 +6,13 @@ import functools
 import inspect
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from mmdemo import metrics
 from mmdemo.errors import UserFacingError
 from mmdemo.files import session_key
 from mmdemo.i18n import DEFAULT
@@ -120,5 +122,58 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except Exception as exc:  # converted for the user
             raise _to_gradio_error(exc, fn.__name__, _language(args, kwargs)) from exc
+
+    return wrapper
+
+
+def _outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "ok"
+    if isinstance(exc, GeneratorExit):
+        return "cancelled"
+    return "refused" if isinstance(exc, UserFacingError | gr.Error) else "error"
+
+
+def _waited(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Record how long this request waited in its queue (stamped when it joined: ui/fairness.py)."""
+    request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+    state = getattr(getattr(request, "request", None), "state", None)
+    joined, queue = getattr(state, "mmdemo_joined", None), getattr(state, "mmdemo_queue", None)
+    if joined is not None and queue is not None and not getattr(state, "mmdemo_waited", False):
+        state.mmdemo_waited = True  # once per request (a generator's handler is entered once)
+        metrics.record_wait(queue, time.monotonic() - joined)
+
+
+def measured(feature: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Count `fn`'s requests as `feature` (outcome and seconds) for /metrics and the System tab.
+
+    Inside friendly_errors, so that it sees what really happened (a refusal or a failure)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            _waited(args, kwargs)
+            start, failure = time.perf_counter(), None
+            try:
+                yield from fn(*args, **kwargs)
+            except BaseException as exc:  # counted, then passed on unchanged
+                failure = exc
+                raise
+            finally:
+                metrics.record_request(feature, _outcome(failure), time.perf_counter() - start)
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _waited(args, kwargs)
+        start, failure = time.perf_counter(), None
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:  # counted, then passed on unchanged
+            failure = exc
+            raise
+        finally:
+            metrics.record_request(feature, _outcome(failure), time.perf_counter() - start)
 
     return wrapper

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,15 +81,18 @@ class ClientQuota:
         return sum(1 for event in events if self.client(event.request, event.username) == client)
 
     def install(self, app: gr.Blocks) -> None:
-        """Put the cap in front of `app`'s queue (after `app.queue()`); nothing when the cap is 0."""
-        if self.cap <= 0:
-            return
+        """Put the cap (when > 0) in front of `app`'s queue (after `app.queue()`), and stamp each request
+        with when it joined which queue (the handler's wrapper records its wait: mmdemo.metrics)."""
         queue = app._queue
         push = queue.push
 
         async def capped_push(body: Any, request: Any, username: str | None) -> Any:
             fn = app.fns.get(body.fn_index) if body.fn_index is not None else None
             if fn is None or not fn.queue:
+                return await push(body, request, username)
+            request.state.mmdemo_joined = time.monotonic()
+            request.state.mmdemo_queue = queue_name(fn.concurrency_id)
+            if self.cap <= 0:
                 return await push(body, request, username)
             client = self.client(request, username)
             async with self._lock:
@@ -99,3 +103,18 @@ class ClientQuota:
                 return await push(body, request, username)
 
         queue.push = capped_push
+
+
+def queue_name(concurrency_id: Any) -> str:
+    """A queue's name for the metrics: the app's named groups (clip, vlm, admin), else "default"."""
+    return concurrency_id if isinstance(concurrency_id, str) and not concurrency_id.isdigit() else "default"
+
+
+def queue_lengths(app: gr.Blocks) -> dict[str, int]:
+    """Requests waiting now, per queue (read at scrape time)."""
+    lengths: dict[str, int] = {}
+    queue = getattr(app, "_queue", None)
+    for concurrency_id, group in dict(getattr(queue, "event_queue_per_concurrency_id", {})).items():
+        name = queue_name(concurrency_id)
+        lengths[name] = lengths.get(name, 0) + len(group.queue)
+    return lengths

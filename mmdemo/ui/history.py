@@ -28,6 +28,8 @@ import gradio as gr
 from gradio.components.chatbot import ChatbotDataMessages
 from pydantic import ValidationError
 
+from mmdemo.i18n import text
+
 FILE_URL_MARK = "/gradio_api/file="
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -64,12 +66,8 @@ def _file(value: Any, where: str) -> Any:
     path = _upload_path(value) or _downloaded_copy(value)
     if path is None:
         name = value.replace("\\", "/").rsplit("/", 1)[-1]
-        raise gr.Error(
-            f"{where}: the file {name!r} is not one of this app's files (a path on your machine?). Send the "
-            "history as /chat returned it: with gradio_client, Client(url, download_files=False), or wrap "
-            "each file in handle_file().",
-            print_exception=False,
-        )
+        # English: an API client's request carries no page language here (Gradio validates before any handler).
+        raise gr.Error(text("chat.history_not_ours", where=where, name=name), print_exception=False)
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
 

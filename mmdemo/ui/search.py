@@ -27,7 +27,7 @@ from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
-from mmdemo.ui.common import friendly_errors, number, session, text_input, upload_path
+from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 
@@ -58,10 +58,10 @@ class SearchTab:
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         self.originals = settings.data_dir / "originals"  # uploads kept for full-size viewing, per gallery
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
-        self.search = friendly_errors(hosting.gpu(duration=30)(self.search))
-        self.index_images = friendly_errors(hosting.gpu(duration=120)(self.index_images))
+        self.search = friendly_errors(measured("search", hosting.gpu(duration=30)(self.search)))
+        self.index_images = friendly_errors(measured("index", hosting.gpu(duration=120)(self.index_images)))
         self.remove_selected = friendly_errors(self.remove_selected)
-        self.find_similar = friendly_errors(hosting.gpu(duration=30)(self.find_similar))
+        self.find_similar = friendly_errors(measured("search", hosting.gpu(duration=30)(self.find_similar)))
         self.my_images = friendly_errors(self.my_images)
         self.remove_images = friendly_errors(self.remove_images)
         if "clip" in settings.preload:  # index the bundled photos while the page loads

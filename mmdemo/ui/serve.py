@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
+from starlette.requests import Request  # at module level: FastAPI resolves the route's annotations here
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import text
-from mmdemo.ui.fairness import ClientQuota
+from mmdemo.ui.fairness import ClientQuota, queue_lengths
 from mmdemo.ui.i18n import I18N
 
 if TYPE_CHECKING:
@@ -192,16 +193,42 @@ def add_readiness_route(app: gr.Blocks, check: Callable[[], tuple[bool, dict[str
     app.app.add_api_route("/ready", ready, methods=["GET"])
 
 
+def add_metrics_route(app: gr.Blocks, settings: Settings, manager: ModelManager) -> None:
+    """GET /metrics in Prometheus' text format, for whom MMDEMO_METRICS allows; and on MMDEMO_METRICS_PORT.
+
+    Off the Gradio routes (as /ready), so no login is asked: "operators" is decided by where the
+    request comes from (is_operator), and "everyone" is for a scraper on a private network.
+    """
+    from fastapi.responses import PlainTextResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+
+    from mmdemo import metrics
+
+    metrics.watch(manager, lambda: queue_lengths(app))
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
+    if settings.metrics == "off":
+        return
+
+    def scrape(request: Request) -> Response:
+        if settings.metrics == "operators" and not is_operator(settings, request):
+            return PlainTextResponse(text("system.metrics_operators"), status_code=403)
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.app.add_api_route("/metrics", scrape, methods=["GET"])
+
+
 def serve(
     app: gr.Blocks,
     settings: Settings,
     ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
     before_launch: Callable[[], None] | None = None,
+    manager: ModelManager | None = None,
     **extra: Any,
 ) -> Any:
-    """Queue and launch `app` (extra launch() arguments win), with GET /ready from `ready`;
-    warns when a share link has no login. `before_launch` runs just before the port is bound
-    (app.py's starting page lets go of it there)."""
+    """Queue and launch `app` (extra launch() arguments win), with GET /ready from `ready` and GET
+    /metrics on `manager`; warns when a share link has no login. `before_launch` runs just before
+    the port is bound (app.py's starting page lets go of it there)."""
     if warning := share_warning(settings):
         log.warning("%s", warning)
         print(f"\n⚠️  {warning}\n", flush=True)
@@ -217,6 +244,8 @@ def serve(
     launched = app.launch(**{**launch_kwargs(settings), **extra, "prevent_thread_lock": True})
     if ready is not None:
         add_readiness_route(app, ready)
+    if manager is not None:
+        add_metrics_route(app, settings, manager)
     if block:
         app.block_thread()
     return launched

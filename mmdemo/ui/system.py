@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo import metrics
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
@@ -22,19 +23,44 @@ from mmdemo.vqa.backend import ChatBackend
 
 log = logging.getLogger("mmdemo.ui")
 
-COLUMNS = ("model", "roles", "device", "dtype", "quantization", "parameters", "memory", "load", "last_used", "loads",
-           "pinned")  # fmt: skip
+COLUMNS = (
+    "model",
+    "roles",
+    "device",
+    "dtype",
+    "quantization",
+    "parameters",
+    "memory",
+    "load",
+    "last_used",
+    "loads",
+    "pinned",
+)
+
+
+TRAFFIC_COLUMNS = ("feature", "per_minute", "p50", "p95", "failed")  # locale keys system.traffic_col.*
+TRAFFIC_EVERY_S = 5.0
 
 
 def model_rows(manager: ModelManager, lang: str = DEFAULT) -> list[list[Any]]:
     """Resident models as table rows."""
     now = time.time()
     return [
-        [s.id, ", ".join(s.roles), s.device, s.dtype, s.quantization, round(s.parameters / 1e6, 2),
-         round(s.resident_bytes / 1e6, 1), s.load_seconds, text("system.ago", lang, s=f"{now - s.last_used:.0f}"),
-         s.loads, s.pinned]
+        [
+            s.id,
+            ", ".join(s.roles),
+            s.device,
+            s.dtype,
+            s.quantization,
+            round(s.parameters / 1e6, 2),
+            round(s.resident_bytes / 1e6, 1),
+            s.load_seconds,
+            text("system.ago", lang, s=f"{now - s.last_used:.0f}"),
+            s.loads,
+            s.pinned,
+        ]
         for s in manager.stats()
-    ]  # fmt: skip
+    ]
 
 
 def summary(settings: Settings, manager: ModelManager, backend: ChatBackend | None = None, lang: str = DEFAULT) -> str:
@@ -92,9 +118,10 @@ class LoadBanner:
     def show(self, request: gr.Request = None) -> tuple[Any, Any]:
         errors = dict(self.manager.errors)
         pending = [
-            name for name in self.settings.local_preload
+            name
+            for name in self.settings.local_preload
             if not self.manager.is_loaded(name) and self.manager.resolve_id(name) not in errors
-        ]  # fmt: skip
+        ]
         lines = [
             say(request, "banner.load_failed", model=mid, error=err.splitlines()[0]) for mid, err in errors.items()
         ]
@@ -113,6 +140,15 @@ class SystemTab:
         table = gr.Dataframe(
             headers=headers("system.col", COLUMNS), label=t("system.resident"), interactive=False, wrap=True
         )
+        # Live figures (the same as /metrics counts), refreshed every few seconds while the page is open.
+        traffic = gr.Dataframe(
+            headers=headers("system.traffic_col", TRAFFIC_COLUMNS),
+            label=t("system.traffic"),
+            interactive=False,
+            elem_id="system-traffic",
+        )
+        gr.Timer(TRAFFIC_EVERY_S).tick(self.traffic, None, traffic, api_visibility="private", queue=False)
+        app.load(self.traffic, None, traffic, api_visibility="private", queue=False)
         with gr.Row():
             choices = [(f"{mid} ({role})", mid) for role, mid in self.manager.aliases.items()]
             model = gr.Dropdown(
@@ -143,6 +179,14 @@ class SystemTab:
         lang = language(request)
         rows = table_value("system.col", COLUMNS, model_rows(self.manager, lang), request)
         return rows, summary(self.settings, self.manager, self.backend, lang)
+
+    def traffic(self, request: gr.Request = None) -> Any:
+        """Requests per minute, p50 / p95 seconds and failures per feature, over the last 10 minutes."""
+        rows = [
+            [r.feature, r.per_minute, round(r.p50_seconds, 3), round(r.p95_seconds, 3), r.failed]
+            for r in metrics.TRAFFIC.rows()
+        ]
+        return table_value("system.traffic_col", TRAFFIC_COLUMNS, rows, request)
 
     def stats(self) -> list[dict[str, Any]]:
         """Resident models with device, dtype, quantization, parameters, bytes, load time."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import hosting
+from mmdemo import hosting, metrics
 from mmdemo.classify.batch import classify_files
 from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, templates_for_labels
 from mmdemo.classify.zeroshot import parse_labels
@@ -35,7 +35,7 @@ from mmdemo.ingest import ImageFile
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.search.galleries import Galleries, session_gallery
-from mmdemo.ui.common import friendly_errors, number, text_input
+from mmdemo.ui.common import friendly_errors, measured, number, text_input
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
 from mmdemo.vectorcache import embedding_cache
@@ -70,17 +70,18 @@ class AgentTools:
     def render(self) -> None:
         """Register the tools as API endpoints (and MCP tools, when the app serves MCP)."""
         clip, chat = clip_queue(self.settings), chat_queue(self.settings)
-        tools: list[tuple[Callable[..., Any], dict[str, Any], int]] = [
-            (self.search_images, clip, 30),
-            (self.ask_image, chat, 120),
-            (self.classify_image, clip, 60),
-            (self.add_images, clip, 120),
-            (self.list_images, {}, 0),
-            (self.delete_images, {}, 0),
+        # (tool, its queue, seconds of ZeroGPU time, the feature its requests count as)
+        tools: list[tuple[Callable[..., Any], dict[str, Any], int, str]] = [
+            (self.search_images, clip, 30, "search"),
+            (self.ask_image, chat, 120, "ask"),
+            (self.classify_image, clip, 60, "classify"),
+            (self.add_images, clip, 120, "index"),
+            (self.list_images, {}, 0, "images"),
+            (self.delete_images, {}, 0, "images"),
         ]
-        for tool, queue, gpu_seconds in tools:
+        for tool, queue, gpu_seconds, feature in tools:
             fn = hosting.gpu(duration=gpu_seconds)(tool) if gpu_seconds else tool
-            gr.api(friendly_errors(fn), api_name=tool.__name__, **queue)
+            gr.api(friendly_errors(measured(feature, fn)), api_name=tool.__name__, **queue)
 
     # --- the tools ---
 
@@ -140,12 +141,12 @@ class AgentTools:
                 raise UserFacingError(key="tools.unreadable", reason=skipped[0].reason)
             history = [{"role": "user", "content": {"path": files[0]}}, {"role": "user", "content": question}]
             prepared = self.backend.prepare(to_qwen_messages(history, budget, ""), self.settings.max_context_tokens)
-            stream = self.backend.stream(
-                prepared, params, threading.Event(), None, min_interval=1.0, stats=AnswerStats()
-            )
+            stats = AnswerStats()
+            stream = self.backend.stream(prepared, params, threading.Event(), None, min_interval=1.0, stats=stats)
             answer = ""
             for partial in stream:  # each is the answer so far
                 answer = partial
+            metrics.record_answer(stats.new_tokens, stats.decode_seconds)
         return answer.strip()
 
     def classify_image(self, image: str, labels: str, top_k: int = 5, request: gr.Request = None) -> str:
