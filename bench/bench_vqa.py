@@ -58,7 +58,9 @@ def build_model(arch: str, out: Path) -> None:
 def measure(vlm, tag: str, image: Path, budget, args: argparse.Namespace) -> list[tuple[str, ...]]:
     """The rows for one loaded model."""
     from mmdemo.models import compute
-    from mmdemo.vqa.chat import GenerationParams, build_prompt, stream_reply, to_qwen_messages
+    from mmdemo.vqa.chat import build_prompt, to_qwen_messages
+    from mmdemo.vqa.local import stream_reply
+    from mmdemo.vqa.pipeline import GenerationParams
     from mmdemo.vqa.reuse import PrefixCache
 
     rows: list[tuple[str, ...]] = []

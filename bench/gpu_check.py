@@ -105,7 +105,9 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
 def _turns(vlm: Any, tag: str, image: Path, budget: Any) -> list[Row]:
     """Turn-1 and turn-2 (prefix reuse) time to first token, and the decode rate."""
     from mmdemo.models import compute
-    from mmdemo.vqa.chat import GenerationParams, build_prompt, stream_reply, to_qwen_messages
+    from mmdemo.vqa.chat import build_prompt, to_qwen_messages
+    from mmdemo.vqa.local import stream_reply
+    from mmdemo.vqa.pipeline import GenerationParams
     from mmdemo.vqa.reuse import PrefixCache
 
     history = [{"role": "user", "content": {"path": str(image)}}, {"role": "user", "content": "What is this?"}]

@@ -13,9 +13,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from mmdemo.models.manager import ModelManager
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int:
+def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     from mmdemo.classify.evaluate import confusion_png, evaluate_folder
     from mmdemo.classify.templates import templates_for
     from mmdemo.vectorcache import embedding_cache
@@ -102,7 +106,7 @@ def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager) -> int
     return 0
 
 
-def _index(args: argparse.Namespace, settings: Settings, manager) -> int:
+def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     from mmdemo.ingest import ImageFile
     from mmdemo.manage import ignored_files
     from mmdemo.search.gallery import open_gallery
@@ -130,10 +134,11 @@ def _index(args: argparse.Namespace, settings: Settings, manager) -> int:
     return 0
 
 
-def _eval_vqa(args: argparse.Namespace, settings: Settings, manager) -> int:
+def _eval_vqa(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     from mmdemo.vqa.backend import chat_backend
-    from mmdemo.vqa.chat import PATCH_AREA, GenerationParams, ImageBudget
+    from mmdemo.vqa.chat import PATCH_AREA, ImageBudget
     from mmdemo.vqa.evaluate import evaluate_vqa, read_questions
+    from mmdemo.vqa.pipeline import GenerationParams
 
     questions = read_questions(args.data)[: args.limit or None]
     backend = chat_backend(settings, manager)  # the Chat tab's: in process, or MMDEMO_VLM_URL's server
@@ -148,7 +153,7 @@ def _eval_vqa(args: argparse.Namespace, settings: Settings, manager) -> int:
 
     summary = evaluate_vqa(backend, questions, predictions, budget, params, settings.max_context_tokens, show)
     print(file=sys.stderr)
-    where = backend.name if backend.remote else manager.resolve_id("vlm")  # type: ignore[attr-defined]
+    where = backend.health().where
     print(f"model: {where}")
     print(summary.table())
     (args.out / "summary.json").write_text(json.dumps({"model": where, **asdict(summary)}, indent=2) + "\n")
@@ -156,7 +161,7 @@ def _eval_vqa(args: argparse.Namespace, settings: Settings, manager) -> int:
     return 0
 
 
-def _eval_retrieval(args: argparse.Namespace, settings: Settings, manager) -> int:
+def _eval_retrieval(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     from mmdemo.search.evaluate import evaluate_retrieval
 
     metrics = evaluate_retrieval(manager.get("clip"), args.images, args.captions, settings.max_image_pixels)

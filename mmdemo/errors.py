@@ -17,9 +17,9 @@ class UserFacingError(Exception):
 
     def __init__(self, message: str = "", *, key: str | None = None, **fields: object) -> None:
         if key is not None:
-            from mmdemo.i18n import text
+            from mmdemo.i18n import DEFAULT, text
 
-            message = text(key, **fields)
+            message = text(key, DEFAULT, **fields)
         super().__init__(message)
         self.key, self.fields = key, fields
 

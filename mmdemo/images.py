@@ -155,8 +155,9 @@ def _decode_plain_jpeg(img: Image.Image, min_side: int) -> np.ndarray | None:
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # Pillow alone does it all, a little slower
         return None
-    img.fp.seek(0)
-    data = bytearray(img.fp.read())  # writable: torch wraps it as it is
+    fp = img.fp  # type: ignore[attr-defined]  # an ImageFile's source file (Pillow types it on ImageFile only)
+    fp.seek(0)
+    data = bytearray(fp.read())  # writable: torch wraps it as it is
     try:
         chw = decode_jpeg(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError:

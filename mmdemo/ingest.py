@@ -30,13 +30,16 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.images import BadImageError, Decoded, Skipped, decode_pixels
 from mmdemo.models import compute
+
+if TYPE_CHECKING:
+    from mmdemo.models.clip import ClipModel
 
 T = TypeVar("T")
 # Model batches per turn on a CPU: a turn's fixed costs (waking the decoders, the model's OpenMP
@@ -68,7 +71,7 @@ def decode_workers() -> int:
 
 
 def embed_files(
-    clip: Any,
+    clip: ClipModel,
     files: Sequence[T],
     max_pixels: int,
     path_of: Callable[[T], ImageFile],
@@ -136,7 +139,7 @@ def chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
     return [items[start : start + n] for start in range(0, len(items), n)]
 
 
-def _preprocess(clip: Any, tasks: list[Future]) -> tuple[Future | None, list[int], tuple[Skipped, ...]]:
+def _preprocess(clip: ClipModel, tasks: list[Future]) -> tuple[Future | None, list[int], tuple[Skipped, ...]]:
     """Wait for a model batch's decoder tasks; queue its resize (a light compute job): (pixels, kept, skipped)."""
     decoded = [d for task in tasks for d in task.result()]
     kept = [i for i, d in enumerate(decoded) if not isinstance(d, Skipped)]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.images import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from mmdemo.models.manager import ModelManager
 
 
 def ignored_files(folder: Path) -> Counter[str]:
@@ -21,7 +24,7 @@ def ignored_files(folder: Path) -> Counter[str]:
     )
 
 
-def run(args: argparse.Namespace, settings: Settings, manager: Any) -> int:
+def run(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     """One management verb on the gallery `args.gallery`; prints what it did."""
     from mmdemo.search.gallery import open_gallery
 

@@ -73,7 +73,8 @@ class VectorCache:
             self.hits += len(found)
             missing = [key for key in dict.fromkeys(keys) if key not in found]
             db = self._connect() if persistent and missing else None
-            for i in range(0, len(missing) if db else 0, _CHUNK):
+            for i in range(0, len(missing) if db is not None else 0, _CHUNK):
+                assert db is not None  # for the type checker: the range is empty without one
                 chunk = missing[i : i + _CHUNK]
                 rows = db.execute(
                     f"SELECT key, vector FROM vector WHERE space = ? AND key IN ({','.join('?' * len(chunk))})",

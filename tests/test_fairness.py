@@ -6,7 +6,9 @@ import threading
 import time
 
 from mmdemo.models import compute
-from mmdemo.vqa.chat import GenerationParams, ImageBudget, stream_reply, to_qwen_messages
+from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
+from mmdemo.vqa.local import stream_reply
+from mmdemo.vqa.pipeline import GenerationParams
 from mmdemo.vqa.reuse import PrefixCache
 
 SMALL = ImageBudget(max_pixels=64 * 28 * 28)

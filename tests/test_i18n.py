@@ -186,7 +186,7 @@ def test_the_default_question_and_messages_follow_the_ui_language(tiny_settings,
     from types import SimpleNamespace
 
     from mmdemo.ui.chat import ChatTab
-    from mmdemo.vqa.backend import LocalVLM
+    from mmdemo.vqa.local import LocalVLM
 
     tab = ChatTab(tiny_settings, LocalVLM(session_manager))
     chinese = SimpleNamespace(session_hash="zh", headers={"accept-language": "zh-CN,zh;q=0.9"})
@@ -203,7 +203,7 @@ def test_the_system_summary_and_progress_speak_the_visitors_language(tiny_settin
     from mmdemo.ingest import Throughput
     from mmdemo.ui.i18n import headers
     from mmdemo.ui.system import COLUMNS, summary
-    from mmdemo.vqa.backend import LocalVLM
+    from mmdemo.vqa.local import LocalVLM
 
     chinese = summary(tiny_settings, session_manager, LocalVLM(session_manager), "zh-CN")
     assert "**对话：** 在本进程中运行 `tiny-qwen2.5-vl`" in chinese and "**配置：** tiny" in chinese

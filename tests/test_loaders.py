@@ -12,7 +12,9 @@ from mmdemo.models.clip import load_clip
 from mmdemo.models.device import placement_for
 from mmdemo.models.registry import REGISTRY
 from mmdemo.models.vlm import load_vlm
-from mmdemo.vqa.chat import GenerationParams, ImageBudget, stream_reply, to_qwen_messages
+from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
+from mmdemo.vqa.local import stream_reply
+from mmdemo.vqa.pipeline import GenerationParams
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -16,7 +16,8 @@ from typing import ClassVar
 import pytest
 
 from mmdemo.errors import UserFacingError
-from mmdemo.vqa.chat import GenerationParams, ImageBudget, to_qwen_messages
+from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
+from mmdemo.vqa.pipeline import GenerationParams
 from mmdemo.vqa.remote import RemoteVLM, redact
 from tests.conftest import free_port, start_app, start_vlm_server, stop_app
 

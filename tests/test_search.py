@@ -17,7 +17,7 @@ from mmdemo.ingest import ImageFile
 from mmdemo.search.evaluate import image_to_text_metrics, retrieval_metrics
 from mmdemo.search.gallery import Gallery, _link_or_copy
 from mmdemo.search.index import VectorIndex, recall_at_k
-from mmdemo.search.store import GalleryStore
+from mmdemo.search.store import GalleryStore, NewImage
 from mmdemo.search.uploads import expand_uploads
 from mmdemo.vectorcache import VectorCache
 from tests.conftest import SHARED, needs_shared
@@ -73,7 +73,7 @@ def test_ann_index_probes_few_lists_on_clustered_data():
 def test_store_commits_atomically_and_reopens_without_recomputing(tmp_path):
     rng = np.random.default_rng(3)
     store = GalleryStore(tmp_path / "g", 16)
-    rows = [(f"h{i}", f"img{i}.jpg", 10, 10, 100) for i in range(4)]
+    rows = [NewImage(f"h{i}", f"img{i}.jpg", 10, 10, 100) for i in range(4)]
     vectors = unit(rng.standard_normal((4, 16)))
     added = store.add(rows, vectors)
     assert [it.name for it in added] == ["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"]
@@ -92,11 +92,11 @@ def test_two_processes_sharing_a_gallery_see_each_others_commits(tmp_path):
     rng = np.random.default_rng(5)
     vectors = unit(rng.standard_normal((3, 16)))
     app, cli = GalleryStore(tmp_path / "g", 16), GalleryStore(tmp_path / "g", 16)
-    app.add([("a", "a.jpg", 1, 1, 1)], vectors[:1])
+    app.add([NewImage("a", "a.jpg", 1, 1, 1)], vectors[:1])
     assert len(cli) == 1 and cli.search(vectors[0], 1)[0].item.name == "a.jpg"
-    cli.add([("b", "b.jpg", 1, 1, 1)], vectors[1:2])
+    cli.add([NewImage("b", "b.jpg", 1, 1, 1)], vectors[1:2])
     assert app.search(vectors[1], 1)[0].item.name == "b.jpg"
-    app.add([("c", "c.jpg", 1, 1, 1)], vectors[2:])  # ids stay unique across both writers
+    app.add([NewImage("c", "c.jpg", 1, 1, 1)], vectors[2:])  # ids stay unique across both writers
     assert [it.name for it in cli.items()] == ["a.jpg", "b.jpg", "c.jpg"]
     assert len({it.id for it in cli.items()}) == 3
     assert sorted(p.name for p in (tmp_path / "g").glob("index.*")) == [f"index.{app.generation}.faiss"]
@@ -104,14 +104,14 @@ def test_two_processes_sharing_a_gallery_see_each_others_commits(tmp_path):
 
 def test_a_failed_commit_changes_nothing(tmp_path, monkeypatch):
     store = GalleryStore(tmp_path / "g", 8)
-    store.add([("a", "a.jpg", 1, 1, 1)], unit(np.ones((1, 8))))
+    store.add([NewImage("a", "a.jpg", 1, 1, 1)], unit(np.ones((1, 8))))
 
     def disk_full(path):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store.index, "save", disk_full)
     with pytest.raises(OSError):
-        store.add([("b", "b.jpg", 1, 1, 1)], unit(np.arange(8.0)[None] + 1))
+        store.add([NewImage("b", "b.jpg", 1, 1, 1)], unit(np.arange(8.0)[None] + 1))
     assert len(store) == 1 and len(store.index) == 1
     assert len(GalleryStore(tmp_path / "g", 8)) == 1
 

@@ -6,12 +6,15 @@ import csv
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdemo.classify.zeroshot import Classifier, Prediction, cached_classifier, check_labels, predict
 from mmdemo.images import Skipped
 from mmdemo.ingest import ImageFile, embed_files
 from mmdemo.vectorcache import VectorCache
+
+if TYPE_CHECKING:
+    from mmdemo.models.clip import ClipModel
 
 COLUMNS = ("image", "top-1", "score", "top-5")
 
@@ -41,7 +44,7 @@ class BatchResult:
 
 
 def classify_files(
-    clip: Any,
+    clip: ClipModel,
     files: Sequence[ImageFile],
     labels: Sequence[str],
     templates: Sequence[str],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from mmdemo.errors import UserFacingError
 from mmdemo.images import IMAGE_SUFFIXES
 from mmdemo.ingest import ImageFile
 from mmdemo.vectorcache import VectorCache
+
+if TYPE_CHECKING:
+    from mmdemo.models.clip import ClipModel
 
 
 @dataclass(frozen=True)
@@ -50,21 +53,20 @@ def image_folder(folder: Path) -> tuple[list[ImageFile], list[int], tuple[str, .
 
 def zeroshot_metrics(scores: np.ndarray, targets: Sequence[int], classes: Sequence[str]) -> ZeroShotMetrics:
     """Metrics from scores (N, C) and true class indices (N,)."""
-    targets = np.asarray(targets)
+    truth = np.asarray(targets)
     ranked = np.argsort(-scores, axis=1)
-    top1 = ranked[:, 0] == targets
-    top5 = (ranked[:, :5] == targets[:, None]).any(axis=1)
+    top1 = ranked[:, 0] == truth
+    top5 = (ranked[:, :5] == truth[:, None]).any(axis=1)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(confusion, (targets, ranked[:, 0]), 1)
+    np.add.at(confusion, (truth, ranked[:, 0]), 1)
     per_class = {
-        name: float(top1[targets == i].mean()) if (targets == i).any() else float("nan")
-        for i, name in enumerate(classes)
+        name: float(top1[truth == i].mean()) if (truth == i).any() else float("nan") for i, name in enumerate(classes)
     }
     return ZeroShotMetrics(tuple(classes), float(top1.mean()), float(top5.mean()), per_class, confusion, len(targets))
 
 
 def evaluate_folder(
-    clip: Any, folder: Path, templates: Sequence[str], max_pixels: int, cache: VectorCache | None = None
+    clip: ClipModel, folder: Path, templates: Sequence[str], max_pixels: int, cache: VectorCache | None = None
 ) -> ZeroShotMetrics:
     """Classify every image of `folder` against its class names (underscores read as spaces)."""
     files, targets, classes = image_folder(folder)

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from mmdemo.classify.templates import DEFAULT_TEMPLATE
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.vectorcache import VectorCache
+
+if TYPE_CHECKING:
+    from mmdemo.models.clip import ClipModel
 
 __all__ = ["DEFAULT_TEMPLATE", "Classifier", "Prediction", "build_classifier", "cached_classifier", "classify"]
 
@@ -49,7 +52,7 @@ class Classifier:
     encoded: int  # labels encoded by the model for this call; the rest came from the cache
 
 
-def scoring_rule(clip: Any, language: str = DEFAULT) -> str:
+def scoring_rule(clip: ClipModel, language: str = DEFAULT) -> str:
     """How scores are computed for this model: a line for the UI, in `language`."""
     return text("classify.rule_sigmoid" if clip.siglip else "classify.rule_softmax", language)
 
@@ -83,21 +86,21 @@ def parse_labels(typed: str, max_labels: int, max_chars: int, language: str = DE
 LABEL_CHUNK = 64  # labels encoded (x templates) and committed to the cache at a time
 
 
-def build_classifier(clip: Any, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+def build_classifier(clip: ClipModel, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
     """(len(labels), D) unit vectors: each label's template embeddings averaged and re-normalised."""
     texts = [template.replace("{}", label) for label in labels for template in templates]
     embedded = clip.encode_texts(texts).reshape(len(labels), len(templates), -1).mean(axis=1)
     return embedded / np.linalg.norm(embedded, axis=1, keepdims=True)
 
 
-def label_space(clip: Any, templates: Sequence[str]) -> str:
+def label_space(clip: ClipModel, templates: Sequence[str]) -> str:
     """Cache space of label embeddings: the weights and the template set."""
     digest = hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16]
     return f"labels|{clip.weights_key}|{digest}"
 
 
 def cached_classifier(
-    clip: Any, labels: Sequence[str], templates: Sequence[str], cache: VectorCache | None
+    clip: ClipModel, labels: Sequence[str], templates: Sequence[str], cache: VectorCache | None
 ) -> Classifier:
     """`build_classifier`, encoding only the labels `cache` lacks for these weights and templates."""
     if cache is None:
@@ -130,7 +133,7 @@ def scores_from_similarity(similarity: np.ndarray, logit_scale: float, logit_bia
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def check_labels(clip: Any, labels: Sequence[str]) -> None:
+def check_labels(clip: ClipModel, labels: Sequence[str]) -> None:
     """Refuse label sets the model's scoring cannot rank."""
     if not labels:
         raise UserFacingError(key="classify.no_labels")
@@ -138,7 +141,7 @@ def check_labels(clip: Any, labels: Sequence[str]) -> None:
         raise UserFacingError(key="classify.two_labels")
 
 
-def predict(clip: Any, image_vectors: np.ndarray, classifier: Classifier) -> list[Prediction]:
+def predict(clip: ClipModel, image_vectors: np.ndarray, classifier: Classifier) -> list[Prediction]:
     """Predictions for already-embedded images (N, D) against a classifier."""
     similarity = clip.similarity(image_vectors, classifier.weights)
     probs = scores_from_similarity(similarity, clip.logit_scale, clip.logit_bias, clip.siglip)
@@ -147,7 +150,7 @@ def predict(clip: Any, image_vectors: np.ndarray, classifier: Classifier) -> lis
 
 
 def classify(
-    clip: Any,
+    clip: ClipModel,
     images: Sequence[Any],
     labels: Sequence[str],
     templates: Sequence[str] = (DEFAULT_TEMPLATE,),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from mmdemo.config import Settings
 from mmdemo.models import device as dev
 from mmdemo.models.hub import hub_reachable
 from mmdemo.models.libs import import_model_libraries
-from mmdemo.models.manager import LoadPlan, ModelManager
+from mmdemo.models.manager import LoadPlan, ModelManager, Resident
 from mmdemo.models.registry import GB, MULTILINGUAL_CLIP, PROFILE_DEFAULTS, default_vlm, resolve
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def build_manager(settings: Settings, roles_wanted: tuple[str, ...] = ("clip", "
         reserved = min(settings.chat_cache_mb * 1_000_000, budget // 2)
         budget -= reserved
         notes.append(f"{reserved / 1e9:.1f} GB of the memory budget kept for chat KV caches (MMDEMO_CHAT_CACHE_MB)")
-    loaders = {
+    loaders: dict[str, Callable[[LoadPlan], Resident]] = {
         "clip": lambda p: load_clip(p.spec, p.placement, p.location, batch_size=settings.clip_batch_size),
         "qwen_vl": lambda p: load_vlm(p.spec, p.placement, p.location),
     }

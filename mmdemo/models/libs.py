@@ -56,7 +56,8 @@ def _hidden(module: str) -> Iterator[None]:
     if module in sys.modules:
         yield
         return
-    sys.modules[module] = None  # type: ignore[assignment] - Python's documented way to block an import
+    # None in sys.modules is Python's documented way to block an import.
+    sys.modules[module] = None  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -235,7 +235,7 @@ class ModelManager:
         with self._lock:
             items = sorted(self._entries.items(), key=lambda kv: kv[1].last_used, reverse=True)
             loads, pinned = dict(self._loads), set(self._pinned)
-        roles = {}
+        roles: dict[str, list[str]] = {}
         for role, model_id in self.aliases.items():
             roles.setdefault(model_id, []).append(role)
         return [

@@ -224,7 +224,7 @@ def build_qwen_processor(arch: str) -> Any:
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
     # Qwen3-VL: 16-pixel patches and mean/std 0.5, as in its released preprocessor_config.json.
-    norm = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "patch_size": 16}
+    norm: dict[str, Any] = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "patch_size": 16}
     return Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(**norm), video_processor=Qwen3VLVideoProcessor(**norm),
         tokenizer=tokenizer, chat_template=template,
@@ -285,7 +285,12 @@ def _fallback_tokenizer() -> Any:
     )
     bpe.train_from_iterator(corpus * 20, trainer)
     return Qwen2Tokenizer(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, bos_token=None
+        # Qwen's tokenizer has no unknown or beginning token (byte-level BPE); transformers types them as str.
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,  # type: ignore[arg-type]
+        bos_token=None,
     )
 
 

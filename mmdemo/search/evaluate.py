@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmdemo.errors import UserFacingError
 from mmdemo.ingest import ImageFile, embed_files
+
+if TYPE_CHECKING:
+    from mmdemo.models.clip import ClipModel
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def read_captions(path: Path) -> list[tuple[str, str]]:
         return [(row["image"], row["caption"]) for row in reader]
 
 
-def evaluate_retrieval(clip: Any, images: Path, captions: Path, max_pixels: int) -> BothWays:
+def evaluate_retrieval(clip: ClipModel, images: Path, captions: Path, max_pixels: int) -> BothWays:
     """Embed every captioned image in `images` and every caption, then rank both ways."""
     rows = read_captions(captions)
     names = sorted({name for name, _ in rows if (images / name).is_file()})

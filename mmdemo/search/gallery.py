@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -27,8 +27,12 @@ from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decod
 from mmdemo.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.models import compute
 from mmdemo.search.neardup import NearIndex, perceptual_hash
-from mmdemo.search.store import GalleryStore, Hit
+from mmdemo.search.store import GalleryStore, Hit, NewImage
 from mmdemo.vectorcache import VectorCache
+
+if TYPE_CHECKING:
+    from mmdemo.config import Settings
+    from mmdemo.models.clip import ClipModel
 
 THUMB_SIZE = 320  # longest side of the thumbnails we draw
 # A JPEG up to this size is its own thumbnail: small enough for a gallery tile (and sharp on
@@ -86,7 +90,7 @@ class Gallery:
     """Images searchable by text or by example, stored in `store`, embedded by `clip`."""
 
     def __init__(
-        self, clip: Any, store: GalleryStore, cache: VectorCache | None, max_pixels: int,
+        self, clip: ClipModel, store: GalleryStore, cache: VectorCache | None, max_pixels: int,
         commit_every: int = COMMIT_EVERY, near_duplicates: str = "report",
     ):  # fmt: skip
         self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
@@ -147,10 +151,10 @@ class Gallery:
         sources = {p.hash: str(Path(p.file.path).resolve()) for p in pending} if keep_source else {}
         nears: list[tuple[str, str]] = []
 
-        def commit(rows: list, vectors: list) -> None:
+        def commit(rows: list[NewImage], vectors: list[np.ndarray]) -> None:
             rows, vectors = self._screen(rows, vectors, near, nears, phashes)
             if keep_source:
-                rows = [(*row, sources[row[0]]) for row in rows]
+                rows = [replace(row, source=sources[row.hash]) for row in rows]
             if rows:
                 self.store.add(rows, np.stack(vectors))
 
@@ -165,7 +169,7 @@ class Gallery:
         to_embed = [p for p in pending if p.hash not in reused]
         for batch in embed_files(self.clip, to_embed, self.max_pixels, lambda p: p.file, on_decoded=on_decoded):
             skipped += batch.skipped
-            rows += [(p.hash, p.file.name, *sizes.pop(p.hash), p.size) for p in batch.items]
+            rows += [NewImage(p.hash, p.file.name, *sizes.pop(p.hash), p.size) for p in batch.items]
             vectors += list(batch.vectors)
             added += [p.file.name for p in batch.items]
             if self.cache and batch.items:
@@ -195,28 +199,33 @@ class Gallery:
         return NearIndex([it.phash for it in items], [it.name for it in items])
 
     def _screen(
-        self, rows: list, vectors: list, near: NearIndex | None, found: list, known: dict[str, str]
-    ) -> tuple[list, list]:
+        self,
+        rows: list[NewImage],
+        vectors: list[np.ndarray],
+        near: NearIndex | None,
+        found: list[tuple[str, str]],
+        known: dict[str, str],
+    ) -> tuple[list[NewImage], list[np.ndarray]]:
         """Rows with their perceptual hash (of the thumbnail: small, upright, already on disk; `known`
         holds those hashed while decoding); near-duplicates of what is indexed (or of earlier rows)
         noted in `found`, and left out in skip mode."""
         if near is None:
-            return [(*row[:5], "") for row in rows], vectors
+            return rows, vectors
 
-        def phash(row: tuple) -> str:
-            return known.pop(row[0], None) or _try_perceptual(self.store.thumb_path(row[0]))
+        def perceptual(row: NewImage) -> str:
+            return known.pop(row.hash, None) or _try_perceptual(self.store.thumb_path(row.hash))
 
         with ThreadPoolExecutor(decode_workers()) as pool:
-            hashes = list(pool.map(phash, rows))
+            hashes = list(pool.map(perceptual, rows))
         kept_rows, kept_vectors = [], []
         for row, vector, phash in zip(rows, vectors, hashes, strict=True):
             if (original := near.match(phash)) is not None:
-                found.append((row[1], original))
+                found.append((row.name, original))
                 if self.near_mode == "skip":
                     continue
             if phash:
-                near.add(phash, row[1])
-            kept_rows.append((*row[:5], phash))
+                near.add(phash, row.name)
+            kept_rows.append(replace(row, phash=phash))
             kept_vectors.append(vector)
         return kept_rows, kept_vectors
 
@@ -254,9 +263,10 @@ class Gallery:
         if image is not None:
             decoded = open_image(image, self.max_pixels, min_side=self.clip.input_size)
             return self.clip.encode_images([decoded])[0]
-        if not (text or "").strip():
+        text = (text or "").strip()
+        if not text:
             raise UserFacingError(key="search.empty_query")
-        return self.clip.encode_texts([text.strip()])[0]
+        return self.clip.encode_texts([text])[0]
 
     def search_text(self, query: str, k: int = 12, min_score: float = -1.0) -> list[Hit]:
         """Images that best match a description."""
@@ -267,7 +277,7 @@ class Gallery:
         return self.search_vector(self.query_vector(image=path), k, min_score)
 
 
-def gallery_root(data_dir: Path, clip: Any, name: str) -> Path:
+def gallery_root(data_dir: Path, clip: ClipModel, name: str) -> Path:
     """Folder of gallery `name` for these weights. Random weights get a fresh folder per load
     (under galleries/unsaved/, safe to delete): their vectors mean nothing to the next load."""
     if not clip.stable_weights:
@@ -276,7 +286,7 @@ def gallery_root(data_dir: Path, clip: Any, name: str) -> Path:
     return Path(data_dir) / "galleries" / f"{clip.model_id}-{space}" / name
 
 
-def open_store(data_dir: Path, clip: Any, name: str, ann_threshold: int) -> GalleryStore:
+def open_store(data_dir: Path, clip: ClipModel, name: str, ann_threshold: int) -> GalleryStore:
     """The store of gallery `name` for these weights (created empty if new), last committed state.
 
     Shared galleries of one model share a thumbnail folder (thumbnails are content-addressed). A
@@ -287,7 +297,7 @@ def open_store(data_dir: Path, clip: Any, name: str, ann_threshold: int) -> Gall
     return GalleryStore(root, clip.embed_dim, ann_threshold, thumbs=thumbs)
 
 
-def open_gallery(data_dir: Path, clip: Any, name: str, cache: VectorCache | None, settings: Any) -> Gallery:
+def open_gallery(data_dir: Path, clip: ClipModel, name: str, cache: VectorCache | None, settings: Settings) -> Gallery:
     """The persistent gallery `name` over `clip`."""
     store = open_store(data_dir, clip, name, settings.ann_threshold)
     return Gallery(clip, store, cache, settings.max_image_pixels, settings.index_commit_every, settings.near_duplicates)
@@ -309,9 +319,9 @@ def _try_perceptual(path: Path) -> str:
         return ""  # no near-duplicate check for this one; it is indexed all the same
 
 
-def _row(p: _Pending) -> tuple[str, str, int, int, int]:
+def _row(p: _Pending) -> NewImage:
     width, height = _header_size(p.file.path) or (0, 0)
-    return p.hash, p.file.name, width, height, p.size
+    return NewImage(p.hash, p.file.name, width, height, p.size)
 
 
 def _header_size(path: str) -> tuple[int, int] | None:

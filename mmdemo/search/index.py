@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mmdemo.models import compute
+
+# A faiss index. Its SWIG bindings declare every index as `object` (no attributes): the calls on
+# them are checked by tests/test_search.py, not by the type checker.
+FaissIndex = Any
 
 RECALL_TARGET = 0.97  # calibration target; the promise is >= 0.95 on unseen queries
 _TORCH_SCAN_MAX_QUERIES = 16
@@ -28,13 +33,13 @@ _TORCH_SCAN_MAX_QUERIES = 16
 class VectorIndex:
     """Unit vectors under int64 ids; `search` returns (scores, ids) best first, -1 ids for padding."""
 
-    def __init__(self, dim: int, ann_threshold: int = 0, index: object | None = None):
+    def __init__(self, dim: int, ann_threshold: int = 0, index: FaissIndex | None = None):
         import faiss
 
         self.dim = dim
         self.ann_threshold = ann_threshold  # 0: always exact
-        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._views: tuple[np.ndarray, object] | None = None  # (ids, torch vectors) until the next change
+        self.index: FaissIndex = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._views: tuple[np.ndarray, Any] | None = None  # (ids, torch vectors) until the next change
 
     @property
     def kind(self) -> str:
@@ -80,7 +85,7 @@ class VectorIndex:
         import faiss
 
         n = len(self)
-        flat = faiss.downcast_index(self.index.index)
+        flat: FaissIndex = faiss.downcast_index(self.index.index)
         vectors = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
         ids = faiss.rev_swig_ptr(self.index.id_map.data(), n) if n else np.zeros(0, np.int64)
         return ids, vectors
@@ -94,9 +99,9 @@ class VectorIndex:
         if self._views is None:
             ids, vectors = self._stored()
             self._views = (np.asarray(ids), torch.from_numpy(vectors))
-        ids, vectors = self._views
+        ids, stored = self._views
         with torch.inference_mode():
-            scores = vectors @ torch.from_numpy(queries).T  # (N, Q): one pass over the vectors
+            scores = stored @ torch.from_numpy(queries).T  # (N, Q): one pass over the vectors
             top = torch.topk(scores, k, dim=0)
         return top.values.T.numpy(), ids[top.indices.T.numpy()]
 
@@ -118,7 +123,7 @@ class VectorIndex:
         return cls(dim, ann_threshold, faiss.read_index(str(path)))
 
 
-def build_ivf(ids: np.ndarray, vectors: np.ndarray, target: float = RECALL_TARGET, seed: int = 0) -> object:
+def build_ivf(ids: np.ndarray, vectors: np.ndarray, target: float = RECALL_TARGET, seed: int = 0) -> FaissIndex:
     """An IVF index over (ids, vectors), trained on a sample, nprobe calibrated to `target` recall@10."""
     import faiss
 
@@ -151,7 +156,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def calibrate_nprobe(
-    ivf: object, ids: np.ndarray, vectors: np.ndarray, target: float, rng: np.random.Generator, k: int = 10
+    ivf: FaissIndex, ids: np.ndarray, vectors: np.ndarray, target: float, rng: np.random.Generator, k: int = 10
 ) -> int:
     """Smallest power-of-two nprobe reaching `target` recall@k against exact search."""
     import faiss

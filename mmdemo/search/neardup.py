@@ -42,6 +42,8 @@ class NearIndex:
 
     def __init__(self, hashes: Sequence[str] = (), names: Sequence[str] = ()):
         self.names = list(names)
+        self._d: np.ndarray
+        self._p: np.ndarray
         self._d, self._p = _halves(hashes) if hashes else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
 
     def match(self, phash: str) -> str | None:

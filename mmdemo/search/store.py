@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -41,6 +40,19 @@ CREATE TABLE IF NOT EXISTS image (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to commit: what indexing learned of it, before the store gives it an id and a thumbnail path."""
+
+    hash: str  # of its bytes
+    name: str
+    width: int
+    height: int
+    bytes: int
+    phash: str = ""  # perceptual hash (mmdemo.search.neardup); '' when not taken
+    source: str = ""  # the file it was indexed from ('' for uploads: they are not kept)
 
 
 @dataclass(frozen=True)
@@ -146,20 +158,30 @@ class GalleryStore:
             self._sync()
             return sorted(self._items.values(), key=lambda item: item.id)
 
-    def add(self, items: Sequence[tuple[Any, ...]], vectors: np.ndarray) -> list[Item]:
-        """Commit new images: (hash, name, width, height, bytes[, perceptual hash[, source]]) rows with their vectors.
+    def add(self, items: Sequence[NewImage], vectors: np.ndarray) -> list[Item]:
+        """Commit new images with their vectors.
 
         Thumbnails must already be at `thumb_path(hash)`. Hashes already present are ignored.
         """
         with self._lock, self._file_lock(fcntl.LOCK_EX):
             self._sync(locked=True)
-            fresh = [(row, v) for row, v in zip(items, vectors, strict=True) if row[0] not in self._by_hash]
+            fresh = [(new, v) for new, v in zip(items, vectors, strict=True) if new.hash not in self._by_hash]
             if not fresh:
                 return []
             next_id = max(self._items, default=0) + 1
             added = [
-                Item(next_id + i, h, name, str(self.thumb_path(h)), w, hgt, size, *rest)
-                for i, ((h, name, w, hgt, size, *rest), _) in enumerate(fresh)
+                Item(
+                    next_id + i,
+                    n.hash,
+                    n.name,
+                    str(self.thumb_path(n.hash)),
+                    n.width,
+                    n.height,
+                    n.bytes,
+                    n.phash,
+                    n.source,
+                )
+                for i, (n, _) in enumerate(fresh)
             ]
             self.index.add(np.array([it.id for it in added]), np.stack([v for _, v in fresh]))
             self._commit(added, [])

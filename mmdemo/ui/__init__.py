@@ -10,7 +10,8 @@ from mmdemo.search.galleries import Galleries
 from mmdemo.ui import chat, classify, search, system, tools
 from mmdemo.ui.common import CSS, theme
 from mmdemo.ui.i18n import I18N, t
-from mmdemo.vqa.backend import ChatBackend, chat_backend
+from mmdemo.vqa.backend import chat_backend
+from mmdemo.vqa.pipeline import ChatBackend
 
 __all__ = ["CSS", "I18N", "build_app", "theme"]
 

@@ -20,16 +20,14 @@ from mmdemo import hosting, metrics
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
-from mmdemo.models.device import pick_device
 from mmdemo.ui.common import friendly_errors, measured, session, text_input
 from mmdemo.ui.history import history_chatbot
 from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import chat_queue
-from mmdemo.vqa.backend import ChatBackend
-from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
+from mmdemo.vqa.chat import PATCH_AREA, ImageBudget, to_qwen_messages
 from mmdemo.vqa.history import pop_last_turn, to_markdown, to_transcript, without_last_answer
 from mmdemo.vqa.media import check_attachments
-from mmdemo.vqa.remote import AnswerCut
+from mmdemo.vqa.pipeline import AnswerCut, AnswerStats, ChatBackend, GenerationParams
 from mmdemo.vqa.sessions import ChatSessions
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -59,16 +57,16 @@ class ChatTab:
     def __init__(self, settings: Settings, backend: ChatBackend) -> None:
         self.settings, self.backend = settings, backend
         # KV caches for prefix reuse live where the model runs: here only for the in-process backend.
-        kept = 0 if backend.remote else settings.chat_cache_sessions
+        kept = settings.chat_cache_sessions if backend.keeps_prefix else 0
         self.sessions = ChatSessions(kept, settings.chat_cache_mb * 1_000_000)
         self.last_stats: OrderedDict[str, AnswerStats] = OrderedDict()  # per session: what its last answer cost
         self.outputs = settings.data_dir / "outputs" / "chat"  # downloaded conversations, a folder per session
-        on_gpu = backend.remote or pick_device(settings.device) == "cuda"  # servers run on GPUs
+        on_gpu = backend.runs_on_gpu
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
         # The model-running events, wrapped as bound methods (their names and docstrings stay those
         # of the API and MCP tools): messages, not traces; on ZeroGPU a spaces.GPU allocation each,
         # unless the model runs on a server (then a GPU here would be held for nothing).
-        on_gpu_here = hosting.gpu(duration=120) if not backend.remote else (lambda fn: fn)
+        on_gpu_here = hosting.gpu(duration=120) if backend.uses_local_accelerator else (lambda fn: fn)
         self.chat = friendly_errors(measured("chat", on_gpu_here(self.chat)))
         self.regenerate = friendly_errors(measured("chat", on_gpu_here(self.regenerate)))
 
@@ -179,7 +177,7 @@ class ChatTab:
         video_frames: float,
         video_total_pixels: float,
         system_prompt: str = "",
-        request: gr.Request = None,
+        request: gr.Request | None = None,
     ) -> Iterator[tuple[History, Any]]:
         """Answer a message (text and/or images or a video) given the conversation so far, streaming.
 
@@ -222,7 +220,7 @@ class ChatTab:
         video_frames: float,
         video_total_pixels: float,
         system_prompt: str = "",
-        request: gr.Request = None,
+        request: gr.Request | None = None,
     ) -> Iterator[History]:
         """Answer the last user turn again, replacing the old answer.
 
@@ -364,7 +362,7 @@ class ChatTab:
                 yield [*history, reply]
         except AnswerCut as cut:  # the server went away mid-answer: keep what came, say it was cut
             reply["content"] += " …"
-            gr.Warning(str(cut))
+            gr.Warning(cut.translated(language(request)))
         finally:
             metrics.record_answer(stats.new_tokens, stats.decode_seconds)
             self.sessions.finish(key, stop)

@@ -129,9 +129,8 @@ class ClassifyTab:
             )
         if not isinstance(files, list | None):
             raise UserFacingError(key="error.not_a_file")
-        paths = [upload_path(f) for f in files or []]
-        if image:
-            paths.insert(0, upload_path(image))
+        given = [image] if image else []
+        paths = [path for path in map(upload_path, [*given, *(files or [])]) if path]
         if not paths:
             raise UserFacingError(key="classify.no_image")
         if len(paths) > settings.max_images_per_upload:

@@ -139,7 +139,7 @@ def _waited(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
     state = getattr(getattr(request, "request", None), "state", None)
     joined, queue = getattr(state, "mmdemo_joined", None), getattr(state, "mmdemo_queue", None)
-    if joined is not None and queue is not None and not getattr(state, "mmdemo_waited", False):
+    if state is not None and joined is not None and queue is not None and not getattr(state, "mmdemo_waited", False):
         state.mmdemo_waited = True  # once per request (a generator's handler is entered once)
         metrics.record_wait(queue, time.monotonic() - joined)
 

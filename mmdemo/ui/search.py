@@ -13,7 +13,7 @@ import secrets
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -31,11 +31,14 @@ from mmdemo.ui.common import friendly_errors, measured, number, session, text_in
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
 
+if TYPE_CHECKING:
+    from mmdemo.search.store import Item
+
 log = logging.getLogger(__name__)
 
 MINE_PAGE = 48  # images per page of "Your images"
 TOP_K_MAX = 48  # results per search
-Shown = tuple[list[tuple[str, str]], list[list[Any]], list[tuple[str, int]], None]  # gallery, table, ids, selection
+Shown = tuple[list[tuple[str, str]], Any, list[tuple[str, int]], None]  # gallery, table (value), ids, selection
 
 
 COLUMNS = ("rank", "score", "name", "gallery")  # of the score table (locale keys search.col.*)
@@ -79,7 +82,15 @@ class SearchTab:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         # The session's gallery token. The gallery is deleted when the tab closes (unload), or, for
         # API clients that never say goodbye, when Gradio expires the session's state.
-        token = gr.State(None, delete_callback=lambda t: t and self.galleries.drop(session_gallery(t)))
+        # A function, not a bound method: Gradio deep-copies each page's config, State callbacks included,
+        # and a bound method would be copied with its object (this tab, its galleries, the models: seconds).
+        galleries = self.galleries
+
+        def drop_gallery(token: str | None) -> None:
+            if token:
+                galleries.drop(session_gallery(token))
+
+        token = gr.State(None, delete_callback=drop_gallery)
         result_ids = gr.State([])
         selected = gr.State(None)  # the clicked result's (gallery, image id): never an index into newer results
         with gr.Row():
@@ -151,7 +162,7 @@ class SearchTab:
 
     def search(
         self, query: str, query_image: dict[str, Any] | str | None, top_k: float, min_score: float, token: str | None,
-        request: gr.Request = None,
+        request: gr.Request | None = None,
     ) -> Shown:  # fmt: skip
         """Images matching a description (or, when an image is given, looking like it).
 
@@ -227,7 +238,7 @@ class SearchTab:
 
     def remove_selected(
         self, selected: tuple[str, int] | None, ids: list[tuple[str, int]], token: str | None,
-        request: gr.Request = None,
+        request: gr.Request | None = None,
     ) -> str:  # fmt: skip
         """Remove the selected result from your gallery (shared images cannot be removed)."""
         if not selected or tuple(selected) not in {tuple(i) for i in ids or []}:
@@ -256,7 +267,7 @@ class SearchTab:
 
     def find_similar(
         self, selected: tuple[str, int] | None, top_k: float, min_score: float, token: str | None,
-        request: gr.Request = None,
+        request: gr.Request | None = None,
     ) -> Shown:  # fmt: skip
         """Images like the selected result (image -> image search from it, in one click)."""
         item = self._item(selected, token)
@@ -265,7 +276,7 @@ class SearchTab:
         return self.search("", item.thumb, top_k, min_score, token, request)
 
     def my_images(
-        self, token: str | None, page: float = 1, request: gr.Request = None
+        self, token: str | None, page: float = 1, request: gr.Request | None = None
     ) -> tuple[list[tuple[str, str]], str, list[int], None]:
         """What this session added: a page of (thumbnail, name), a summary line, and their ids.
 
@@ -282,7 +293,7 @@ class SearchTab:
         info = say(request, "search.mine_info", n=len(items), mb=f"{total:.1f}", page=page, pages=pages)
         return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
 
-    def remove_images(self, which: str, token: str | None, request: gr.Request = None) -> str:
+    def remove_images(self, which: str, token: str | None, request: gr.Request | None = None) -> str:
         """Remove images from your gallery.
 
         Args:
@@ -301,12 +312,12 @@ class SearchTab:
         removed = mine.remove([it.id for it in chosen])
         return say(request, "search.removed", n=removed, left=len(mine))
 
-    def delete_selected(self, item_id: int | None, token: str | None, request: gr.Request = None) -> str:
+    def delete_selected(self, item_id: int | None, token: str | None, request: gr.Request | None = None) -> str:
         if item_id is None:
             return say(request, "search.click_mine")
         return self.remove_images(str(item_id), token, request)
 
-    def delete_all(self, token: str | None, request: gr.Request = None) -> str:
+    def delete_all(self, token: str | None, request: gr.Request | None = None) -> str:
         return self.remove_images("all", token, request)
 
     def select_mine(self, ids: list[int], evt: gr.SelectData) -> int | None:
@@ -327,14 +338,14 @@ class SearchTab:
         return gallery.store.item(item_id) if gallery else None
 
     def select_result(
-        self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData, request: gr.Request = None
+        self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData, request: gr.Request | None = None
     ) -> tuple[Any, Any]:
         """Remember which image was clicked (its gallery and id, not its place in the results), and
         show it at full size."""
         index = int(evt.index)
-        selected = tuple(ids[index]) if 0 <= index < len(ids or []) else None
+        selected = (str(ids[index][0]), int(ids[index][1])) if 0 <= index < len(ids or []) else None
         item = self._item(selected, token)
-        if item is None:
+        if item is None or selected is None:
             return selected, gr.Image(visible=False)
         path = self._original(item, selected[0], token)
         try:
@@ -346,7 +357,7 @@ class SearchTab:
         )
         return selected, gr.Image(image, label=label, visible=True)
 
-    def _original(self, item: Any, source: str, token: str | None) -> str:
+    def _original(self, item: Item, source: str, token: str | None) -> str:
         """The best file to show `item` from: its indexed source (library), the kept upload (yours),
         else its thumbnail. Only files recorded for an indexed item are ever opened."""
         if source == "shared" and item.source and Path(item.source).is_file():

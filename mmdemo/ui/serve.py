@@ -20,7 +20,7 @@ from mmdemo.ui.i18n import I18N
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
     from mmdemo.search.galleries import Galleries
-    from mmdemo.vqa.backend import ChatBackend
+    from mmdemo.vqa.pipeline import ChatBackend
 
 log = logging.getLogger("mmdemo")
 
@@ -172,9 +172,9 @@ def readiness(
         library = "indexed on first search"
     ready = all(state == "resident" for state in models.values()) and library != "indexing"
     body = {"ready": ready, "models": models, "library": library}
-    if backend is not None and backend.remote:
-        status = backend.status()  # type: ignore[attr-defined]  # RemoteVLM
-        body["chat_server"] = {"url": backend.name, "reachable": status.reachable}  # type: ignore[attr-defined]
+    health = backend.health() if backend is not None else None
+    if health is not None and health.remote:
+        body["chat_server"] = {"url": health.where, "reachable": health.reachable}
     return ready, body
 
 

@@ -19,7 +19,7 @@ from mmdemo.models.registry import resolve
 from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import admin_queue, is_operator
-from mmdemo.vqa.backend import ChatBackend
+from mmdemo.vqa.pipeline import ChatBackend
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -115,7 +115,7 @@ class LoadBanner:
         app.load(self.show, None, [banner, timer], api_visibility="private")
         timer.tick(self.show, None, [banner, timer], api_visibility="private", queue=False)
 
-    def show(self, request: gr.Request = None) -> tuple[Any, Any]:
+    def show(self, request: gr.Request | None = None) -> tuple[Any, Any]:
         errors = dict(self.manager.errors)
         pending = [
             name
@@ -174,13 +174,13 @@ class SystemTab:
         retry.click(self.retry_load, model, shown, api_name="retry_load", preprocess=False, **admin_queue())
         app.load(self.on_page_load, None, [*shown, note, model, load, unload, retry], api_visibility="private")
 
-    def refresh(self, request: gr.Request = None) -> tuple[Any, str]:
+    def refresh(self, request: gr.Request | None = None) -> tuple[Any, str]:
         """Resident models (one row each) and a memory summary."""
         lang = language(request)
         rows = table_value("system.col", COLUMNS, model_rows(self.manager, lang), request)
         return rows, summary(self.settings, self.manager, self.backend, lang)
 
-    def traffic(self, request: gr.Request = None) -> Any:
+    def traffic(self, request: gr.Request | None = None) -> Any:
         """Requests per minute, p50 / p95 seconds and failures per feature, over the last 10 minutes."""
         rows = [
             [r.feature, r.per_minute, round(r.p50_seconds, 3), round(r.p95_seconds, 3), r.failed]

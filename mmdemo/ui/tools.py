@@ -39,9 +39,9 @@ from mmdemo.ui.common import friendly_errors, measured, number, text_input
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
 from mmdemo.vectorcache import embedding_cache
-from mmdemo.vqa.backend import ChatBackend
-from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
+from mmdemo.vqa.chat import PATCH_AREA, ImageBudget, to_qwen_messages
 from mmdemo.vqa.media import check_attachments
+from mmdemo.vqa.pipeline import AnswerStats, ChatBackend, GenerationParams
 
 MCP_TOOLS = ("search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images")
 COLLECTION_TTL_S = 86_400  # a collection unused this long is deleted
@@ -86,7 +86,7 @@ class AgentTools:
     # --- the tools ---
 
     def search_images(
-        self, query: str = "", image: str = "", top_k: int = 8, collection: str = "", request: gr.Request = None
+        self, query: str = "", image: str = "", top_k: int = 8, collection: str = "", request: gr.Request | None = None
     ) -> str:
         """Find images by a description in words, or by an example image, in the shared photo library
         (and in your collection).
@@ -114,7 +114,7 @@ class AgentTools:
             for rank, (source, hit) in enumerate(hits, 1)
         )
 
-    def ask_image(self, question: str, image: str, max_new_tokens: int = 128, request: gr.Request = None) -> str:
+    def ask_image(self, question: str, image: str, max_new_tokens: int = 128, request: gr.Request | None = None) -> str:
         """Ask the vision-language model a question about one image.
 
         Args:
@@ -139,7 +139,10 @@ class AgentTools:
             files, skipped = check_attachments([str(fetched[0].path)], budget.max_file_pixels, budget.max_pixels, 2)
             if skipped:
                 raise UserFacingError(key="tools.unreadable", reason=skipped[0].reason)
-            history = [{"role": "user", "content": {"path": files[0]}}, {"role": "user", "content": question}]
+            history: list[dict[str, Any]] = [
+                {"role": "user", "content": {"path": files[0]}},
+                {"role": "user", "content": question},
+            ]
             prepared = self.backend.prepare(to_qwen_messages(history, budget, ""), self.settings.max_context_tokens)
             stats = AnswerStats()
             stream = self.backend.stream(prepared, params, threading.Event(), None, min_interval=1.0, stats=stats)
@@ -149,7 +152,7 @@ class AgentTools:
             metrics.record_answer(stats.new_tokens, stats.decode_seconds)
         return answer.strip()
 
-    def classify_image(self, image: str, labels: str, top_k: int = 5, request: gr.Request = None) -> str:
+    def classify_image(self, image: str, labels: str, top_k: int = 5, request: gr.Request | None = None) -> str:
         """Zero-shot classify one image against labels you give (CLIP): which label fits best.
 
         Args:
@@ -175,7 +178,7 @@ class AgentTools:
             raise UserFacingError(key="tools.unreadable", reason=result.skipped[0].reason)
         return "\n".join(f"{label}: {score:.3f}" for label, score in result.predictions[0][1].top_k(k))
 
-    def add_images(self, images: list[str], collection: str = "", request: gr.Request = None) -> str:
+    def add_images(self, images: list[str], collection: str = "", request: gr.Request | None = None) -> str:
         """Add images to your collection (a private gallery), so that search_images finds them.
 
         Args:
@@ -196,7 +199,7 @@ class AgentTools:
             report.summary(language(request)) + "\n\n" + say(request, "tools.collection", token=token, n=len(gallery))
         )
 
-    def list_images(self, collection: str, request: gr.Request = None) -> str:
+    def list_images(self, collection: str, request: gr.Request | None = None) -> str:
         """List the images in your collection.
 
         Args:
@@ -210,7 +213,7 @@ class AgentTools:
         base = _base_url(request, self.settings.root_path)
         return "\n".join(f"{it.id} · {it.name} · {it.bytes} bytes · {base}/gradio_api/file={it.thumb}" for it in items)
 
-    def delete_images(self, collection: str, which: str = "all", request: gr.Request = None) -> str:
+    def delete_images(self, collection: str, which: str = "all", request: gr.Request | None = None) -> str:
         """Delete images from your collection.
 
         Args:
@@ -271,4 +274,4 @@ def only_tools_for_mcp(app: gr.Blocks) -> None:
     for block_fn in app.fns.values():
         if block_fn.fn is not None and block_fn.api_name not in MCP_TOOLS:
             target = getattr(block_fn.fn, "__func__", block_fn.fn)  # a bound method reads its function's attributes
-            target._mcp_type = "api-only"
+            target._mcp_type = "api-only"  # type: ignore[union-attr]  # an attribute Gradio reads (gradio.mcp)

@@ -1,47 +1,30 @@
-"""Chat with a Qwen-VL model: messages -> prompt -> streamed answer.
+"""The chat's preprocess: Gradio messages -> Qwen messages with decoded media -> model inputs.
 
-The split follows the transformers pipeline: `to_qwen_messages` and `build_prompt`
-(preprocess), `stream_reply` (forward, on a worker thread), text out (postprocess).
+`to_qwen_messages` is shared by both backends (the same decoding, rotation and size rules
+wherever the model runs); `build_prompt` and `fit_to_budget` make the in-process model's
+inputs within the context budget (mmdemo.vqa.local generates from them).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdemo.errors import UserFacingError
-from mmdemo.i18n import DEFAULT, text
+from mmdemo.i18n import text
 from mmdemo.images import BadImageError
 from mmdemo.models import compute
 from mmdemo.vqa.media import is_video, load_image, read_video
-from mmdemo.vqa.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
+
+if TYPE_CHECKING:
+    from mmdemo.models.vlm import VisionLanguageModel
 
 log = logging.getLogger(__name__)
 DEFAULT_QUESTION = text("chat.default_question")  # in English; the Chat tab asks in the UI language
 PATCH_AREA = 28 * 28  # pixels per Qwen2.5-VL visual token (after the 2x2 merge, 14 px patches)
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Sampling controls shown in the chat tab."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.05
-    greedy: bool = False
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `model.generate`."""
-        common = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty}
-        if self.greedy or self.temperature <= 0:
-            return {**common, "do_sample": False}
-        return {**common, "do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
 
 
 @dataclass(frozen=True)
@@ -53,25 +36,6 @@ class ImageBudget:
     max_frames: int = 16  # frames sampled from a video
     video_total_pixels: int = 4096 * PATCH_AREA  # all frames of a video together
     max_file_pixels: int = 64_000_000  # larger files are refused (decompression-bomb guard)
-
-
-@dataclass
-class AnswerStats:
-    """What one answer cost: filled in by `stream_reply`, shown under the conversation."""
-
-    prompt_tokens: int = 0
-    reused_tokens: int | None = 0  # of the prompt, from the previous turn's KV cache (None: not known here)
-    new_tokens: int = 0
-    decode_seconds: float = 0.0  # first token to last
-    first_token_seconds: float = 0.0  # request to first token
-
-    def describe(self, language: str = DEFAULT) -> str:
-        """e.g. '64 tokens · 31.5 tokens/s · 306 of 323 prompt tokens reused from the cache'."""
-        rate = (self.new_tokens - 1) / self.decode_seconds if self.new_tokens > 1 and self.decode_seconds > 0 else 0
-        common = {"tokens": self.new_tokens, "rate": f"{rate:.1f}", "prompt": self.prompt_tokens}
-        if self.reused_tokens is None:  # an inference server: its prefix cache is its own business
-            return text("chat.stats_remote", language, first=f"{self.first_token_seconds:.2f}", **common)
-        return text("chat.stats", language, reused=self.reused_tokens, **common)
 
 
 @dataclass(frozen=True)
@@ -131,7 +95,7 @@ def _part(item: Any, budget: ImageBudget) -> dict[str, Any] | None:
     return {"type": "image", "image": image, "min_pixels": budget.min_pixels, "max_pixels": budget.max_pixels}
 
 
-def prepare_inputs(vlm: Any, messages: list[dict[str, Any]]) -> Any:
+def prepare_inputs(vlm: VisionLanguageModel, messages: list[dict[str, Any]]) -> Any:
     """Chat template + qwen_vl_utils vision preprocessing -> model inputs on the model's device."""
     from qwen_vl_utils import process_vision_info
 
@@ -156,7 +120,7 @@ def prepare_inputs(vlm: Any, messages: list[dict[str, Any]]) -> Any:
     return inputs.to(vlm.model.device)
 
 
-def build_prompt(vlm: Any, messages: list[dict[str, Any]], max_tokens: int = 0) -> Prompt:
+def build_prompt(vlm: VisionLanguageModel, messages: list[dict[str, Any]], max_tokens: int = 0) -> Prompt:
     """The model inputs for `messages`, dropping the oldest turns if they exceed `max_tokens`.
 
     Turns are counted on the tokenized prompt itself (images and videos included), so one
@@ -191,7 +155,7 @@ def fit_to_budget(
     return [*messages[:keep], *messages[drop:]], drop - keep
 
 
-def _message_sizes(vlm: Any, inputs: Any, count: int) -> list[int]:
+def _message_sizes(vlm: VisionLanguageModel, inputs: Any, count: int) -> list[int]:
     """Tokens per message, from the `<|im_start|>` positions of the tokenized prompt."""
     start = vlm.processor.tokenizer.convert_tokens_to_ids("<|im_start|>")
     ids = inputs["input_ids"][0].tolist()
@@ -200,135 +164,13 @@ def _message_sizes(vlm: Any, inputs: Any, count: int) -> list[int]:
     return [b - a for a, b in itertools.pairwise(starts[-(count + 1) :])]
 
 
-def stream_reply(
-    vlm: Any,
-    prompt: Prompt | list[dict[str, Any]],
-    params: GenerationParams,
-    stop: threading.Event | None = None,
-    prefix: PrefixCache | None = None,
-    min_interval: float = 0.0,
-    stats: AnswerStats | None = None,
-) -> Iterator[str]:
-    """Yield the answer as it grows (the whole text so far, each time a token arrives).
-
-    With `min_interval`, updates come at most that often (the text of the tokens in between
-    joins the next one; the last is always yielded): each update costs the web server work
-    that would otherwise compete with the model and with other visitors' requests.
-
-    Generation runs on the compute thread. Setting `stop`, or closing this generator (the browser
-    went away), ends `generate()` at the next token, and returns only once it has ended.
-    With `prefix`, the keys/values of the previous turn are reused for the part of the prompt
-    that did not change, and the cache is updated for the next turn. `stats`, when given, is
-    filled in once the answer ends (stopped or not).
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-    class _StopOnEvent(StoppingCriteria):
-        # Called on the compute thread after every token: the safe point where other visitors'
-        # short model jobs (a search, a classification) run, instead of waiting for the answer.
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-            compute.between_steps()
-            return stop.is_set()
-
-    stop = stop or threading.Event()
-    if not isinstance(prompt, Prompt):
-        prompt = build_prompt(vlm, prompt)
-    model = vlm.model
-
-    class _CountingStreamer(TextIteratorStreamer):
-        tokens = 0
-
-        def put(self, value: Any) -> None:
-            if not self.next_tokens_are_prompt:  # the first put is the prompt (skip_prompt)
-                self.tokens += int(value.numel())
-            super().put(value)
-
-    streamer = _CountingStreamer(vlm.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        if stop.is_set():  # stopped (or the client left) while this waited for the compute thread
-            streamer.end()
-            return
-        try:
-            kwargs = _reuse_prefix(model, prompt.inputs, prefix) if prefix is not None else dict(prompt.inputs)
-            out = model.generate(
-                **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
-                **params.generate_kwargs(),
-            )  # fmt: skip
-            cache = kwargs.get("past_key_values")
-            # The session may have been cleared meanwhile (Clear, or its tab closed: forget() does
-            # not wait for the answer to end); then there is nothing to keep.
-            if prefix is not None and prefix.cache is cache is not None:
-                prefix.ids = out[0, : cache.get_seq_length()].tolist()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-            failure.append(exc)
-            streamer.end()  # unblock the consumer
-
-    job = compute.submit(work, long=True)  # the one thread that runs model work (mmdemo.models.compute)
-    text, shown, last, first, started = "", "", 0.0, None, time.monotonic()
-    try:
-        for chunk in streamer:
-            if stop.is_set():
-                break
-            first = first or time.monotonic()
-            text += chunk
-            if (now := time.monotonic()) - last >= min_interval:
-                shown, last = text, now
-                yield text
-        if text != shown and not stop.is_set():
-            yield text
-    finally:
-        stop.set()
-        job.result()
-        if stats is not None:
-            stats.prompt_tokens, stats.new_tokens = prompt.tokens, streamer.tokens
-            stats.reused_tokens = prefix.last.reused if prefix is not None and prefix.last is not None else 0
-            stats.decode_seconds = time.monotonic() - first if first is not None else 0.0
-            stats.first_token_seconds = first - started if first is not None else 0.0
-    if failure:
-        if prefix is not None:
-            prefix.clear()
-        if isinstance(failure[0], torch.OutOfMemoryError):
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise UserFacingError(key="chat.oom") from failure[0]
-        raise failure[0]
-
-
-def _reuse_prefix(model: Any, inputs: Any, prefix: PrefixCache) -> dict[str, Any]:
-    """`generate()` kwargs that continue from `prefix`'s KV cache as far as it is still valid.
-
-    Runs on the compute thread (it hashes pixels and cuts the cache), before generation.
-    """
-    from transformers import DynamicCache
-
-    ids, spans = inputs["input_ids"][0].tolist(), visual_spans(inputs, model.config)
-    reused = 0
-    if prefix.cache is not None and prefix.model_token == id(model):
-        reused = reusable_prefix(prefix.ids, prefix.spans, ids, spans)
-    if reused:
-        prefix.cache.crop(reused - prefix.cache.get_seq_length())  # negative: tokens to drop
-        kwargs = continuation(model, inputs, spans, reused)
-    else:
-        prefix.cache, prefix.model_token = DynamicCache(config=model.config), id(model)
-        kwargs = dict(inputs)
-    prefix.ids, prefix.spans, prefix.last = [], spans, Reuse(reused, len(ids))
-    kwargs["past_key_values"] = prefix.cache
-    return kwargs
-
-
 __all__ = [
     "DEFAULT_QUESTION",
-    "AnswerStats",
     "BadImageError",
-    "GenerationParams",
     "ImageBudget",
     "Prompt",
     "build_prompt",
     "fit_to_budget",
     "prepare_inputs",
-    "stream_reply",
     "to_qwen_messages",
 ]

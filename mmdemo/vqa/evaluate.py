@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mmdemo.errors import UserFacingError
-from mmdemo.vqa.backend import ChatBackend
-from mmdemo.vqa.chat import AnswerStats, GenerationParams, ImageBudget, to_qwen_messages
+from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
+from mmdemo.vqa.pipeline import AnswerStats, ChatBackend, GenerationParams
 
 # Qwen2.5-VL's VQAv2 prompt suffix: answers come as a word or phrase, as the references are.
 SHORT_ANSWER = "Answer the question using a single word or phrase."
@@ -200,7 +200,7 @@ def evaluate_vqa(
 
 
 def _ask(backend: ChatBackend, q: Question, params: GenerationParams, budget: ImageBudget, limit: int) -> dict:
-    history = [{"role": "user", "content": {"path": str(q.image)}},
+    history: list[dict[str, Any]] = [{"role": "user", "content": {"path": str(q.image)}},
                {"role": "user", "content": f"{q.question}\n{SHORT_ANSWER}"}]  # fmt: skip
     stats = AnswerStats()
     start = time.perf_counter()

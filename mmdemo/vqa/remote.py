@@ -23,8 +23,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mmdemo import i18n
 from mmdemo.errors import UserFacingError
-from mmdemo.vqa.backend import Prepared
-from mmdemo.vqa.chat import PATCH_AREA, AnswerStats, GenerationParams, fit_to_budget
+from mmdemo.vqa.chat import PATCH_AREA, fit_to_budget
+from mmdemo.vqa.pipeline import (
+    AnswerClock,
+    AnswerCut,
+    AnswerStats,
+    BackendHealth,
+    GenerationParams,
+    Prepared,
+    stream_text,
+)
 from mmdemo.vqa.reuse import PrefixCache
 
 if TYPE_CHECKING:
@@ -38,10 +46,6 @@ log = logging.getLogger(__name__)
 EXTENDED = ("vllm", "sglang")
 TEMPLATE_TOKENS = 24  # Qwen's default system message and the generation prompt
 PROBE_TTL = 5.0  # seconds a reachability probe is reused (the System tab and /ready ask often)
-
-
-class AnswerCut(UserFacingError):
-    """The stream broke after part of the answer arrived: that part is kept and shown."""
 
 
 def redact(url: str) -> str:
@@ -61,10 +65,15 @@ class ServerStatus:
     detail: str = ""
 
 
+Messages = list[dict[str, Any]]  # OpenAI chat messages: what a server's Prepared holds
+
+
 class RemoteVLM:
     """A chat backend that forwards each answer to one OpenAI-compatible server."""
 
-    remote = True
+    keeps_prefix = False  # the server caches prefixes itself
+    uses_local_accelerator = False  # no GPU is held here for an answer the server computes
+    runs_on_gpu = True  # inference servers run on GPUs (GPU-sized image defaults)
 
     def __init__(
         self, url: str, api_key: str = "", model: str = "", server: str = "auto",
@@ -88,20 +97,19 @@ class RemoteVLM:
     def client(self) -> Any:
         """The `openai` client (made on first use: importing openai costs startup time)."""
         if self._client is None:
-            import httpx
             import openai
 
             self._client = openai.OpenAI(
                 base_url=self.url,
                 api_key=self._key or "EMPTY",  # vLLM's convention for "no key"; never OPENAI_API_KEY
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                timeout=openai.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 max_retries=self.retries,
             )
         return self._client
 
     # --- preprocess ---
 
-    def prepare(self, messages: list[dict[str, Any]], max_tokens: int) -> Prepared:
+    def prepare(self, messages: list[dict[str, Any]], max_tokens: int) -> Prepared[Messages]:
         """OpenAI chat messages for Qwen `messages`, oldest turns dropped to fit `max_tokens`.
 
         Sizes are estimated (the tokenizer lives on the server): exact for images (one token per
@@ -168,7 +176,7 @@ class RemoteVLM:
 
     def stream(
         self,
-        prepared: Prepared,
+        prepared: Prepared[Messages],
         params: GenerationParams,
         stop: threading.Event,
         prefix: PrefixCache | None = None,
@@ -177,7 +185,7 @@ class RemoteVLM:
     ) -> Iterator[str]:
         """Yield the answer as it grows. `stop` (or closing the generator) closes the stream at once,
         which ends the request on the server. `prefix` is unused: the server caches prefixes."""
-        started = time.monotonic()
+        clock = AnswerClock()
         try:
             response = self.client.chat.completions.create(**self._request(prepared.payload, params), stream=True)
         except client_errors() as exc:
@@ -186,42 +194,28 @@ class RemoteVLM:
         # response from here ends the read below, and the request with it.
         closer = threading.Thread(target=lambda: stop.wait() and response.close(), daemon=True)
         closer.start()
-        text, shown, last, first, chunks, usage = "", "", 0.0, None, 0, None
+        received = _Received()
         try:
-            for chunk in response:
-                usage = chunk.usage or usage
-                delta = chunk.choices[0].delta.content if chunk.choices else None
-                if stop.is_set():
-                    break
-                if not delta:
-                    continue
-                first = first or time.monotonic()
-                text, chunks = text + delta, chunks + 1
-                if (now := time.monotonic()) - last >= min_interval:
-                    shown, last = text, now
-                    yield text
-            stopped = stop.is_set()
+            yield from stream_text(received.deltas(response), stop, min_interval, clock)
         except client_errors() as exc:
             if stop.is_set():  # the read ended because Stop closed the response
                 return
             error = self.failure(exc)
-            if text:
-                yield text
-                raise AnswerCut(f"The answer was cut off: {error}") from None
+            if received.text:
+                yield received.text
+                raise AnswerCut(error) from None
             raise error from None
         finally:
             stop.set()  # ends the closer thread (and closes the response if it is still open)
             response.close()
-            if first is not None:
-                self.last_first_token = first - started
+            if clock.first is not None:
+                self.last_first_token = clock.first - clock.started
             if stats is not None:
+                usage = received.usage
                 stats.reused_tokens = None
                 stats.prompt_tokens = usage.prompt_tokens if usage else prepared.tokens
-                stats.new_tokens = usage.completion_tokens if usage else chunks
-                stats.first_token_seconds = first - started if first is not None else 0.0
-                stats.decode_seconds = time.monotonic() - first if first is not None else 0.0
-        if text != shown and not stopped:
-            yield text
+                stats.new_tokens = usage.completion_tokens if usage else received.chunks
+                clock.fill(stats)
 
     def _request(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
         """The chat completion request: standard fields, plus extensions where the server takes them."""
@@ -292,6 +286,10 @@ class RemoteVLM:
         self._probe = (time.monotonic(), status)
         return status
 
+    def health(self) -> BackendHealth:
+        status = self.status()
+        return BackendHealth(self.name, True, status.reachable, status.latency_ms, status.detail)
+
     def describe(self, language: str = i18n.DEFAULT) -> str:
         status = self.status()
         reachable = i18n.text("chat.server_reachable", language, ms=f"{status.latency_ms:.0f}")
@@ -312,6 +310,21 @@ class RemoteVLM:
         if not quiet:
             log.warning("chat server %s: %s: %s", self.name, type(exc).__name__, message)
         return UserFacingError(message)
+
+
+class _Received:
+    """What a streamed response brought: the text so far (kept if it breaks off), chunks, token usage."""
+
+    def __init__(self) -> None:
+        self.text, self.chunks, self.usage = "", 0, None
+
+    def deltas(self, response: Any) -> Iterator[str]:
+        for chunk in response:
+            self.usage = chunk.usage or self.usage
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                self.text, self.chunks = self.text + delta, self.chunks + 1
+                yield delta
 
 
 def client_errors() -> tuple[type[BaseException], ...]:
@@ -380,6 +393,6 @@ def _detail(exc: Any) -> str:
 
 
 def _root(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__
+    while (cause := exc.__cause__ or exc.__context__) is not None:
+        exc = cause
     return exc
