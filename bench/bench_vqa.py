@@ -144,7 +144,7 @@ def main() -> None:
 
     rows = []
     for quant in args.quantization.split(","):
-        placement = placement_for("qwen_vl", device, args.dtype, quant)
+        placement = placement_for(device, args.dtype, quant)
         vlm = compute.run(load_vlm, resolve(str(work / "model")), placement)
         tag = f"{placement.dtype}" + (f" {quant}" if quant != "none" else "")
         rows += measure(vlm, tag, image, budget, args)

@@ -26,7 +26,7 @@ def load_vit_b_32(dtype: str = "auto", batch_size: int = 32):
     from mmdemo.models.device import pick_device, placement_for
     from mmdemo.models.registry import REGISTRY
 
-    placement = placement_for("clip", pick_device("auto"), dtype)
+    placement = placement_for(pick_device("auto"), dtype)
     # On the compute thread, like every torch op in mmdemo: a second thread running torch ops
     # slows OpenMP down for the whole process (mmdemo/models/compute.py).
     return compute.run(load_clip, REGISTRY["random-clip-vit-b-32"], placement, batch_size=batch_size)

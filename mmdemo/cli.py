@@ -49,8 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     zeroshot.add_argument("--template", default="a photo of a {}.", help="the custom template")
     zeroshot.add_argument("--out", type=Path, default=Path("eval-out"), help="where confusion_matrix.png goes")
     vqa = evaluate.add_parser("vqa", help="VQAv2 accuracy, exact match and latency on a JSONL of questions")
-    vqa.add_argument("--data", type=Path, default=Path("assets/vqa_sample.jsonl"),
-                     help="JSONL: image (relative to the file), question, answers, optional type and id")  # fmt: skip
+    vqa.add_argument(
+        "--data",
+        type=Path,
+        default=Path("assets/vqa_sample.jsonl"),
+        help="JSONL: image (relative to the file), question, answers, optional type and id",
+    )
     vqa.add_argument("--limit", type=int, default=0, help="ask at most this many questions (0 = all)")
     vqa.add_argument("--out", type=Path, default=Path("eval-out"), help="where predictions.jsonl and summary.json go")
     vqa.add_argument("--max-new-tokens", type=int, default=16)
@@ -124,8 +128,10 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
         if path.is_dir():
             report = gallery.add_folder(path, show)
             if ignored := ignored_files(path):
-                print(f"{path}: ignored {sum(ignored.values())} non-image file(s): "
-                      + ", ".join(f"{ext} x{n}" for ext, n in sorted(ignored.items())))  # fmt: skip
+                print(
+                    f"{path}: ignored {sum(ignored.values())} non-image file(s): "
+                    + ", ".join(f"{ext} x{n}" for ext, n in sorted(ignored.items()))
+                )
         else:
             report = gallery.add_files([ImageFile(str(path), path.name)], show, keep_source=True)
         print(file=sys.stderr)

@@ -90,8 +90,9 @@ class StartingPage:
             return False
         self._server.daemon_threads = True
         # A short poll interval: stop() waits for the loop to notice, and the app is waiting to bind.
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="mmdemo-starting",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="mmdemo-starting", daemon=True
+        ).start()
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         print(f"mmdemo: starting on http://{shown}:{self.port} (the page appears in a few seconds)", flush=True)
         return True

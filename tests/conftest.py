@@ -19,8 +19,27 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from mmdemo.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests that use one of these start app.py, a browser or an inference server: marked e2e, so that
+# `pytest -m "not e2e"` is the fast lane (modules that start processes themselves say so with pytestmark).
+E2E_FIXTURES = {
+    "served_app",
+    "vlm_server",
+    "page",
+    "hostile_app",
+    "hostile_setup",
+    "flood_app",
+    "mcp_app",
+    "launch",
+    "chat_client",
+}
 SHARED = REPO.parent / "shared"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent (a user's clone)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

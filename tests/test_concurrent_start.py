@@ -9,7 +9,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
 
 SCRIPT = textwrap.dedent(
     """

@@ -98,6 +98,8 @@ from mmdemo.config import Settings
 from mmdemo.models.catalog import build_manager
 from mmdemo.vectorcache import VectorCache
 
+pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
+
 settings = Settings.from_env()
 clip = build_manager(settings).get("clip")
 cache = VectorCache(settings.data_dir / "embeddings.sqlite3")

@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
 
 
 def test_eight_clients_are_all_answered_or_told_the_queue_is_full(data_dir, tmp_path):

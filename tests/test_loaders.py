@@ -20,7 +20,7 @@ from mmdemo.vqa.pipeline import GenerationParams
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tiny_clip_embeddings_are_unit_vectors_of_the_configured_size(data_dir, dtype):
     folder = tiny.ensure_built("tiny-clip", data_dir / "models")
-    clip = load_clip(REGISTRY["tiny-clip"], placement_for("clip", "cpu", dtype), folder, batch_size=4)
+    clip = load_clip(REGISTRY["tiny-clip"], placement_for("cpu", dtype), folder, batch_size=4)
     pictures = [Image.new("RGB", (40 + i, 30), (i * 20, 0, 0)) for i in range(10)]  # 3 batches
     image_vectors = clip.encode_images(pictures)
     text_vectors = clip.encode_texts(["a red square", "a photo of a dog", "x"])
@@ -50,7 +50,7 @@ def _ask(vlm, image_path, tokens=6):
 def test_tiny_vlm_loads_and_answers_about_an_image(data_dir, images, model_id, cls):
     folder = tiny.ensure_built(model_id, data_dir / "models")
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
-    vlm = load_vlm(REGISTRY[model_id], placement_for("qwen_vl", "cpu", "float32"), folder)
+    vlm = load_vlm(REGISTRY[model_id], placement_for("cpu", "float32"), folder)
     assert type(vlm.model).__name__ == cls
     messages, chunks = _ask(vlm, images[0])
     assert messages[0]["content"][0]["type"] == "image"
@@ -66,7 +66,7 @@ def test_tiny_vlm_loads_and_answers_about_an_image(data_dir, images, model_id, c
 def test_without_the_real_qwen_files_a_small_tokenizer_is_trained(tmp_path, images, monkeypatch):
     monkeypatch.setattr(tiny, "shared_qwen_files", lambda: None)
     folder = tiny.ensure_built("tiny-qwen2.5-vl", tmp_path)
-    vlm = load_vlm(REGISTRY["tiny-qwen2.5-vl"], placement_for("qwen_vl", "cpu", "float32"), folder)
+    vlm = load_vlm(REGISTRY["tiny-qwen2.5-vl"], placement_for("cpu", "float32"), folder)
     assert len(vlm.processor.tokenizer) < 2000  # the fallback, not the 151k-token release
     tokenizer = vlm.processor.tokenizer
     assert vlm.model.config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")

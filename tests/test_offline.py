@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import REPO, free_port, stop_app, wait_until_answers
 from tests.test_browser import CHROMIUM, FLAGS
 
+pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
+
 
 def test_first_start_offline_answers_at_once_with_the_message_and_logs_one_line(tmp_path):
     from gradio_client import Client

@@ -44,9 +44,9 @@ def test_memory_estimates_shrink_with_precision():
 
 
 def test_quantization_on_cpu_falls_back_with_a_note():
-    p = dev.placement_for("qwen_vl", "cpu", "auto", "4bit")
+    p = dev.placement_for("cpu", "auto", "4bit")
     assert p.quantization == "none" and "CUDA" in p.notes[0]
-    assert dev.placement_for("clip", "cpu", "float32", "8bit").quantization == "none"
+    assert dev.placement_for("cpu", "float32", "8bit").quantization == "none"
 
 
 def test_cpu_dtype_follows_bf16_support():

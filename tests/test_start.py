@@ -17,6 +17,8 @@ from mmdemo.models.registry import resolve
 from mmdemo.starting import MARKER, StartingPage
 from tests.conftest import REPO, free_port, spawn_app, stop_app, wait_until_answers
 
+pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
+
 PAGE = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends for a page
 
 

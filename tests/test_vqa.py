@@ -55,7 +55,7 @@ def lively_vlm(request, data_dir):
     import torch
 
     folder = tiny.ensure_built(request.param, data_dir / "models")
-    vlm = load_vlm(REGISTRY[request.param], placement_for("qwen_vl", "cpu", "float32"), folder)
+    vlm = load_vlm(REGISTRY[request.param], placement_for("cpu", "float32"), folder)
     torch.manual_seed(1)
     with torch.no_grad():
         for p in vlm.model.parameters():
@@ -235,7 +235,7 @@ def test_out_of_memory_frees_the_cache_and_says_what_to_do(data_dir, images):
     import torch
 
     folder = tiny.ensure_built("tiny-qwen2.5-vl", data_dir / "models")
-    vlm = load_vlm(REGISTRY["tiny-qwen2.5-vl"], placement_for("qwen_vl", "cpu", "float32"), folder)
+    vlm = load_vlm(REGISTRY["tiny-qwen2.5-vl"], placement_for("cpu", "float32"), folder)
     prefix = PrefixCache()
     _answer(vlm, _turn([], images[0], "What?"), prefix)
     assert prefix.cache is not None

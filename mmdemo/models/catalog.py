@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from mmdemo.config import Settings
 from mmdemo.models import device as dev
+from mmdemo.models.families import FAMILIES, Family, family
 from mmdemo.models.hub import hub_reachable
 from mmdemo.models.libs import import_model_libraries
 from mmdemo.models.manager import LoadPlan, ModelManager, Resident
@@ -21,10 +22,57 @@ def build_manager(settings: Settings, roles_wanted: tuple[str, ...] = ("clip", "
     `roles_wanted=("clip",)`: a process that runs CLIP only (the `index` command): it then never
     imports transformers for a CLIP that does without (starts a second sooner on 2 cores).
     """
-    from mmdemo.models.clip import load_clip, needs_transformers, require_cached_clip
-    from mmdemo.models.vlm import fetch_vlm, load_vlm
-
     device = dev.pick_device(settings.device)
+    roles, vlm_quantization, notes = _roles(settings, device, roles_wanted)
+
+    def plan(model_id: str) -> LoadPlan:
+        spec = resolve(model_id)
+        kind = family(spec.family)
+        location = None
+        if not spec.synthetic:
+            # Before the torch imports, on the requesting thread: offline mode is decided once (no
+            # per-library download retries), the VLM's files are downloaded here rather than on the
+            # compute thread (a first 15 GB download must not hold up other visitors' searches), and a
+            # model that is missing offline fails in milliseconds.
+            location = kind.fetch(spec, hub_reachable())
+        # Before any build or load: see libs.py for the race it prevents.
+        import_model_libraries(transformers="vlm" in roles_wanted or kind.needs_transformers(spec))
+        quant = vlm_quantization if model_id == roles.get("vlm") and kind.quantizable else "none"
+        placement = dev.placement_for(device, settings.dtype, quant)
+        if spec.tiny or (spec.random_weights and kind.random_weights_built):
+            from mmdemo.models.tiny import ensure_built
+
+            location = ensure_built(spec.id, settings.data_dir / "models")
+        return LoadPlan(spec, placement, location, spec.approx_bytes(placement.dtype, placement.quantization))
+
+    budget = int(settings.memory_budget_gb * GB) if settings.memory_budget_gb > 0 else dev.auto_budget_bytes(device)
+    if settings.chat_cache_sessions > 0 and settings.chat_cache_mb > 0 and not settings.remote_vlm:
+        # The chat's KV caches share the same memory: models get the budget less what they may hold.
+        reserved = min(settings.chat_cache_mb * 1_000_000, budget // 2)
+        budget -= reserved
+        notes.append(f"{reserved / 1e9:.1f} GB of the memory budget kept for chat KV caches (MMDEMO_CHAT_CACHE_MB)")
+
+    def loader(kind: Family) -> Callable[[LoadPlan], Resident]:
+        return lambda plan: kind.load(plan, settings)
+
+    loaders = {name: loader(kind) for name, kind in FAMILIES.items()}
+
+    manager = ModelManager(
+        plan,
+        loaders,
+        budget_bytes=budget,
+        pinned=settings.pinned,
+        aliases=roles,
+        notes=notes,
+        retry_after_s=settings.load_retry_s,
+    )
+    for note in notes:
+        log.info("%s", note)
+    return manager
+
+
+def _roles(settings: Settings, device: str, roles_wanted: tuple[str, ...]) -> tuple[dict[str, str], str, list[str]]:
+    """Which model plays each role (clip, vlm), the VLM's quantization, and notes on the choices."""
     roles = dict(PROFILE_DEFAULTS[settings.profile])
     notes: list[str] = []
     if settings.clip_model != "auto":
@@ -52,42 +100,4 @@ def build_manager(settings: Settings, roles_wanted: tuple[str, ...] = ("clip", "
     if settings.is_synthetic:
         notes.append(f"{settings.profile} profile: random-weight models, answers are noise")
 
-    def plan(model_id: str) -> LoadPlan:
-        spec = resolve(model_id)
-        location = None
-        if not spec.synthetic:
-            # Before the torch imports, on the requesting thread: offline mode is decided once (no
-            # per-library download retries), the VLM's files are downloaded here rather than on the
-            # compute thread (a first 15 GB download must not hold up other visitors' searches), and a
-            # model that is missing offline fails in milliseconds.
-            online = hub_reachable()
-            if spec.family == "qwen_vl":
-                location = fetch_vlm(spec)
-            elif not online:
-                require_cached_clip(spec)
-        # Before any build or load: see libs.py for the race it prevents.
-        import_model_libraries(transformers="vlm" in roles_wanted or needs_transformers(spec))
-        quant = vlm_quantization if model_id == roles.get("vlm") else "none"
-        placement = dev.placement_for(spec.family, device, settings.dtype, quant)
-        if spec.tiny or (spec.random_weights and spec.family == "qwen_vl"):
-            from mmdemo.models.tiny import ensure_built
-
-            location = ensure_built(spec.id, settings.data_dir / "models")
-        return LoadPlan(spec, placement, location, spec.approx_bytes(placement.dtype, placement.quantization))
-
-    budget = int(settings.memory_budget_gb * GB) if settings.memory_budget_gb > 0 else dev.auto_budget_bytes(device)
-    if settings.chat_cache_sessions > 0 and settings.chat_cache_mb > 0 and not settings.remote_vlm:
-        # The chat's KV caches share the same memory: models get the budget less what they may hold.
-        reserved = min(settings.chat_cache_mb * 1_000_000, budget // 2)
-        budget -= reserved
-        notes.append(f"{reserved / 1e9:.1f} GB of the memory budget kept for chat KV caches (MMDEMO_CHAT_CACHE_MB)")
-    loaders: dict[str, Callable[[LoadPlan], Resident]] = {
-        "clip": lambda p: load_clip(p.spec, p.placement, p.location, batch_size=settings.clip_batch_size),
-        "qwen_vl": lambda p: load_vlm(p.spec, p.placement, p.location),
-    }
-
-    manager = ModelManager(plan, loaders, budget_bytes=budget, pinned=settings.pinned, aliases=roles, notes=notes,
-                           retry_after_s=settings.load_retry_s)  # fmt: skip
-    for note in notes:
-        log.info("%s", note)
-    return manager
+    return roles, vlm_quantization, notes

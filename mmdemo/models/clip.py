@@ -199,9 +199,11 @@ def _split_transform(preprocess: Any) -> tuple[Any, Any]:
     ops: list[Callable[[Any], Any]] = []
     for step, name in zip(steps[:-2], names[:-2], strict=True):
         if name == "Resize":
-            ops.append(functools.partial(
-                F.resize, size=step.size, interpolation=step.interpolation, max_size=step.max_size, antialias=True
-            ))  # fmt: skip
+            ops.append(
+                functools.partial(
+                    F.resize, size=step.size, interpolation=step.interpolation, max_size=step.max_size, antialias=True
+                )
+            )
         elif name == "CenterCrop":
             ops.append(functools.partial(F.center_crop, output_size=list(step.size)))
         elif name == "MaybeConvertMode" or getattr(step, "__name__", "") == "_convert_to_rgb":
@@ -250,9 +252,11 @@ def require_cached_clip(spec: ModelSpec) -> None:
     if any(Path("~/.cache/clip").expanduser().glob("*.pt")):
         return
     raise ModelUnavailableError(
-        spec.id, f"open_clip {spec.source} / {spec.pretrained}", f"hf download {spec.download}",
+        spec.id,
+        f"open_clip {spec.source} / {spec.pretrained}",
+        f"hf download {spec.download}",
         "offline (no route to the Hugging Face Hub), and not in the local cache",
-    )  # fmt: skip
+    )
 
 
 def load_clip(spec: ModelSpec, placement: Placement, location: Path | None = None, batch_size: int = 32) -> ClipModel:

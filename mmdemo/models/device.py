@@ -65,19 +65,17 @@ def pick_dtype(device: str, requested: str = "auto") -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
-def placement_for(family: str, device: str = "auto", dtype: str = "auto", quantization: str = "none") -> Placement:
-    """Resolve the settings for one model family into a concrete placement.
+def placement_for(device: str = "auto", dtype: str = "auto", quantization: str = "none") -> Placement:
+    """Resolve the settings for one model into a concrete placement.
 
-    Quantization applies to the VLM only, and only on CUDA (bitsandbytes): elsewhere the request
-    falls back to unquantized weights with a note the UI shows.
+    Quantization (asked for only for families that take it: models.families) applies only on CUDA
+    (bitsandbytes): elsewhere the request falls back to unquantized weights with a note the UI shows.
     """
     resolved_device = pick_device(device)
     resolved_dtype = pick_dtype(resolved_device, dtype)
     notes: list[str] = []
     quant = "none" if quantization == "auto" else quantization
-    if family != "qwen_vl":
-        quant = "none"
-    elif quant != "none" and resolved_device != "cuda":
+    if quant != "none" and resolved_device != "cuda":
         notes.append(
             f"{quant} quantization needs a CUDA GPU (bitsandbytes); "
             f"loading unquantized {resolved_dtype} weights on {resolved_device} instead."

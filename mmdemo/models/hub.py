@@ -35,8 +35,9 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
             return False
         endpoint = constants.ENDPOINT.rstrip("/")
         try:
-            urllib.request.urlopen(urllib.request.Request(endpoint + "/api/models?limit=1", method="HEAD"),
-                                   timeout=timeout)  # fmt: skip
+            urllib.request.urlopen(
+                urllib.request.Request(endpoint + "/api/models?limit=1", method="HEAD"), timeout=timeout
+            )
             _reachable = True
         except urllib.error.HTTPError:  # it answered (a 4xx/5xx is still a reachable Hub)
             _reachable = True
@@ -45,8 +46,9 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
             reason = getattr(exc, "reason", None) or exc
             log.warning(
                 "Hugging Face Hub unreachable at %s (%s): offline mode, models load from the local cache only",
-                endpoint, reason,
-            )  # fmt: skip
+                endpoint,
+                reason,
+            )
             go_offline()
         return _reachable
 

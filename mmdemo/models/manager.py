@@ -202,12 +202,6 @@ class ModelManager:
         log.info("unloaded %s", model_id)
         return True
 
-    def pin(self, name: str, pinned: bool = True) -> None:
-        """Exempt a model from eviction (or make it evictable again)."""
-        model_id = self.resolve_id(name)
-        with self._lock:
-            (self._pinned.add if pinned else self._pinned.discard)(model_id)
-
     def preload(self, names: Iterable[str], *, background: bool = False) -> threading.Thread | None:
         """Load models now. In the background, failures are logged and kept in `errors`."""
         names = list(names)
@@ -292,9 +286,11 @@ class ModelManager:
                 )
             if not victims:
                 log.warning(
-                    "memory budget %.1f GB exceeded (%.1f GB resident + %.1f GB incoming) and nothing "
-                    "left to evict", self.budget_bytes / 1e9, used / 1e9, incoming_bytes / 1e9,
-                )  # fmt: skip
+                    "memory budget %.1f GB exceeded (%.1f GB resident + %.1f GB incoming) and nothing left to evict",
+                    self.budget_bytes / 1e9,
+                    used / 1e9,
+                    incoming_bytes / 1e9,
+                )
                 return
             log.info("evicting %s to fit the memory budget", victims[0][1])
             self.unload(victims[0][1])

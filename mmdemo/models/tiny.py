@@ -52,10 +52,21 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
 
 # The Qwen2.5-VL special tokens, in the release's order.
 QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-]  # fmt: skip
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 
 def shared_qwen_files() -> Path | None:
@@ -138,26 +149,45 @@ def build_tiny_multilingual_clip(out: Path) -> None:
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(TOKENIZER_CORPUS, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials,
-                                                                      unk_token="<unk>"))  # fmt: skip
+    tok.train_from_iterator(
+        TOKENIZER_CORPUS, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>")
+    )
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
-        pad_token="<pad>", unk_token="<unk>", mask_token="<mask>", model_max_length=80,
-    ).save_pretrained(text)  # fmt: skip
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=80,
+    ).save_pretrained(text)
     XLMRobertaConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=96, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=96,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
         eos_token_id=2,
-    ).save_pretrained(text)  # fmt: skip
+    ).save_pretrained(text)
 
     def config(text_dir: Path) -> dict[str, Any]:
         return {
             "embed_dim": 32,
             "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
-            "text_cfg": {"hf_model_name": str(text_dir), "hf_tokenizer_name": str(text_dir),
-                         "hf_pooler_type": "mean_pooler", "context_length": 77},
-        }  # fmt: skip
+            "text_cfg": {
+                "hf_model_name": str(text_dir),
+                "hf_tokenizer_name": str(text_dir),
+                "hf_pooler_type": "mean_pooler",
+                "context_length": 77,
+            },
+        }
 
     config_file = out / f"{TINY_MCLIP_ARCH}.json"
     config_file.write_text(json.dumps(config(text), indent=2))  # to build from here, now
@@ -180,29 +210,63 @@ def qwen_config(arch: str, size: str) -> dict[str, Any]:
     if size != "tiny":
         raise ValueError(f"unknown size {size!r}")
     if arch == "qwen2_5_vl":
-        return _merge(base, {
-            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_window_layers": 2,
-            "tie_word_embeddings": True, "vocab_size": 151936,
-            # mrope_section must sum to head_dim / 2 = 64 / 4 / 2
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-            "vision_config": {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4,
-                              "out_hidden_size": 64, "fullatt_block_indexes": [1]},
-        })  # fmt: skip
+        return _merge(
+            base,
+            {
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_window_layers": 2,
+                "tie_word_embeddings": True,
+                "vocab_size": 151936,
+                # mrope_section must sum to head_dim / 2 = 64 / 4 / 2
+                "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+                "vision_config": {
+                    "depth": 2,
+                    "hidden_size": 64,
+                    "intermediate_size": 128,
+                    "num_heads": 4,
+                    "out_hidden_size": 64,
+                    "fullatt_block_indexes": [1],
+                },
+            },
+        )
     ids = {k: base[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")}
     return {
-        "model_type": "qwen3_vl", "architectures": ["Qwen3VLForConditionalGeneration"], **ids,
+        "model_type": "qwen3_vl",
+        "architectures": ["Qwen3VLForConditionalGeneration"],
+        **ids,
         "tie_word_embeddings": True,
         "text_config": {
-            "vocab_size": 151936, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "tie_word_embeddings": True,
-            "bos_token_id": base["bos_token_id"], "eos_token_id": base["eos_token_id"],
-            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0,
-                                "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+            "vocab_size": 151936,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "tie_word_embeddings": True,
+            "bos_token_id": base["bos_token_id"],
+            "eos_token_id": base["eos_token_id"],
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
         },
-        "vision_config": {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4,
-                          "out_hidden_size": 64, "num_position_embeddings": 64, "deepstack_visual_indexes": [0, 1]},
-    }  # fmt: skip
+        "vision_config": {
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 4,
+            "out_hidden_size": 64,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0, 1],
+        },
+    }
 
 
 def build_qwen_processor(arch: str) -> Any:
@@ -217,18 +281,22 @@ def build_qwen_processor(arch: str) -> Any:
         tokenizer, template = _fallback_tokenizer(), QWEN_CHAT_TEMPLATE.read_text()
     if arch == "qwen2_5_vl":
         return Qwen2_5_VLProcessor(
-            image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
-            tokenizer=tokenizer, chat_template=template,
-        )  # fmt: skip
+            image_processor=Qwen2VLImageProcessor(),
+            video_processor=Qwen2VLVideoProcessor(),
+            tokenizer=tokenizer,
+            chat_template=template,
+        )
     from transformers import Qwen3VLProcessor
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
     # Qwen3-VL: 16-pixel patches and mean/std 0.5, as in its released preprocessor_config.json.
     norm: dict[str, Any] = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "patch_size": 16}
     return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**norm), video_processor=Qwen3VLVideoProcessor(**norm),
-        tokenizer=tokenizer, chat_template=template,
-    )  # fmt: skip
+        image_processor=Qwen2VLImageProcessor(**norm),
+        video_processor=Qwen3VLVideoProcessor(**norm),
+        tokenizer=tokenizer,
+        chat_template=template,
+    )
 
 
 def build_tiny_qwen(out: Path, arch: str) -> None:
@@ -278,8 +346,11 @@ def _fallback_tokenizer() -> Any:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    corpus = [QWEN_CHAT_TEMPLATE.read_text(), "What is in this image? Describe the photo in one sentence. "
-              "A cat, a dog and a person stand near the red car on a sunny beach by the sea."]  # fmt: skip
+    corpus = [
+        QWEN_CHAT_TEMPLATE.read_text(),
+        "What is in this image? Describe the photo in one sentence. "
+        "A cat, a dog and a person stand near the red car on a sunny beach by the sea.",
+    ]
     trainer = trainers.BpeTrainer(
         vocab_size=1000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=QWEN_SPECIAL_TOKENS
     )
@@ -296,10 +367,14 @@ def _fallback_tokenizer() -> Any:
 
 def _retarget_token_ids(config: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
     ids = {
-        "image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
-        "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>",
-        "vision_token_id": "<|vision_pad|>", "eos_token_id": "<|im_end|>", "bos_token_id": "<|endoftext|>",
-    }  # fmt: skip
+        "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+        "vision_token_id": "<|vision_pad|>",
+        "eos_token_id": "<|im_end|>",
+        "bos_token_id": "<|endoftext|>",
+    }
     config = copy.deepcopy(config)
     for section in (config, config.get("text_config")):
         if section is None:

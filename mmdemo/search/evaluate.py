@@ -69,11 +69,16 @@ class BothWays:
     def table(self) -> str:
         """A plain-text report, one column per direction."""
         t, i = self.text_to_image, self.image_to_text
-        rows = [("", "text->image", "image->text"), ("R@1", t.recall_at_1, i.recall_at_1),
-                ("R@5", t.recall_at_5, i.recall_at_5), ("R@10", t.recall_at_10, i.recall_at_10)]  # fmt: skip
+        rows = [
+            ("", "text->image", "image->text"),
+            ("R@1", t.recall_at_1, i.recall_at_1),
+            ("R@5", t.recall_at_5, i.recall_at_5),
+            ("R@10", t.recall_at_10, i.recall_at_10),
+        ]
         lines = [f"captions: {t.captions}  images: {t.images}"]
-        lines += [f"{a:<12}{b:>12}{c:>12}" if isinstance(b, str) else f"{a:<12}{b:>12.4f}{c:>12.4f}"
-                  for a, b, c in rows]  # fmt: skip
+        lines += [
+            f"{a:<12}{b:>12}{c:>12}" if isinstance(b, str) else f"{a:<12}{b:>12.4f}{c:>12.4f}" for a, b, c in rows
+        ]
         lines.append(f"{'median rank':<12}{t.median_rank:>12g}{i.median_rank:>12g}")
         return "\n".join(lines)
 
@@ -94,9 +99,13 @@ def image_to_text_metrics(similarity: np.ndarray, targets: np.ndarray) -> Retrie
     best_own = np.where(own, by_image, -np.inf).max(axis=1)
     ranks = (1 + (np.where(own, -np.inf, by_image) > best_own[:, None]).sum(axis=1))[queries]
     return RetrievalMetrics(
-        float((ranks <= 1).mean()), float((ranks <= 5).mean()), float((ranks <= 10).mean()),
-        float(np.median(ranks)), len(targets), int(queries.sum()),
-    )  # fmt: skip
+        float((ranks <= 1).mean()),
+        float((ranks <= 5).mean()),
+        float((ranks <= 10).mean()),
+        float(np.median(ranks)),
+        len(targets),
+        int(queries.sum()),
+    )
 
 
 def read_captions(path: Path) -> list[tuple[str, str]]:

@@ -43,8 +43,9 @@ class Galleries:
                 self._stores[key] = open_store(self.settings.data_dir, clip, name, self.settings.ann_threshold)
             store = self._stores[key]
         settings = self.settings
-        return Gallery(clip, store, self.cache, settings.max_image_pixels, settings.index_commit_every,
-                       settings.near_duplicates)  # fmt: skip
+        return Gallery(
+            clip, store, self.cache, settings.max_image_pixels, settings.index_commit_every, settings.near_duplicates
+        )
 
     def drop(self, name: str) -> None:
         """Delete gallery `name` for every model: its index, metadata and thumbnails."""

@@ -57,10 +57,18 @@ class AddReport:
         """A Markdown report in `language`: counts, then one line per duplicate and per skipped file."""
         rate = len(self.added) / self.seconds if self.seconds > 0 else 0.0
         lines = [
-            text("search.report", language, added=len(self.added), seconds=f"{self.seconds:.1f}", rate=f"{rate:.1f}",
-                 duplicates=len(self.duplicates), near=len(self.near_duplicates), skipped=len(self.skipped),
-                 cached=self.from_cache)
-        ]  # fmt: skip
+            text(
+                "search.report",
+                language,
+                added=len(self.added),
+                seconds=f"{self.seconds:.1f}",
+                rate=f"{rate:.1f}",
+                duplicates=len(self.duplicates),
+                near=len(self.near_duplicates),
+                skipped=len(self.skipped),
+                cached=self.from_cache,
+            )
+        ]
         lines += [f"- {text('search.report_duplicate', language, name=n, first=f)}" for n, f in self.duplicates]
         near = "search.report_near" if self.near_skipped else "search.report_near_kept"
         lines += [f"- {text(near, language, name=n, first=f)}" for n, f in self.near_duplicates]
@@ -90,9 +98,14 @@ class Gallery:
     """Images searchable by text or by example, stored in `store`, embedded by `clip`."""
 
     def __init__(
-        self, clip: ClipModel, store: GalleryStore, cache: VectorCache | None, max_pixels: int,
-        commit_every: int = COMMIT_EVERY, near_duplicates: str = "report",
-    ):  # fmt: skip
+        self,
+        clip: ClipModel,
+        store: GalleryStore,
+        cache: VectorCache | None,
+        max_pixels: int,
+        commit_every: int = COMMIT_EVERY,
+        near_duplicates: str = "report",
+    ):
         self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
         self.commit_every = commit_every
         self.near_mode = near_duplicates  # report (and index), skip, or off
@@ -116,36 +129,12 @@ class Gallery:
         count = Throughput(len(files))
         skipped: list[Skipped] = []
         duplicates: list[tuple[str, str]] = []
-        pending: list[_Pending] = []
-        seen: dict[str, str] = {}
-        take_turns = self.clip.placement.device == "cpu" and not compute.on_compute_thread()
-        with ThreadPoolExecutor(decode_workers()) as pool:  # a few files per task: one each took 2x longer
-            parts = pool.map(lambda part: [self._hash(file, take_turns) for file in part], chunks(files, 16))
-            hashes = [hashed for part in parts for hashed in part]
-        for file, hashed in zip(files, hashes, strict=True):
-            if isinstance(hashed, Skipped):
-                skipped.append(hashed)
-                count.advance(1)
-                continue
-            digest, size = hashed
-            first = self.store.by_hash(digest)
-            if first is not None or digest in seen:
-                duplicates.append((file.name, first.name if first else seen[digest]))
-                count.advance(1)
-                continue
-            seen[digest] = file.name
-            pending.append(_Pending(file, digest, size))
+        pending = self._new_files(files, count, skipped, duplicates)
         persistent = self.clip.stable_weights
         cached = self.cache.get(self._space, [p.hash for p in pending], persistent) if self.cache else {}
-        # Bytes this model has embedded before: no model time, at most a thumbnail to draw.
-        reuse = [p for p in pending if p.hash in cached]
-        with ThreadPoolExecutor(decode_workers()) as pool:
-            drawn = list(pool.map(self._ensure_thumbnail, reuse))
-        skipped += [s for s in drawn if isinstance(s, Skipped)]
-        reuse = [p for p, s in zip(reuse, drawn, strict=True) if not isinstance(s, Skipped)]
+        reuse = self._with_thumbnails([p for p in pending if p.hash in cached], count, skipped)
         added = [p.file.name for p in reuse]
         rows, vectors = [_row(p) for p in reuse], [cached[p.hash] for p in reuse]
-        count.advance(len(drawn))
         sizes: dict[str, tuple[int, int]] = {}
         near = self._near_index()
         sources = {p.hash: str(Path(p.file.path).resolve()) for p in pending} if keep_source else {}
@@ -189,8 +178,44 @@ class Gallery:
         if self.near_mode == "skip":
             left_out = {name for name, _ in nears}
             added = [name for name in added if name not in left_out]
-        return AddReport(tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(nears),
-                         self.near_mode == "skip")  # fmt: skip
+        return AddReport(
+            tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(nears), self.near_mode == "skip"
+        )
+
+    def _new_files(
+        self, files: Sequence[ImageFile], count: Throughput, skipped: list[Skipped], duplicates: list[tuple[str, str]]
+    ) -> list[_Pending]:
+        """The files to index, hashed (on the decode threads): unreadable ones and duplicates of indexed
+        images (or of each other) are noted in `skipped` and `duplicates` instead."""
+        pending: list[_Pending] = []
+        seen: dict[str, str] = {}
+        take_turns = self.clip.placement.device == "cpu" and not compute.on_compute_thread()
+        with ThreadPoolExecutor(decode_workers()) as pool:  # a few files per task: one each took 2x longer
+            parts = pool.map(lambda part: [self._hash(file, take_turns) for file in part], chunks(files, 16))
+            hashes = [hashed for part in parts for hashed in part]
+        for file, hashed in zip(files, hashes, strict=True):
+            if isinstance(hashed, Skipped):
+                skipped.append(hashed)
+                count.advance(1)
+                continue
+            digest, size = hashed
+            first = self.store.by_hash(digest)
+            if first is not None or digest in seen:
+                duplicates.append((file.name, first.name if first else seen[digest]))
+                count.advance(1)
+                continue
+            seen[digest] = file.name
+            pending.append(_Pending(file, digest, size))
+        return pending
+
+    def _with_thumbnails(self, reuse: list[_Pending], count: Throughput, skipped: list[Skipped]) -> list[_Pending]:
+        """Bytes this model has embedded before: no model time, at most a thumbnail to draw (those that
+        cannot be drawn are skipped)."""
+        with ThreadPoolExecutor(decode_workers()) as pool:
+            drawn = list(pool.map(self._ensure_thumbnail, reuse))
+        skipped += [s for s in drawn if isinstance(s, Skipped)]
+        count.advance(len(drawn))
+        return [p for p, s in zip(reuse, drawn, strict=True) if not isinstance(s, Skipped)]
 
     def _near_index(self) -> NearIndex | None:
         if self.near_mode == "off":
@@ -267,14 +292,6 @@ class Gallery:
         if not text:
             raise UserFacingError(key="search.empty_query")
         return self.clip.encode_texts([text])[0]
-
-    def search_text(self, query: str, k: int = 12, min_score: float = -1.0) -> list[Hit]:
-        """Images that best match a description."""
-        return self.search_vector(self.query_vector(text=query), k, min_score)
-
-    def search_image(self, path: str | Path, k: int = 12, min_score: float = -1.0) -> list[Hit]:
-        """Images that look most like the image at `path`."""
-        return self.search_vector(self.query_vector(image=path), k, min_score)
 
 
 def gallery_root(data_dir: Path, clip: ClipModel, name: str) -> Path:

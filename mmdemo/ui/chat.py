@@ -90,8 +90,9 @@ class ChatTab:
             undo_btn = gr.Button(t("chat.undo"), size="sm")
             clear_btn = gr.Button(t("chat.clear"), size="sm")
             export_btn = gr.Button(t("chat.download"), size="sm", elem_id="chat-export")
-        transcript = gr.File(label=t("chat.transcript"), file_count="multiple", visible=False,
-                             elem_id="chat-transcript")  # fmt: skip
+        transcript = gr.File(
+            label=t("chat.transcript"), file_count="multiple", visible=False, elem_id="chat-transcript"
+        )
         with gr.Accordion(t("chat.settings"), open=False):
             controls = self._render_controls()
             gr.Markdown(t("chat.quantization_note"))
@@ -100,8 +101,9 @@ class ChatTab:
             (one, one_zh), (two, two_zh) = EXAMPLE_PROMPTS
             both = [str(p) for p in examples]
             rows = [(one, [both[0]]), (one_zh, [both[-1]]), (two, both), (two_zh, both)]
-            gr.Examples([[{"text": text, "files": files}] for text, files in rows], inputs=[box],
-                        label=t("chat.examples"))  # fmt: skip
+            gr.Examples(
+                [[{"text": text, "files": files}] for text, files in rows], inputs=[box], label=t("chat.examples")
+            )
 
         queue = chat_queue(self.settings)
         event = box.submit(self.chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **queue)
@@ -149,16 +151,28 @@ class ChatTab:
         with gr.Row():
             min_px = gr.Slider(4 * area, 1024 * area, value=4 * area, step=area, label=t("chat.min_pixels"))
             max_px = gr.Slider(
-                16 * area, 16384 * area, value=self.default_max_pixels, step=area,
+                16 * area,
+                16384 * area,
+                value=self.default_max_pixels,
+                step=area,
                 label=t("chat.max_pixels"),
-            )  # fmt: skip
-            frames = gr.Slider(2, settings.max_video_frames, value=min(16, settings.max_video_frames), step=2,
-                               label=t("chat.video_frames"))  # fmt: skip
-            video_px = gr.Slider(64 * area, 24576 * area, value=4096 * area, step=area,
-                                 label=t("chat.video_pixels"))  # fmt: skip
+            )
+            frames = gr.Slider(
+                2,
+                settings.max_video_frames,
+                value=min(16, settings.max_video_frames),
+                step=2,
+                label=t("chat.video_frames"),
+            )
+            video_px = gr.Slider(64 * area, 24576 * area, value=4096 * area, step=area, label=t("chat.video_pixels"))
         # value="": an API client may leave it out (a None default would make it a required argument)
-        system = gr.Textbox("", label=t("chat.system_prompt"), placeholder=t("chat.system_placeholder"),
-                            lines=2, elem_id="chat-system-prompt")  # fmt: skip
+        system = gr.Textbox(
+            "",
+            label=t("chat.system_prompt"),
+            placeholder=t("chat.system_placeholder"),
+            lines=2,
+            elem_id="chat-system-prompt",
+        )
         return [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px, system]
 
     # --- handlers ---
@@ -200,8 +214,17 @@ class ChatTab:
         self._check_system_prompt(system_prompt)
         history = [*(history or []), *self._user_turn(message, int(max_pixels), int(video_frames), request)]
         yield history, gr.MultimodalTextbox(value=None, interactive=False)
-        params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
-                                          min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
+        params, budget = self._generation(
+            max_new_tokens,
+            temperature,
+            top_p,
+            repetition_penalty,
+            greedy,
+            min_pixels,
+            max_pixels,
+            video_frames,
+            video_total_pixels,
+        )
         updated = history
         for updated in self._answer(history, params, budget, request, system_prompt):
             yield updated, gr.MultimodalTextbox()
@@ -244,8 +267,17 @@ class ChatTab:
         if not history:
             raise UserFacingError(key="chat.nothing_to_regenerate")
         yield history
-        params, budget = self._generation(max_new_tokens, temperature, top_p, repetition_penalty, greedy,
-                                          min_pixels, max_pixels, video_frames, video_total_pixels)  # fmt: skip
+        params, budget = self._generation(
+            max_new_tokens,
+            temperature,
+            top_p,
+            repetition_penalty,
+            greedy,
+            min_pixels,
+            max_pixels,
+            video_frames,
+            video_total_pixels,
+        )
         yield from self._answer(history, params, budget, request, system_prompt)
 
     def undo(self, history: History, request: gr.Request) -> tuple[History, dict[str, Any]]:
@@ -329,21 +361,36 @@ class ChatTab:
         ]
 
     def _generation(
-        self, max_new: float, temperature: float, top_p: float, repetition: float, greedy: bool,
-        min_px: float, max_px: float, frames: float, video_px: float,
-    ) -> tuple[GenerationParams, ImageBudget]:  # fmt: skip
+        self,
+        max_new: float,
+        temperature: float,
+        top_p: float,
+        repetition: float,
+        greedy: bool,
+        min_px: float,
+        max_px: float,
+        frames: float,
+        video_px: float,
+    ) -> tuple[GenerationParams, ImageBudget]:
         """The controls' values as sampling parameters and an image budget."""
         params = GenerationParams(int(max_new), float(temperature), float(top_p), float(repetition), bool(greedy))
         budget = ImageBudget(
-            min_pixels=int(min(min_px, max_px)), max_pixels=int(max_px), max_frames=int(frames),
-            video_total_pixels=int(video_px), max_file_pixels=self.settings.max_image_pixels,
-        )  # fmt: skip
+            min_pixels=int(min(min_px, max_px)),
+            max_pixels=int(max_px),
+            max_frames=int(frames),
+            video_total_pixels=int(video_px),
+            max_file_pixels=self.settings.max_image_pixels,
+        )
         return params, budget
 
     def _answer(
-        self, history: History, params: GenerationParams, budget: ImageBudget, request: gr.Request | None,
+        self,
+        history: History,
+        params: GenerationParams,
+        budget: ImageBudget,
+        request: gr.Request | None,
         system_prompt: str = "",
-    ) -> Iterator[History]:  # fmt: skip
+    ) -> Iterator[History]:
         """Stream an answer to the last user turn of `history` (shared by chat and regenerate)."""
         limit, key = self.settings.max_context_tokens, session(request)
         prepared = self.backend.prepare(to_qwen_messages(history, budget, system_prompt or ""), limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,12 @@ class ClassifyTab:
             with gr.Column():
                 image = gr.Image(type="filepath", label=t("classify.image"), height=300, elem_id="classify-image")
                 files = gr.File(file_count="multiple", label=t("classify.batch"), elem_id="classify-batch")
-                preset = gr.Dropdown([(t("classify.no_preset"), NO_PRESET), *PRESETS], value=NO_PRESET,
-                                     label=t("classify.preset"), elem_id="classify-preset")  # fmt: skip
+                preset = gr.Dropdown(
+                    [(t("classify.no_preset"), NO_PRESET), *PRESETS],
+                    value=NO_PRESET,
+                    label=t("classify.preset"),
+                    elem_id="classify-preset",
+                )
                 labels = gr.Textbox(
                     label=t("classify.labels"),
                     value=EXAMPLE_LABELS,
@@ -67,8 +72,11 @@ class ClassifyTab:
                     elem_id="classify-labels",
                 )
                 with gr.Row():
-                    template_set = gr.Radio([(t(f"classify.set.{key}"), key) for key in TEMPLATE_SETS], value=CUSTOM,
-                                            label=t("classify.templates"))  # fmt: skip
+                    template_set = gr.Radio(
+                        [(t(f"classify.set.{key}"), key) for key in TEMPLATE_SETS],
+                        value=CUSTOM,
+                        label=t("classify.templates"),
+                    )
                     template = gr.Textbox(label=t("classify.custom_template"), value=DEFAULT_TEMPLATE)
                 top_k = gr.Slider(1, TOP_K_MAX, value=5, step=1, label=t("classify.top_k"))
                 go = gr.Button(t("classify.button"), variant="primary", elem_id="classify-go")
@@ -88,8 +96,14 @@ class ClassifyTab:
             gr.Examples([[p] for p in bundled], inputs=[image], label=t("classify.gallery"), examples_per_page=12)
         preset.change(self.fill_preset, preset, labels, api_visibility="private")
         inputs = [image, files, labels, template_set, template, top_k]
-        go.click(self.classify, inputs, [scores, info, table, csv_file], api_name="classify", preprocess=False,
-                 **clip_queue(self.settings))  # fmt: skip
+        go.click(
+            self.classify,
+            inputs,
+            [scores, info, table, csv_file],
+            api_name="classify",
+            preprocess=False,
+            **clip_queue(self.settings),
+        )
         app.unload(self.end_session)
 
     def classify(
@@ -116,59 +130,72 @@ class ClassifyTab:
             The single image's top-k scores, a note on how scores are computed, the table
             (image, top-1, score, top-5) and the table as a CSV file.
         """
-        settings = self.settings
-        # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
-        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
-        labels_text, template = text_input(labels_text, "labels"), text_input(template, "template")
-        if len(template) > settings.max_label_chars:
-            raise UserFacingError(
-                key="classify.label_too_long",
-                label=template[:40],
-                n=f"{len(template):,}",
-                limit=settings.max_label_chars,
-            )
+        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))  # preprocessing is off for this event: see upload_path
+        paths = self._paths(image, files)
+        lang = language(request)
+        labels, notices = parse_labels(
+            text_input(labels_text, "labels"), self.settings.max_labels, self.settings.max_label_chars, lang
+        )
+        multilingual = resolve(self.manager.resolve_id("clip")).multilingual
+        templates, switched = templates_for_labels(template_set, self._template(template), labels, multilingual)
+        if switched:
+            notices.append(say(request, "classify.chinese_templates"))
+        clip = self.manager.get("clip")
+        result = classify_files(
+            clip,
+            [ImageFile(p, Path(p).name) for p in paths],
+            labels,
+            templates,
+            self.settings.max_image_pixels,
+            self.cache,
+            on_batch=self._progress(len(paths), progress, request),
+        )
+        if not result.predictions:
+            reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.skipped)
+            raise UserFacingError(key="classify.unreadable", reasons=reasons)
+        encoded = result.classifier.encoded
+        counts = {"labels": len(labels), "templates": len(templates), "encoded": encoded}
+        lines = [scoring_rule(clip, lang), say(request, "classify.counts", cached=len(labels) - encoded, **counts)]
+        lines += [f"- {n}" for n in notices]
+        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in result.skipped]
+        single = dict(result.predictions[0][1].top_k(k)) if len(result.predictions) == 1 else None
+        rows = table_value("classify.col", COLUMNS, result.rows(k), request)
+        return single, "\n".join(lines), rows, str(self._write_csv(result.to_csv(k), request))
+
+    def _paths(self, image: Any, files: Any) -> list[str]:
+        """The uploads' server paths, checked (Gradio's own checks are off for this event)."""
         if not isinstance(files, list | None):
             raise UserFacingError(key="error.not_a_file")
         given = [image] if image else []
         paths = [path for path in map(upload_path, [*given, *(files or [])]) if path]
         if not paths:
             raise UserFacingError(key="classify.no_image")
-        if len(paths) > settings.max_images_per_upload:
-            raise UserFacingError(key="classify.too_many", n=len(paths), limit=settings.max_images_per_upload)
-        lang = language(request)
-        labels, notices = parse_labels(labels_text, settings.max_labels, settings.max_label_chars, lang)
-        multilingual = resolve(self.manager.resolve_id("clip")).multilingual
-        templates, switched = templates_for_labels(template_set, template, labels, multilingual)
-        if switched:
-            notices.append(say(request, "classify.chinese_templates"))
-        clip = self.manager.get("clip")
-        count = Throughput(len(paths))
-        # A progress bar for batches only: each update is a message the server sends, and one image
-        # is answered before a bar would show.
-        batch = len(paths) > 1
-        if batch:
-            progress((0, len(paths)), desc=say(request, "classify.classifying"))
+        if len(paths) > self.settings.max_images_per_upload:
+            raise UserFacingError(key="classify.too_many", n=len(paths), limit=self.settings.max_images_per_upload)
+        return paths
+
+    def _template(self, template: Any) -> str:
+        template = text_input(template, "template")
+        if len(template) > self.settings.max_label_chars:
+            limit = self.settings.max_label_chars
+            raise UserFacingError(
+                key="classify.label_too_long", label=template[:40], n=f"{len(template):,}", limit=limit
+            )
+        return template
+
+    def _progress(self, total: int, progress: gr.Progress, request: gr.Request) -> Callable[[int], None]:
+        """What to call after each model batch: a progress bar for batches only (each update is a message
+        the server sends, and one image is answered before a bar would show)."""
+        count, lang = Throughput(total), language(request)
+        if total > 1:
+            progress((0, total), desc=say(request, "classify.classifying"))
 
         def advance(n: int) -> None:
             count.advance(n)
-            if batch:
+            if total > 1:
                 progress((count.done, count.total), desc=count.describe(lang))
 
-        files_in = [ImageFile(p, Path(p).name) for p in paths]
-        result = classify_files(
-            clip, files_in, labels, templates, settings.max_image_pixels, self.cache, on_batch=advance
-        )
-        if not result.predictions:
-            reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.skipped)
-            raise UserFacingError(key="classify.unreadable", reasons=reasons)
-        encoded = result.classifier.encoded
-        lines = [scoring_rule(clip, lang), say(request, "classify.counts", labels=len(labels), templates=len(templates),
-                                                encoded=encoded, cached=len(labels) - encoded)]  # fmt: skip
-        lines += [f"- {n}" for n in notices]
-        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in result.skipped]
-        single = dict(result.predictions[0][1].top_k(k)) if len(result.predictions) == 1 else None
-        rows = table_value("classify.col", COLUMNS, result.rows(k), request)
-        return single, "\n".join(lines), rows, str(self._write_csv(result.to_csv(k), request))
+        return advance
 
     def fill_preset(self, preset: str) -> str | Any:
         """Put a preset's class names in the labels box, one per line."""

@@ -12,6 +12,7 @@ import logging
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,33 +81,26 @@ class SearchTab:
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
-        # The session's gallery token. The gallery is deleted when the tab closes (unload), or, for
-        # API clients that never say goodbye, when Gradio expires the session's state.
-        # A function, not a bound method: Gradio deep-copies each page's config, State callbacks included,
-        # and a bound method would be copied with its object (this tab, its galleries, the models: seconds).
-        galleries = self.galleries
-
-        def drop_gallery(token: str | None) -> None:
-            if token:
-                galleries.drop(session_gallery(token))
-
-        token = gr.State(None, delete_callback=drop_gallery)
+        token = self._token_state()
         result_ids = gr.State([])
         selected = gr.State(None)  # the clicked result's (gallery, image id): never an index into newer results
         with gr.Row():
             with gr.Column(scale=4):
-                query = gr.Textbox(label=t("search.query"), placeholder=t("search.query_placeholder"),
-                                   elem_id="search-query")  # fmt: skip
+                query = gr.Textbox(
+                    label=t("search.query"), placeholder=t("search.query_placeholder"), elem_id="search-query"
+                )
                 with gr.Row():
                     top_k = gr.Slider(1, TOP_K_MAX, value=12, step=1, label=t("search.top_k"))
                     min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label=t("search.min_score"))
-            query_image = gr.Image(type="filepath", label=t("search.by_example"), height=160, scale=1,
-                                   elem_id="search-query-image")  # fmt: skip
+            query_image = gr.Image(
+                type="filepath", label=t("search.by_example"), height=160, scale=1, elem_id="search-query-image"
+            )
         with gr.Row():
             go = gr.Button(t("search.button"), variant="primary", scale=3, elem_id="search-go")
             similar = gr.Button(t("search.similar"), scale=1, elem_id="search-similar")
-        found = gr.Gallery(label=t("search.results"), columns=4, height="auto", object_fit="contain",
-                           elem_id="search-results")  # fmt: skip
+        found = gr.Gallery(
+            label=t("search.results"), columns=4, height="auto", object_fit="contain", elem_id="search-results"
+        )
         # The clicked result at full size (the original: library files where they were indexed, uploads
         # as kept for the session), with the image component's own download button.
         full = gr.Image(
@@ -121,6 +115,42 @@ class SearchTab:
                 add = gr.Button(t("search.add"))
                 remove = gr.Button(t("search.remove"))
             report = gr.Markdown(elem_id="search-report")
+        show_mine = self._render_mine(token, report)
+
+        queue = clip_queue(self.settings)
+        inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids, selected]
+        for searched in (
+            go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue),
+            query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue),
+        ):
+            searched.then(self.language_notice, query, notice, api_visibility="private")
+        show_mine(add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue))
+        found.select(self.select_result, [result_ids, token], [selected, full], api_visibility="private")
+        show_mine(remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected"))
+        similar.click(
+            self.find_similar, [selected, top_k, min_score, token], outputs, api_visibility="private", **queue
+        )
+        gr.Button("remove_images (API)", visible=False).click(
+            self.remove_images, [gr.Textbox(visible=False), token], report, api_name="remove_images"
+        )
+        app.unload(self.end_session)
+
+    def _token_state(self) -> gr.State:
+        """The session's gallery token. The gallery is deleted when the tab closes (unload), or, for
+        API clients that never say goodbye, when Gradio expires the session's state."""
+        # A function, not a bound method: Gradio deep-copies each page's config, State callbacks included,
+        # and a bound method would be copied with its object (this tab, its galleries, the models: seconds).
+        galleries = self.galleries
+
+        def drop_gallery(token: str | None) -> None:
+            if token:
+                galleries.drop(session_gallery(token))
+
+        return gr.State(None, delete_callback=drop_gallery)
+
+    def _render_mine(self, token: gr.State, report: gr.Markdown) -> Callable[[Any], None]:
+        """ "Your images": a page of what this session added, Delete selected / Delete all. Returns what
+        shows the page again after an event that changed the gallery."""
         with gr.Accordion(t("search.mine"), open=False, elem_id="search-mine-box"):
             mine_info = gr.Markdown(t("search.mine_none"), elem_id="search-mine-info")
             mine = gr.Gallery(
@@ -131,39 +161,27 @@ class SearchTab:
                 delete_one = gr.Button(t("search.delete_selected"), scale=1)
                 delete_all = gr.Button(t("search.delete_all"), variant="stop", scale=1)
         mine_ids, mine_selected = gr.State([]), gr.State(None)
-
-        queue = clip_queue(self.settings)
-        inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids, selected]
-        for searched in (
-            go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue),
-            query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue),
-        ):
-            searched.then(self.language_notice, query, notice, api_visibility="private")
         shown_mine = [mine, mine_info, mine_ids, mine_selected]
         # The API event first: later events of the same function would otherwise take its name.
         page.change(self.my_images, [token, page], shown_mine, api_name="my_images")
-        added = add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
-        added.then(self.my_images, [token, page], shown_mine, api_visibility="private")
-        found.select(self.select_result, [result_ids, token], [selected, full], api_visibility="private")
-        removed = remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected")
-        removed.then(self.my_images, [token, page], shown_mine, api_visibility="private")
-        similar.click(
-            self.find_similar, [selected, top_k, min_score, token], outputs, api_visibility="private", **queue
-        )
+
+        def show_mine(event: Any) -> None:
+            event.then(self.my_images, [token, page], shown_mine, api_visibility="private")
+
         mine.select(self.select_mine, mine_ids, mine_selected, api_visibility="private")
-        one = delete_one.click(self.delete_selected, [mine_selected, token], report, api_visibility="private")
-        every = delete_all.click(self.delete_all, token, report, api_visibility="private")
-        for done in (one, every):
-            done.then(self.my_images, [token, page], shown_mine, api_visibility="private")
-        gr.Button("remove_images (API)", visible=False).click(
-            self.remove_images, [gr.Textbox(visible=False), token], report, api_name="remove_images"
-        )
-        app.unload(self.end_session)
+        show_mine(delete_one.click(self.delete_selected, [mine_selected, token], report, api_visibility="private"))
+        show_mine(delete_all.click(self.delete_all, token, report, api_visibility="private"))
+        return show_mine
 
     def search(
-        self, query: str, query_image: dict[str, Any] | str | None, top_k: float, min_score: float, token: str | None,
+        self,
+        query: str,
+        query_image: dict[str, Any] | str | None,
+        top_k: float,
+        min_score: float,
+        token: str | None,
         request: gr.Request | None = None,
-    ) -> Shown:  # fmt: skip
+    ) -> Shown:
         """Images matching a description (or, when an image is given, looking like it).
 
         Args:
@@ -219,9 +237,12 @@ class SearchTab:
         workdir = inside(uploads, token, secrets.token_hex(4))  # one per request
         try:
             found, unpacked_skips = expand_uploads(
-                paths, workdir, settings.max_images_per_upload, settings.max_zip_mb * 1_000_000,
+                paths,
+                workdir,
+                settings.max_images_per_upload,
+                settings.max_zip_mb * 1_000_000,
                 settings.max_zip_members,
-            )  # fmt: skip
+            )
             progress((0, len(found)), desc=say(request, "search.indexing"))
             mine = self.galleries.get(session_gallery(token))
             lang = language(request)
@@ -237,9 +258,12 @@ class SearchTab:
         return "\n".join(lines) + "\n\n" + say(request, "search.holds", n=len(mine)), token
 
     def remove_selected(
-        self, selected: tuple[str, int] | None, ids: list[tuple[str, int]], token: str | None,
+        self,
+        selected: tuple[str, int] | None,
+        ids: list[tuple[str, int]],
+        token: str | None,
         request: gr.Request | None = None,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Remove the selected result from your gallery (shared images cannot be removed)."""
         if not selected or tuple(selected) not in {tuple(i) for i in ids or []}:
             return say(request, "search.click_first")
@@ -266,9 +290,13 @@ class SearchTab:
         return say(request, "search.cjk_notice", model=model_id, multilingual=MULTILINGUAL_CLIP)
 
     def find_similar(
-        self, selected: tuple[str, int] | None, top_k: float, min_score: float, token: str | None,
+        self,
+        selected: tuple[str, int] | None,
+        top_k: float,
+        min_score: float,
+        token: str | None,
         request: gr.Request | None = None,
-    ) -> Shown:  # fmt: skip
+    ) -> Shown:
         """Images like the selected result (image -> image search from it, in one click)."""
         item = self._item(selected, token)
         if item is None:

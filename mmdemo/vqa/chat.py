@@ -88,9 +88,14 @@ def _part(item: Any, budget: ImageBudget) -> dict[str, Any] | None:
         return None
     if is_video(path):
         frames = read_video(path, budget.max_frames)
-        return {"type": "video", "video": list(frames.images), "sample_fps": frames.sample_fps,
-                "min_pixels": budget.min_pixels, "max_pixels": budget.max_pixels,
-                "total_pixels": budget.video_total_pixels}  # fmt: skip
+        return {
+            "type": "video",
+            "video": list(frames.images),
+            "sample_fps": frames.sample_fps,
+            "min_pixels": budget.min_pixels,
+            "max_pixels": budget.max_pixels,
+            "total_pixels": budget.video_total_pixels,
+        }
     image = load_image(path, budget.max_file_pixels, budget.max_pixels)
     return {"type": "image", "image": image, "min_pixels": budget.min_pixels, "max_pixels": budget.max_pixels}
 

@@ -30,23 +30,91 @@ SHORT_GREEDY = GenerationParams(max_new_tokens=16, greedy=True)
 
 # --- the official VQA answer normalisation (vqaEval.py of the VQA API), compactly ---
 _CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-    "havent": "haven't", "hed": "he'd", "hes": "he's", "howd": "how'd", "howll": "how'll", "hows": "how's",
-    "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itll": "it'll", "lets": "let's",
-    "mightnt": "mightn't", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've",
-    "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "shant": "shan't", "shed": "she'd",
-    "shes": "she's", "shouldve": "should've", "shouldnt": "shouldn't", "thatd": "that'd", "thats": "that's",
-    "thered": "there'd", "theres": "there's", "theyd": "they'd", "theyll": "they'll", "theyre": "they're",
-    "theyve": "they've", "twas": "'twas", "wasnt": "wasn't", "wed": "we'd", "weve": "we've",
-    "werent": "weren't", "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've",
-    "whens": "when's", "whered": "where'd", "wheres": "where's", "whereve": "where've", "whod": "who'd",
-    "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're",
-    "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "yall": "y'all",
-    "youd": "you'd", "youll": "you'll", "youre": "you're", "youve": "you've",
-}  # fmt: skip
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-            "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}  # fmt: skip
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldve": "could've",
+    "couldnt": "couldn't",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hed": "he'd",
+    "hes": "he's",
+    "howd": "how'd",
+    "howll": "how'll",
+    "hows": "how's",
+    "Im": "I'm",
+    "Ive": "I've",
+    "isnt": "isn't",
+    "itd": "it'd",
+    "itll": "it'll",
+    "lets": "let's",
+    "mightnt": "mightn't",
+    "mightve": "might've",
+    "mustnt": "mustn't",
+    "mustve": "must've",
+    "neednt": "needn't",
+    "notve": "not've",
+    "oclock": "o'clock",
+    "shant": "shan't",
+    "shed": "she'd",
+    "shes": "she's",
+    "shouldve": "should've",
+    "shouldnt": "shouldn't",
+    "thatd": "that'd",
+    "thats": "that's",
+    "thered": "there'd",
+    "theres": "there's",
+    "theyd": "they'd",
+    "theyll": "they'll",
+    "theyre": "they're",
+    "theyve": "they've",
+    "twas": "'twas",
+    "wasnt": "wasn't",
+    "wed": "we'd",
+    "weve": "we've",
+    "werent": "weren't",
+    "whatll": "what'll",
+    "whatre": "what're",
+    "whats": "what's",
+    "whatve": "what've",
+    "whens": "when's",
+    "whered": "where'd",
+    "wheres": "where's",
+    "whereve": "where've",
+    "whod": "who'd",
+    "wholl": "who'll",
+    "whos": "who's",
+    "whove": "who've",
+    "whyll": "why'll",
+    "whyre": "why're",
+    "whys": "why's",
+    "wont": "won't",
+    "wouldve": "would've",
+    "wouldnt": "wouldn't",
+    "yall": "y'all",
+    "youd": "you'd",
+    "youll": "you'll",
+    "youre": "you're",
+    "youve": "you've",
+}
+_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _ARTICLES = {"a", "an", "the"}
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
@@ -121,11 +189,15 @@ def read_questions(path: Path) -> list[Question]:
         try:
             record = json.loads(line)
             answers = record["answers"]
-            questions.append(Question(
-                id=str(record.get("id", number)), image=(Path(path).parent / record["image"]).resolve(),
-                question=record["question"], answers=tuple(answers if isinstance(answers, list) else [answers]),
-                type=str(record.get("type", "")),
-            ))  # fmt: skip
+            questions.append(
+                Question(
+                    id=str(record.get("id", number)),
+                    image=(Path(path).parent / record["image"]).resolve(),
+                    question=record["question"],
+                    answers=tuple(answers if isinstance(answers, list) else [answers]),
+                    type=str(record.get("type", "")),
+                )
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise UserFacingError(f"{path}, line {number}: not a VQA record ({exc}); see README: eval vqa") from None
     if not questions:
@@ -146,8 +218,11 @@ class Summary:
     tokens_per_second: float = 0.0  # decode rate over all answers
 
     def table(self) -> str:
-        lines = [f"questions: {self.questions}", f"VQA accuracy: {self.accuracy:.4f}",
-                 f"exact match:  {self.exact_match:.4f}"]  # fmt: skip
+        lines = [
+            f"questions: {self.questions}",
+            f"VQA accuracy: {self.accuracy:.4f}",
+            f"exact match:  {self.exact_match:.4f}",
+        ]
         lines += [f"  {kind or '(no type)'}: {acc:.4f}" for kind, acc in sorted(self.by_type.items())]
         lines.append(f"latency p50 / p95: {self.latency_p50:.2f} / {self.latency_p95:.2f} s per answer")
         lines.append(f"decode: {self.tokens_per_second:.1f} tokens/s")
@@ -200,8 +275,10 @@ def evaluate_vqa(
 
 
 def _ask(backend: ChatBackend, q: Question, params: GenerationParams, budget: ImageBudget, limit: int) -> dict:
-    history: list[dict[str, Any]] = [{"role": "user", "content": {"path": str(q.image)}},
-               {"role": "user", "content": f"{q.question}\n{SHORT_ANSWER}"}]  # fmt: skip
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": {"path": str(q.image)}},
+        {"role": "user", "content": f"{q.question}\n{SHORT_ANSWER}"},
+    ]
     stats = AnswerStats()
     start = time.perf_counter()
     prepared = backend.prepare(to_qwen_messages(history, budget), limit)
@@ -210,12 +287,18 @@ def _ask(backend: ChatBackend, q: Question, params: GenerationParams, budget: Im
         pass  # each value is the whole answer so far: the last is the answer
     answer = short_answer(text)
     return {
-        "id": q.id, "type": q.type, "question": q.question, "image": q.image.name, "prediction": answer,
-        "answers": list(q.answers), "accuracy": vqa_accuracy(answer, q.answers),
+        "id": q.id,
+        "type": q.type,
+        "question": q.question,
+        "image": q.image.name,
+        "prediction": answer,
+        "answers": list(q.answers),
+        "accuracy": vqa_accuracy(answer, q.answers),
         "exact_match": exact_match(answer, q.answers),
-        "latency_s": round(time.perf_counter() - start, 4), "tokens": stats.new_tokens,
+        "latency_s": round(time.perf_counter() - start, 4),
+        "tokens": stats.new_tokens,
         "decode_s": round(stats.decode_seconds, 4),
-    }  # fmt: skip
+    }
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

@@ -35,9 +35,13 @@ class LocalGeneration:
     """
 
     def __init__(
-        self, vlm: VisionLanguageModel, prompt: Prompt, params: GenerationParams, stop: threading.Event,
+        self,
+        vlm: VisionLanguageModel,
+        prompt: Prompt,
+        params: GenerationParams,
+        stop: threading.Event,
         prefix: PrefixCache | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from transformers import TextIteratorStreamer
 
         self.vlm, self.prompt, self.params, self.stop, self.prefix = vlm, prompt, params, stop, prefix
@@ -66,9 +70,11 @@ class LocalGeneration:
         try:
             kwargs = self.inputs()
             out = self.vlm.model.generate(
-                **kwargs, streamer=self.streamer, stopping_criteria=StoppingCriteriaList([self.should_stop]),
+                **kwargs,
+                streamer=self.streamer,
+                stopping_criteria=StoppingCriteriaList([self.should_stop]),
                 **self.params.generate_kwargs(),
-            )  # fmt: skip
+            )
             self.new_tokens = int(out.shape[1] - kwargs["input_ids"].shape[1])
             self.keep_cache(kwargs, out)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread by wait()
@@ -145,8 +151,9 @@ def stream_reply(
     ends (stopped or not). Updates come at most every `min_interval` seconds (see stream_text).
     """
     stop = stop or threading.Event()
-    generation = LocalGeneration(vlm, prompt if isinstance(prompt, Prompt) else build_prompt(vlm, prompt), params,
-                                 stop, prefix)  # fmt: skip
+    generation = LocalGeneration(
+        vlm, prompt if isinstance(prompt, Prompt) else build_prompt(vlm, prompt), params, stop, prefix
+    )
     clock = AnswerClock()
     try:
         yield from stream_text(generation.start(), stop, min_interval, clock)

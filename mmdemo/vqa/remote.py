@@ -76,9 +76,15 @@ class RemoteVLM:
     runs_on_gpu = True  # inference servers run on GPUs (GPU-sized image defaults)
 
     def __init__(
-        self, url: str, api_key: str = "", model: str = "", server: str = "auto",
-        timeout: float = 60.0, retries: int = 2, patch_size: int = 14,
-    ) -> None:  # fmt: skip
+        self,
+        url: str,
+        api_key: str = "",
+        model: str = "",
+        server: str = "auto",
+        timeout: float = 60.0,
+        retries: int = 2,
+        patch_size: int = 14,
+    ) -> None:
         self.url, self.name = url.strip().rstrip("/"), redact(url.strip())
         self._key, self._model, self._server = api_key, model or None, None if server == "auto" else server
         self.timeout, self.retries, self.patch_size = timeout, retries, patch_size
@@ -90,8 +96,14 @@ class RemoteVLM:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteVLM:
-        return cls(settings.vlm_url, settings.vlm_api_key, settings.vlm_served_model, settings.vlm_server,
-                   settings.vlm_timeout, settings.vlm_retries)  # fmt: skip
+        return cls(
+            settings.vlm_url,
+            settings.vlm_api_key,
+            settings.vlm_served_model,
+            settings.vlm_server,
+            settings.vlm_timeout,
+            settings.vlm_retries,
+        )
 
     @property
     def client(self) -> Any:
@@ -137,8 +149,9 @@ class RemoteVLM:
             elif part["type"] == "video":  # as its sampled frames: every server takes images
                 frames = part["video"]
                 per_frame = max(part["min_pixels"], min(part["max_pixels"], part["total_pixels"] // len(frames)))
-                parts.append({"type": "text", "text": f"(A video: {len(frames)} frames, "
-                                                      f"{part['sample_fps']:.1f} per second.)"})  # fmt: skip
+                parts.append(
+                    {"type": "text", "text": f"(A video: {len(frames)} frames, {part['sample_fps']:.1f} per second.)"}
+                )
                 for frame in frames:
                     url, n = self._encode(frame, part["min_pixels"], per_frame)
                     parts.append({"type": "image_url", "image_url": {"url": url}})
@@ -160,8 +173,9 @@ class RemoteVLM:
                 return hit[1], hit[2]
         from qwen_vl_utils import fetch_image
 
-        resized = fetch_image({"image": image, "min_pixels": min_pixels, "max_pixels": max_pixels},
-                              image_patch_size=self.patch_size)  # fmt: skip
+        resized = fetch_image(
+            {"image": image, "min_pixels": min_pixels, "max_pixels": max_pixels}, image_patch_size=self.patch_size
+        )
         buffer = io.BytesIO()
         resized.save(buffer, format="JPEG", quality=90)
         url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -355,24 +369,32 @@ def _explain(exc: BaseException, name: str, model: str, retries: int, timeout: f
             reason = "the connection broke"
         else:
             reason = str(cause) or type(cause).__name__
-        return (f"Could not reach {where[4:]} ({reason}). Check MMDEMO_VLM_URL and that the server is running; "
-                "Search and Classify still work.")  # fmt: skip
+        return (
+            f"Could not reach {where[4:]} ({reason}). Check MMDEMO_VLM_URL and that the server is running; "
+            "Search and Classify still work."
+        )
     if isinstance(exc, openai.APIStatusError):
         code, detail = exc.status_code, _detail(exc)
         if code in (401, 403):
             return f"{where} refused the API key (HTTP {code}). Check MMDEMO_VLM_API_KEY."
         names_model = (model and repr(model) in detail) or "model" in detail.lower()
         if code == 404 or (code == 400 and names_model and "context" not in detail.lower()):
-            return (f"{where} does not serve the model {model!r} (HTTP {code}: {detail}). Set MMDEMO_VLM_SERVED_MODEL "
-                    "to one it serves, and check that MMDEMO_VLM_URL ends in /v1.")  # fmt: skip
+            return (
+                f"{where} does not serve the model {model!r} (HTTP {code}: {detail}). Set MMDEMO_VLM_SERVED_MODEL "
+                "to one it serves, and check that MMDEMO_VLM_URL ends in /v1."
+            )
         if code == 429:
             return f"{where} is busy (HTTP 429, still after {retries} retries). Try again in a minute."
         if code == 400 and any(s in detail.lower() for s in ("context length", "maximum context", "too long")):
-            return (f"The conversation is too long for the model on {name} ({detail}). Clear it, attach fewer or "
-                    "smaller images, or set MMDEMO_MAX_CONTEXT_TOKENS to the server's --max-model-len.")  # fmt: skip
+            return (
+                f"The conversation is too long for the model on {name} ({detail}). Clear it, attach fewer or "
+                "smaller images, or set MMDEMO_MAX_CONTEXT_TOKENS to the server's --max-model-len."
+            )
         if code == 422:
-            return (f"{where} rejected the request (HTTP 422: {detail}). If it is not vLLM or SGLang, "
-                    "set MMDEMO_VLM_SERVER=other.")  # fmt: skip
+            return (
+                f"{where} rejected the request (HTTP 422: {detail}). If it is not vLLM or SGLang, "
+                "set MMDEMO_VLM_SERVER=other."
+            )
         if code >= 500:
             return f"{where} failed (HTTP {code}: {detail}). Try again; if it persists, read the server's log."
         return f"{where} refused the request (HTTP {code}: {detail})."
