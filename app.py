@@ -6,9 +6,9 @@ import logging
 import os
 import sys
 
-from mmdemo import hosting
 from mmdemo.config import Settings
-from mmdemo.starting import StartingPage
+from mmdemo.serving import hosting
+from mmdemo.serving.starting import StartingPage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     starting = StartingPage(settings.host, settings.port)
     starting.start()
 
-    from mmdemo.images import set_pixel_limit
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.chat.backend import chat_backend
+    from mmdemo.embedding.images import set_pixel_limit
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
     from mmdemo.ui import CSS, build_app, theme
     from mmdemo.ui.serve import readiness, serve
-    from mmdemo.vqa.backend import chat_backend
 
     set_pixel_limit(settings.max_image_pixels)
     if not settings.is_synthetic:

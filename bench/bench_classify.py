@@ -32,9 +32,9 @@ def main() -> None:
     from mmdemo.classify.batch import classify_files
     from mmdemo.classify.templates import preset_labels, templates_for
     from mmdemo.classify.zeroshot import cached_classifier, classify
-    from mmdemo.images import open_image
-    from mmdemo.ingest import ImageFile
-    from mmdemo.vectorcache import VectorCache
+    from mmdemo.embedding.images import open_image
+    from mmdemo.embedding.ingest import ImageFile
+    from mmdemo.embedding.vectorcache import VectorCache
 
     clip = dataclasses.replace(load_vit_b_32(), weights_key="bench:vit-b-32-random")
     labels = list(preset_labels("ImageNet-1k"))[: args.labels]

@@ -33,8 +33,8 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from mmdemo.images import open_image
-    from mmdemo.ingest import ImageFile
+    from mmdemo.embedding.images import open_image
+    from mmdemo.embedding.ingest import ImageFile
     from mmdemo.models import compute
     from mmdemo.search.gallery import Gallery
     from mmdemo.search.store import GalleryStore

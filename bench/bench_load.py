@@ -59,7 +59,7 @@ def main() -> None:
 
     from mmdemo.config import Settings
     from mmdemo.models import compute
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.models.registry import resolve
     from mmdemo.models.vlm import load_vlm
 

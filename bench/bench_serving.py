@@ -105,8 +105,8 @@ def direct(server_url: str, model: str, image: Path, tokens: int) -> float:
     """The same request straight to the server with the openai client: seconds to the last token."""
     from openai import OpenAI
 
-    from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
-    from mmdemo.vqa.remote import RemoteVLM
+    from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
+    from mmdemo.chat.remote import RemoteVLM
 
     vlm = RemoteVLM(server_url, model=model)
     turn = [{"role": "user", "content": {"path": str(image)}}, {"role": "user", "content": QUESTION}]

@@ -10,7 +10,7 @@
   libraries the command imported (a CLIP-only command should import neither transformers, gradio
   nor qwen-vl-utils). `--before DIR` measures another checkout the same way, interleaved.
 - `app.py` (tiny profile, models built by a first, unmeasured start): seconds from start to its
-  first HTTP answer on `/` (the starting page, mmdemo/starting.py), to a URL printed, to the app's
+  first HTTP answer on `/` (the starting page, mmdemo/serving/starting.py), to a URL printed, to the app's
   own page and to `GET /ready` 200; against a bare `gr.Blocks().launch()` started the same way.
   Goal: first answer <= 3 s.
 Each figure is the median of `--repeat` runs; the machine's speed drifts, so compare ratios.
@@ -52,7 +52,7 @@ def mark(name):
     marks.append((name, time.perf_counter()))
 from pathlib import Path
 from mmdemo.config import Settings
-from mmdemo.models.catalog import build_manager
+from mmdemo.models.factory import build_manager
 mark("python + mmdemo's own imports")
 settings = Settings(profile="random", data_dir=Path(sys.argv[2]), preload=())
 manager = build_manager(settings, ("clip",))
@@ -65,7 +65,7 @@ mark("model libraries (open_clip, without transformers)")
 clip = manager.get("clip")
 mark("CLIP build (random ViT-B-32; a checkpoint load for real weights)")
 from mmdemo.search.gallery import open_gallery
-from mmdemo.vectorcache import embedding_cache
+from mmdemo.embedding.vectorcache import embedding_cache
 gallery = open_gallery(settings.data_dir, clip, "phases", embedding_cache(settings), settings)
 mark("store open (SQLite, FAISS)")
 report = gallery.add_folder(Path(sys.argv[1]), lambda c: None)
@@ -92,7 +92,7 @@ def run_index(repo: Path, folder: Path, data_dir: Path, gallery: str) -> tuple[f
 
 def imported_by_index(repo: Path, folder: Path, data_dir: Path) -> list[str]:
     """The heavy libraries `index` imports (from sys.modules once it is done, in the same process)."""
-    probe = ("import sys; from mmdemo.cli import main; main(sys.argv[1:]); "
+    probe = ("import sys; from mmdemo.commands.cli import main; main(sys.argv[1:]); "
              f"print(*(m for m in {HEAVY!r} if sys.modules.get(m) is not None))")  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)}
     command = ["index", str(folder), "--gallery", "probe", "--profile", "random", "--data-dir", str(data_dir)]

@@ -57,11 +57,11 @@ def build_model(arch: str, out: Path) -> None:
 
 def measure(vlm, tag: str, image: Path, budget, args: argparse.Namespace) -> list[tuple[str, ...]]:
     """The rows for one loaded model."""
+    from mmdemo.chat.local import stream_reply
+    from mmdemo.chat.pipeline import GenerationParams
+    from mmdemo.chat.prompt import build_prompt, to_qwen_messages
+    from mmdemo.chat.reuse import PrefixCache
     from mmdemo.models import compute
-    from mmdemo.vqa.chat import build_prompt, to_qwen_messages
-    from mmdemo.vqa.local import stream_reply
-    from mmdemo.vqa.pipeline import GenerationParams
-    from mmdemo.vqa.reuse import PrefixCache
 
     rows: list[tuple[str, ...]] = []
     history = [{"role": "user", "content": {"path": str(image)}},
@@ -125,11 +125,11 @@ def main() -> None:
     import numpy as np
     from PIL import Image
 
+    from mmdemo.chat.prompt import ImageBudget
     from mmdemo.models import compute
     from mmdemo.models.device import pick_device, placement_for
     from mmdemo.models.registry import resolve
     from mmdemo.models.vlm import load_vlm
-    from mmdemo.vqa.chat import ImageBudget
 
     work = Path(tempfile.mkdtemp(prefix="mmdemo-bench-vqa-"))
     # Every torch op on mmdemo's compute thread, the baseline's too: a second thread running torch

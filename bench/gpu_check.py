@@ -62,9 +62,9 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
     import torch
     from PIL import Image
 
+    from mmdemo.chat.prompt import ImageBudget
     from mmdemo.models import compute
-    from mmdemo.models.catalog import build_manager
-    from mmdemo.vqa.chat import ImageBudget
+    from mmdemo.models.factory import build_manager
 
     model_dir = work / "vlm"
     compute.run(_build_vlm, smoke, device, model_dir, work)
@@ -104,11 +104,11 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
 
 def _turns(vlm: Any, tag: str, image: Path, budget: Any) -> list[Row]:
     """Turn-1 and turn-2 (prefix reuse) time to first token, and the decode rate."""
+    from mmdemo.chat.local import stream_reply
+    from mmdemo.chat.pipeline import GenerationParams
+    from mmdemo.chat.prompt import build_prompt, to_qwen_messages
+    from mmdemo.chat.reuse import PrefixCache
     from mmdemo.models import compute
-    from mmdemo.vqa.chat import build_prompt, to_qwen_messages
-    from mmdemo.vqa.local import stream_reply
-    from mmdemo.vqa.pipeline import GenerationParams
-    from mmdemo.vqa.reuse import PrefixCache
 
     history = [{"role": "user", "content": {"path": str(image)}}, {"role": "user", "content": "What is this?"}]
     one = GenerationParams(max_new_tokens=1, greedy=True)

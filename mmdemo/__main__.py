@@ -1,10 +1,10 @@
-"""`python -m mmdemo`: see mmdemo/cli.py."""
+"""`python -m mmdemo`: see mmdemo/commands/cli.py."""
 
 import logging
 import os
 import sys
 
-from mmdemo.cli import main
+from mmdemo.commands.cli import main
 
 code = main()
 # Exit without finalising torch and open_clip's modules (a second on 2 cores, after the work is

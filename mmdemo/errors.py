@@ -15,13 +15,19 @@ class UserFacingError(Exception):
     `translated(language)` the text in the visitor's language.
     """
 
-    def __init__(self, message: str = "", *, key: str | None = None, **fields: object) -> None:
+    def __init__(self, message: str = "", /, *, key: str | None = None, **fields: object) -> None:
         if key is not None:
             from mmdemo.i18n import DEFAULT, text
 
             message = text(key, DEFAULT, **fields)
         super().__init__(message)
         self.key, self.fields = key, fields
+
+    def again(self) -> UserFacingError:
+        """A new error with the same message and key (to raise once more, in another thread)."""
+        fresh = UserFacingError(str(self))
+        fresh.key, fresh.fields = self.key, self.fields
+        return fresh
 
     def translated(self, language: str) -> str:
         """The message in `language` (as is when it was not given as a key)."""

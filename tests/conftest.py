@@ -57,7 +57,7 @@ def tiny_settings(data_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def session_manager(tiny_settings: Settings):
     """A manager shared by tests that only read from it (feature and UI tests)."""
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
 
     return build_manager(tiny_settings)
 
@@ -102,7 +102,7 @@ def spawn_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
 def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, what: str, seconds: float) -> None:
     """Return once `url` answers 2xx (from the app itself, not app.py's starting page); fail with the
     end of `log` if `proc` exits or time runs out."""
-    from mmdemo.starting import MARKER
+    from mmdemo.serving.starting import MARKER
 
     deadline = time.time() + seconds
     while time.time() < deadline:

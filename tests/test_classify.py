@@ -13,9 +13,9 @@ from mmdemo.classify.batch import classify_files
 from mmdemo.classify.evaluate import confusion_png, zeroshot_metrics
 from mmdemo.classify.templates import CIFAR10, CIFAR100, preset_labels, templates_for
 from mmdemo.classify.zeroshot import build_classifier, cached_classifier, parse_labels
+from mmdemo.embedding.ingest import ImageFile
+from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
-from mmdemo.ingest import ImageFile
-from mmdemo.vectorcache import VectorCache
 from tests.conftest import SHARED, needs_shared
 
 
@@ -116,7 +116,7 @@ def test_metrics_on_a_known_case(tmp_path):
 
 @needs_shared
 def test_eval_zeroshot_cli_end_to_end_on_cifar10(data_dir, tmp_path, capsys):
-    from mmdemo.cli import main
+    from mmdemo.commands.cli import main
 
     folder = SHARED / "data" / "cifar10_1k"
     argv = ["eval", "zeroshot", "--folder", str(folder), "--out", str(tmp_path), "--templates", "custom"]
@@ -129,7 +129,7 @@ def test_eval_zeroshot_cli_end_to_end_on_cifar10(data_dir, tmp_path, capsys):
 
 
 def test_eval_zeroshot_cli_explains_a_bad_folder(data_dir, tmp_path, capsys):
-    from mmdemo.cli import main
+    from mmdemo.commands.cli import main
 
     assert main(["eval", "zeroshot", "--folder", str(tmp_path), "--profile", "tiny", "--data-dir", str(data_dir)]) == 2
     assert "one subfolder per class" in capsys.readouterr().err

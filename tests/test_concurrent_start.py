@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import sys, threading, time
     from pathlib import Path
     from mmdemo.config import Settings
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.models.tiny import ensure_built
 
     data = Path(sys.argv[1])

@@ -67,7 +67,7 @@ def test_sigkill_mid_ingest_keeps_exactly_the_committed_batches(data_dir, tmp_pa
 
     # Restart: the last committed state loads as it was, without error or recomputation.
     from mmdemo.config import Settings
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.gallery import open_gallery
 
     settings = Settings.from_env(env)
@@ -95,8 +95,8 @@ import sys
 from mmdemo.classify.templates import templates_for
 from mmdemo.classify.zeroshot import cached_classifier
 from mmdemo.config import Settings
-from mmdemo.models.catalog import build_manager
-from mmdemo.vectorcache import VectorCache
+from mmdemo.models.factory import build_manager
+from mmdemo.embedding.vectorcache import VectorCache
 
 pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
 

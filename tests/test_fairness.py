@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+from mmdemo.chat.local import stream_reply
+from mmdemo.chat.pipeline import GenerationParams
+from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
+from mmdemo.chat.reuse import PrefixCache
 from mmdemo.models import compute
-from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
-from mmdemo.vqa.local import stream_reply
-from mmdemo.vqa.pipeline import GenerationParams
-from mmdemo.vqa.reuse import PrefixCache
 
 SMALL = ImageBudget(max_pixels=64 * 28 * 28)
 
@@ -162,8 +162,8 @@ def test_a_stream_of_short_jobs_cannot_starve_a_long_one():
 
 def test_chat_caches_are_held_to_their_bytes_and_counted_in_the_budget(session_manager, tiny_settings):
     """The KV caches kept for prefix reuse fit in chat_cache_mb, which the models' budget leaves free."""
-    from mmdemo.models.catalog import build_manager
-    from mmdemo.vqa.sessions import ChatSessions
+    from mmdemo.chat.sessions import ChatSessions
+    from mmdemo.models.factory import build_manager
 
     settings = tiny_settings.replace(memory_budget_gb=10.0, chat_cache_mb=2048)
     from mmdemo.models.registry import GB

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from mmdemo.classify.zeroshot import build_classifier, classify, parse_labels, scores_from_similarity
+from mmdemo.embedding.images import BadImageError, _decode_plain_jpeg, decode_pixels, open_image
 from mmdemo.errors import UserFacingError
-from mmdemo.images import BadImageError, _decode_plain_jpeg, decode_pixels, open_image
 from tests.conftest import SHARED, needs_shared
 
 

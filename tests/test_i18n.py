@@ -77,7 +77,7 @@ def test_no_user_visible_literal_in_the_tabs():
 def test_errors_raised_for_the_tabs_are_keyed():
     """UserFacingError in the code the tabs run is raised with a key, so it reaches a visitor in
     their language. (The command line's own errors, and the servers' failures, stay in English.)"""
-    rooms = [UI, REPO / "mmdemo" / "classify", REPO / "mmdemo" / "search", REPO / "mmdemo" / "vqa"]
+    rooms = [UI, REPO / "mmdemo" / "classify", REPO / "mmdemo" / "search", REPO / "mmdemo" / "chat"]
     english_only = {"evaluate.py", "remote.py", "serve.py"}  # CLI input files; server failures; startup settings
     found = []
     for path in (p for room in rooms for p in room.glob("*.py") if p.name not in english_only):
@@ -128,7 +128,7 @@ def test_readme_zh_cn_keeps_the_english_readmes_commands():
 @pytest.fixture(scope="module")
 def zh_manager(tiny_settings):
     """MMDEMO_LANGUAGE=zh on the tiny profile: the multilingual tiny CLIP plays the "clip" role."""
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
 
     return build_manager(tiny_settings.replace(language="zh"))
 
@@ -160,7 +160,7 @@ def test_chinese_labels_for_a_multilingual_model_get_the_chinese_templates(zh_ma
         templates_for_labels,
     )
     from mmdemo.classify.zeroshot import cached_classifier, parse_labels
-    from mmdemo.vectorcache import VectorCache
+    from mmdemo.embedding.vectorcache import VectorCache
 
     assert preset_labels("CIFAR-10 (中文)") == CIFAR10_ZH and len(CIFAR10_ZH) == 10
     labels, _ = parse_labels("猫，狗、汽车", 10, 50)  # Chinese commas separate labels too
@@ -185,8 +185,8 @@ def test_chinese_labels_for_a_multilingual_model_get_the_chinese_templates(zh_ma
 def test_the_default_question_and_messages_follow_the_ui_language(tiny_settings, session_manager, images):
     from types import SimpleNamespace
 
+    from mmdemo.chat.local import LocalVLM
     from mmdemo.ui.chat import ChatTab
-    from mmdemo.vqa.local import LocalVLM
 
     tab = ChatTab(tiny_settings, LocalVLM(session_manager))
     chinese = SimpleNamespace(session_hash="zh", headers={"accept-language": "zh-CN,zh;q=0.9"})
@@ -200,10 +200,10 @@ def test_the_default_question_and_messages_follow_the_ui_language(tiny_settings,
 
 
 def test_the_system_summary_and_progress_speak_the_visitors_language(tiny_settings, session_manager):
-    from mmdemo.ingest import Throughput
+    from mmdemo.chat.local import LocalVLM
+    from mmdemo.embedding.ingest import Throughput
     from mmdemo.ui.i18n import headers
     from mmdemo.ui.system import COLUMNS, summary
-    from mmdemo.vqa.local import LocalVLM
 
     chinese = summary(tiny_settings, session_manager, LocalVLM(session_manager), "zh-CN")
     assert "**对话：** 在本进程中运行 `tiny-qwen2.5-vl`" in chinese and "**配置：** tiny" in chinese

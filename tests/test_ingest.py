@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from mmdemo import ingest
-from mmdemo.images import open_image
-from mmdemo.ingest import ImageFile, embed_files
+from mmdemo.embedding import ingest
+from mmdemo.embedding.images import open_image
+from mmdemo.embedding.ingest import ImageFile, embed_files
 from mmdemo.models import compute
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmdemo.chat.local import stream_reply
+from mmdemo.chat.pipeline import GenerationParams
+from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
 from mmdemo.models import compute, tiny
-from mmdemo.models.catalog import build_manager
 from mmdemo.models.clip import load_clip
 from mmdemo.models.device import placement_for
+from mmdemo.models.factory import build_manager
 from mmdemo.models.registry import REGISTRY
 from mmdemo.models.vlm import load_vlm
-from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
-from mmdemo.vqa.local import stream_reply
-from mmdemo.vqa.pipeline import GenerationParams
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -56,7 +56,7 @@ def test_tiny_vlm_loads_and_answers_about_an_image(data_dir, images, model_id, c
     assert messages[0]["content"][0]["type"] == "image"
     assert chunks and chunks[-1].startswith(chunks[0])  # the text grows as tokens stream in
     # the processor put the image tokens in the prompt
-    from mmdemo.vqa.chat import prepare_inputs
+    from mmdemo.chat.prompt import prepare_inputs
 
     inputs = prepare_inputs(vlm, messages)
     image_token = vlm.model.config.image_token_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from mmdemo.cli import main
+from mmdemo.commands.cli import main
 
 
 def test_index_list_remove_prune_and_stats(data_dir, tmp_path, capsys):

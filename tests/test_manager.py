@@ -7,7 +7,7 @@ import weakref
 import pytest
 
 from mmdemo.errors import ModelUnavailableError
-from mmdemo.models.catalog import build_manager
+from mmdemo.models.factory import build_manager
 
 
 def test_eight_threads_asking_for_one_model_cause_one_load(tiny_settings):
@@ -151,7 +151,7 @@ def test_a_query_for_a_resident_model_does_not_wait_for_another_models_load(tiny
     import numpy as np
 
     from mmdemo.models import compute
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
 
     manager = build_manager(tiny_settings)
     clip = manager.get("clip")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdemo.ingest import ImageFile
+from mmdemo.embedding.ingest import ImageFile
 from mmdemo.search.gallery import open_gallery
 from tests.conftest import SHARED, needs_shared
 

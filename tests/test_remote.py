@@ -15,10 +15,10 @@ from typing import ClassVar
 
 import pytest
 
+from mmdemo.chat.pipeline import GenerationParams
+from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
+from mmdemo.chat.remote import RemoteVLM, redact
 from mmdemo.errors import UserFacingError
-from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
-from mmdemo.vqa.pipeline import GenerationParams
-from mmdemo.vqa.remote import RemoteVLM, redact
 from tests.conftest import free_port, start_app, start_vlm_server, stop_app
 
 LONG = GenerationParams(max_new_tokens=3000, temperature=1.0)  # the tiny model never stops early at 1.0

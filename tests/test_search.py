@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmdemo.embedding.ingest import ImageFile
+from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
-from mmdemo.ingest import ImageFile
 from mmdemo.search.evaluate import image_to_text_metrics, retrieval_metrics
 from mmdemo.search.gallery import Gallery, _link_or_copy
 from mmdemo.search.index import VectorIndex, recall_at_k
 from mmdemo.search.store import GalleryStore, NewImage
 from mmdemo.search.uploads import expand_uploads
-from mmdemo.vectorcache import VectorCache
 from tests.conftest import SHARED, needs_shared
 
 
@@ -263,7 +263,7 @@ def test_retrieval_metrics_on_a_known_case():
 
 @needs_shared
 def test_eval_retrieval_and_index_cli_end_to_end(data_dir, tmp_path, capsys):
-    from mmdemo.cli import main
+    from mmdemo.commands.cli import main
 
     flickr = SHARED / "data" / "flickr8k_1k"
     common = ["--profile", "tiny", "--data-dir", str(tmp_path), "--dtype", "float32"]
@@ -337,7 +337,7 @@ def test_the_library_indexes_in_the_background_without_blocking_other_galleries(
     import time
 
     from mmdemo.models import compute
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
@@ -364,7 +364,7 @@ def test_the_library_indexes_in_the_background_without_blocking_other_galleries(
 
 
 def test_the_library_is_indexed_again_for_other_clip_weights(tiny_settings, tmp_path):
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
@@ -417,7 +417,7 @@ def test_your_images_through_the_api_lists_and_removes_this_clients_uploads(serv
 def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(tiny_settings, session_manager):
     from types import SimpleNamespace
 
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
     from mmdemo.ui.search import SearchTab
 

@@ -180,7 +180,7 @@ def test_load_model_takes_only_the_configured_models(tiny_settings, launch, capl
 def test_load_and_unload_from_the_system_tab(data_dir, tiny_settings, launch):
     from gradio_client import Client
 
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
 
     manager = build_manager(tiny_settings)  # its own manager: this test unloads
     app = build_app(tiny_settings, manager)
@@ -199,7 +199,7 @@ def test_with_spaces_installed_the_gpu_handlers_run_on_cpu(tiny_settings, launch
     spaces = pytest.importorskip("spaces")
     from gradio_client import Client, handle_file
 
-    from mmdemo import hosting
+    from mmdemo.serving import hosting
 
     def probe(x: int) -> int:
         return x + 1
@@ -215,7 +215,7 @@ def test_with_spaces_installed_the_gpu_handlers_run_on_cpu(tiny_settings, launch
 
 
 def test_spaces_bind_all_interfaces_and_zero_gpu_places_models_on_cuda(tiny_settings, monkeypatch):
-    from mmdemo import hosting
+    from mmdemo.serving import hosting
 
     assert hosting.for_this_host(tiny_settings) == tiny_settings  # a laptop: unchanged
     monkeypatch.setenv("SPACE_ID", "someone/mmdemo")
@@ -281,7 +281,7 @@ def _ready(url: str) -> tuple[int, dict]:
 def test_ready_reports_models_and_library_and_needs_no_login(data_dir, tiny_settings):
     """/ready is 503 while models load, 200 once they are resident and the bundled photos indexed."""
     from mmdemo.models import compute
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
     from mmdemo.ui.serve import readiness
 
@@ -306,7 +306,7 @@ def test_ready_reports_models_and_library_and_needs_no_login(data_dir, tiny_sett
 
 
 def test_ready_names_a_failed_load(tiny_settings):
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
     from mmdemo.ui.serve import readiness
 

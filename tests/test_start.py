@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from mmdemo.models.registry import resolve
-from mmdemo.starting import MARKER, StartingPage
+from mmdemo.serving.starting import MARKER, StartingPage
 from tests.conftest import REPO, free_port, spawn_app, stop_app, wait_until_answers
 
 pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
@@ -131,7 +131,7 @@ def test_which_clips_need_transformers(model, needs):
 
 
 def test_the_index_command_imports_neither_transformers_gradio_nor_qwen_vl_utils(data_dir, images):
-    probe = ("import sys; from mmdemo.cli import main; code = main(sys.argv[1:]); "
+    probe = ("import sys; from mmdemo.commands.cli import main; code = main(sys.argv[1:]); "
              "print('MODULES', *sorted(m for m in sys.modules if sys.modules[m] is not None and '.' not in m)); "
              "sys.exit(code)")  # fmt: skip
     done = subprocess.run(

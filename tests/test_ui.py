@@ -12,7 +12,7 @@ API = {"chat", "regenerate", "search", "index_images", "classify", "system", "st
 
 
 def test_build_app_builds_all_tabs_without_launching(tiny_settings):
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
 
     manager = build_manager(tiny_settings)
     app = build_app(tiny_settings, manager)
@@ -78,7 +78,7 @@ def test_a_missing_model_is_explained_in_the_ui(tiny_settings):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.models.factory import build_manager
 
     settings = tiny_settings.replace(clip_model="clip-vit-b-32")
     app = build_app(settings, build_manager(settings))

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmdemo.chat.history import pop_last_turn, without_last_answer
+from mmdemo.chat.local import stream_reply
+from mmdemo.chat.media import check_attachments, load_image
+from mmdemo.chat.pipeline import GenerationParams
+from mmdemo.chat.prompt import ImageBudget, build_prompt, to_qwen_messages
+from mmdemo.chat.reuse import PrefixCache, VisualSpan, reusable_prefix
 from mmdemo.errors import UserFacingError
 from mmdemo.models import compute, tiny
 from mmdemo.models.device import placement_for
 from mmdemo.models.registry import REGISTRY
 from mmdemo.models.vlm import load_vlm
-from mmdemo.vqa.chat import ImageBudget, build_prompt, to_qwen_messages
-from mmdemo.vqa.history import pop_last_turn, without_last_answer
-from mmdemo.vqa.local import stream_reply
-from mmdemo.vqa.media import check_attachments, load_image
-from mmdemo.vqa.pipeline import GenerationParams
-from mmdemo.vqa.reuse import PrefixCache, VisualSpan, reusable_prefix
 from tests.conftest import free_port
 
 SMALL = ImageBudget(min_pixels=4 * 784, max_pixels=224 * 224, max_frames=4, video_total_pixels=4 * 224 * 224)
@@ -329,7 +329,7 @@ def test_closing_the_connection_mid_answer_stops_generation(chat_client):
 
 
 def test_answer_stats_count_tokens_and_what_the_cache_saved(session_manager):
-    from mmdemo.vqa.pipeline import AnswerStats
+    from mmdemo.chat.pipeline import AnswerStats
 
     vlm = session_manager.get("vlm")
     prefix = PrefixCache()

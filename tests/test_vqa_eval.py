@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mmdemo.vqa.evaluate import exact_match, normalize_answer, read_questions, summarize, vqa_accuracy
+from mmdemo.chat.evaluate import exact_match, normalize_answer, read_questions, summarize, vqa_accuracy
 from tests.conftest import REPO
 
 SAMPLE = REPO / "assets" / "vqa_sample.jsonl"
@@ -52,7 +52,7 @@ def test_the_sample_set_names_bundled_photos_and_summaries_break_down_by_type():
 
 
 def test_eval_vqa_in_process_writes_predictions_and_resumes(data_dir, tmp_path, capsys):
-    from mmdemo.cli import main
+    from mmdemo.commands.cli import main
 
     common = ["--profile", "tiny", "--data-dir", str(data_dir), "--dtype", "float32", "--preload", ""]
     out = tmp_path / "run"
@@ -70,7 +70,7 @@ def test_eval_vqa_in_process_writes_predictions_and_resumes(data_dir, tmp_path, 
 
 
 def test_eval_vqa_on_an_inference_server(vlm_server, data_dir, tmp_path, capsys):
-    from mmdemo.cli import main
+    from mmdemo.commands.cli import main
 
     url, model = vlm_server
     argv = ["eval", "vqa", "--data", str(SAMPLE), "--limit", "2", "--out", str(tmp_path),
@@ -83,7 +83,7 @@ def test_eval_vqa_on_an_inference_server(vlm_server, data_dir, tmp_path, capsys)
 
 
 def test_a_bad_record_is_named(tmp_path, capsys):
-    from mmdemo.cli import main
+    from mmdemo.commands.cli import main
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"image": "x.jpg", "question": "?"}\n')

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mmdemo.classify.zeroshot import Classifier, Prediction, cached_classifier, check_labels, predict
-from mmdemo.images import Skipped
-from mmdemo.ingest import ImageFile, embed_files
-from mmdemo.vectorcache import VectorCache
+from mmdemo.embedding.images import Skipped
+from mmdemo.embedding.ingest import ImageFile, embed_files
+from mmdemo.embedding.vectorcache import VectorCache
 
 if TYPE_CHECKING:
     from mmdemo.models.clip import ClipModel

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmdemo.classify.batch import classify_files
+from mmdemo.embedding.images import IMAGE_SUFFIXES
+from mmdemo.embedding.ingest import ImageFile
+from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
-from mmdemo.images import IMAGE_SUFFIXES
-from mmdemo.ingest import ImageFile
-from mmdemo.vectorcache import VectorCache
 
 if TYPE_CHECKING:
     from mmdemo.models.clip import ClipModel

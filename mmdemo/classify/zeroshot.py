@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmdemo.classify.templates import DEFAULT_TEMPLATE
+from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
-from mmdemo.vectorcache import VectorCache
 
 if TYPE_CHECKING:
     from mmdemo.models.clip import ClipModel

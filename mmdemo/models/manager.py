@@ -171,7 +171,7 @@ class ModelManager:
                 del self._failed[model_id]  # long enough: the next caller tries again
                 failed = None
         if failed is not None:
-            raise UserFacingError(str(failed[1]))
+            raise failed[1].again()  # a fresh error each time (raised in many threads), keyed as the first was
 
     def loaded(self, name: str) -> Any | None:
         """The resident model for `name`, or None; never loads."""

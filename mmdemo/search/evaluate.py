@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmdemo.embedding.ingest import ImageFile, embed_files
 from mmdemo.errors import UserFacingError
-from mmdemo.ingest import ImageFile, embed_files
 
 if TYPE_CHECKING:
     from mmdemo.models.clip import ClipModel

@@ -6,11 +6,11 @@ import logging
 import threading
 
 from mmdemo.config import Settings
+from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.store import GalleryStore, Hit
-from mmdemo.vectorcache import embedding_cache
 
 LIBRARY = "library"
 log = logging.getLogger(__name__)

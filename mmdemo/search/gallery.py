@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decode_pixels, open_image
+from mmdemo.embedding.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
+from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
-from mmdemo.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decode_pixels, open_image
-from mmdemo.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.models import compute
 from mmdemo.search.neardup import NearIndex, perceptual_hash
 from mmdemo.search.store import GalleryStore, Hit, NewImage
-from mmdemo.vectorcache import VectorCache
 
 if TYPE_CHECKING:
     from mmdemo.config import Settings

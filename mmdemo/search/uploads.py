@@ -7,9 +7,9 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from mmdemo.embedding.images import IMAGE_SUFFIXES, Skipped
+from mmdemo.embedding.ingest import ImageFile
 from mmdemo.errors import UserFacingError
-from mmdemo.images import IMAGE_SUFFIXES, Skipped
-from mmdemo.ingest import ImageFile
 
 
 def expand_uploads(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gradio as gr
 
+from mmdemo.chat.backend import chat_backend
+from mmdemo.chat.pipeline import ChatBackend
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.galleries import Galleries
 from mmdemo.ui import chat, classify, search, system, tools
 from mmdemo.ui.common import CSS, theme
 from mmdemo.ui.i18n import I18N, t
-from mmdemo.vqa.backend import chat_backend
-from mmdemo.vqa.pipeline import ChatBackend
 
 __all__ = ["CSS", "I18N", "build_app", "theme"]
 

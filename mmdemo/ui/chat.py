@@ -1,7 +1,7 @@
 """Chat tab: multimodal chat with the VLM, streamed, with a Stop that really stops.
 
 Regenerate and undo edit the history; the next turn's prompt is compared with the KV cache of
-the last answer (mmdemo.vqa.reuse), so only what changed is recomputed.
+the last answer (mmdemo.chat.reuse), so only what changed is recomputed.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import hosting, metrics
+from mmdemo.chat.history import pop_last_turn, to_markdown, to_transcript, without_last_answer
+from mmdemo.chat.media import check_attachments
+from mmdemo.chat.pipeline import AnswerCut, AnswerStats, ChatBackend, GenerationParams
+from mmdemo.chat.prompt import PATCH_AREA, ImageBudget, to_qwen_messages
+from mmdemo.chat.sessions import ChatSessions
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
+from mmdemo.serving import hosting, metrics
 from mmdemo.ui.common import friendly_errors, measured, session, text_input
 from mmdemo.ui.history import history_chatbot
 from mmdemo.ui.i18n import language, say, t
 from mmdemo.ui.serve import chat_queue
-from mmdemo.vqa.chat import PATCH_AREA, ImageBudget, to_qwen_messages
-from mmdemo.vqa.history import pop_last_turn, to_markdown, to_transcript, without_last_answer
-from mmdemo.vqa.media import check_attachments
-from mmdemo.vqa.pipeline import AnswerCut, AnswerStats, ChatBackend, GenerationParams
-from mmdemo.vqa.sessions import ChatSessions
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # At most this many seconds between two updates of a streaming answer: 10 a second reads as smooth,
@@ -309,7 +309,7 @@ class ChatTab:
         folder = inside(self.outputs, session(request), uuid.uuid4().hex[:12])
         folder.mkdir(parents=True)
         (folder / "conversation.json").write_text(json.dumps(transcript, ensure_ascii=False, indent=2) + "\n")
-        (folder / "conversation.md").write_text(to_markdown(transcript))
+        (folder / "conversation.md").write_text(to_markdown(transcript, language(request)))
         return [str(folder / "conversation.json"), str(folder / "conversation.md")]
 
     def _sweep(self) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import hosting
 from mmdemo.classify.batch import classify_files
 from mmdemo.classify.templates import (
     CUSTOM,
@@ -21,16 +20,17 @@ from mmdemo.classify.templates import (
 )
 from mmdemo.classify.zeroshot import parse_labels, scoring_rule
 from mmdemo.config import Settings
+from mmdemo.embedding.images import IMAGE_SUFFIXES
+from mmdemo.embedding.ingest import ImageFile, Throughput
+from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
-from mmdemo.images import IMAGE_SUFFIXES
-from mmdemo.ingest import ImageFile, Throughput
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
+from mmdemo.serving import hosting
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
-from mmdemo.vectorcache import embedding_cache
 
 EXAMPLE_LABELS = "cat, dog, car, person"  # input for the model (its language, not the page's): edited freely
 NO_PRESET = "(type your own)"  # the value; the page shows classify.no_preset

@@ -12,10 +12,10 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import metrics
 from mmdemo.errors import UserFacingError
 from mmdemo.files import session_key
 from mmdemo.i18n import DEFAULT
+from mmdemo.serving import metrics
 from mmdemo.ui.i18n import language
 
 log = logging.getLogger("mmdemo.ui")

@@ -82,7 +82,7 @@ class ClientQuota:
 
     def install(self, app: gr.Blocks) -> None:
         """Put the cap (when > 0) in front of `app`'s queue (after `app.queue()`), and stamp each request
-        with when it joined which queue (the handler's wrapper records its wait: mmdemo.metrics)."""
+        with when it joined which queue (the handler's wrapper records its wait: mmdemo.serving.metrics)."""
         queue = app._queue
         push = queue.push
 

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from mmdemo import hosting
 from mmdemo.config import Settings
+from mmdemo.embedding.images import BadImageError, open_image
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.i18n import has_cjk
-from mmdemo.images import BadImageError, open_image
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
+from mmdemo.serving import hosting
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue

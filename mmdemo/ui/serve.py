@@ -18,9 +18,9 @@ from mmdemo.ui.fairness import ClientQuota, queue_lengths
 from mmdemo.ui.i18n import I18N
 
 if TYPE_CHECKING:
+    from mmdemo.chat.pipeline import ChatBackend
     from mmdemo.models.manager import ModelManager
     from mmdemo.search.galleries import Galleries
-    from mmdemo.vqa.pipeline import ChatBackend
 
 log = logging.getLogger("mmdemo")
 
@@ -202,7 +202,7 @@ def add_metrics_route(app: gr.Blocks, settings: Settings, manager: ModelManager)
     from fastapi.responses import PlainTextResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
-    from mmdemo import metrics
+    from mmdemo.serving import metrics
 
     metrics.watch(manager, lambda: queue_lengths(app))
     if settings.metrics_port:

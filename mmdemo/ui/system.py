@@ -9,17 +9,17 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import metrics
+from mmdemo.chat.pipeline import ChatBackend
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
+from mmdemo.serving import metrics
 from mmdemo.ui.common import friendly_errors
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import admin_queue, is_operator
-from mmdemo.vqa.pipeline import ChatBackend
 
 log = logging.getLogger("mmdemo.ui")
 

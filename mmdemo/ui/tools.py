@@ -23,25 +23,25 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo import hosting, metrics
+from mmdemo.chat.media import check_attachments
+from mmdemo.chat.pipeline import AnswerStats, ChatBackend, GenerationParams
+from mmdemo.chat.prompt import PATCH_AREA, ImageBudget, to_qwen_messages
 from mmdemo.classify.batch import classify_files
 from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, templates_for_labels
 from mmdemo.classify.zeroshot import parse_labels
 from mmdemo.config import Settings
+from mmdemo.embedding.ingest import ImageFile
+from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.errors import UserFacingError
-from mmdemo.fetch import Fetched, fetch_image
 from mmdemo.files import inside, remove_tree
-from mmdemo.ingest import ImageFile
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.serving import hosting, metrics
+from mmdemo.serving.fetch import Fetched, fetch_image
 from mmdemo.ui.common import friendly_errors, measured, number, text_input
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
-from mmdemo.vectorcache import embedding_cache
-from mmdemo.vqa.chat import PATCH_AREA, ImageBudget, to_qwen_messages
-from mmdemo.vqa.media import check_attachments
-from mmdemo.vqa.pipeline import AnswerStats, ChatBackend, GenerationParams
 
 MCP_TOOLS = ("search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images")
 COLLECTION_TTL_S = 86_400  # a collection unused this long is deleted

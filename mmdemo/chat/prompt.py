@@ -2,7 +2,7 @@
 
 `to_qwen_messages` is shared by both backends (the same decoding, rotation and size rules
 wherever the model runs); `build_prompt` and `fit_to_budget` make the in-process model's
-inputs within the context budget (mmdemo.vqa.local generates from them).
+inputs within the context budget (mmdemo.chat.local generates from them).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mmdemo.chat.media import is_video, load_image, read_video
+from mmdemo.embedding.images import BadImageError
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import text
-from mmdemo.images import BadImageError
 from mmdemo.models import compute
-from mmdemo.vqa.media import is_video, load_image, read_video
 
 if TYPE_CHECKING:
     from mmdemo.models.vlm import VisionLanguageModel

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmdemo.images import BadImageError, Skipped, open_image
+from mmdemo.embedding.images import BadImageError, Skipped, open_image
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v"}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from mmdemo.vqa.reuse import PrefixCache
+from mmdemo.chat.reuse import PrefixCache
 
 
 class ChatSessions:

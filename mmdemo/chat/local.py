@@ -1,7 +1,7 @@
 """The chat in this process: the model manager's resident Qwen-VL, generating on the compute thread.
 
-`LocalVLM` is the in-process `ChatBackend`: its preprocess is `build_prompt` (mmdemo.vqa.chat),
-its forward a `LocalGeneration`, and the shared `stream_text` (mmdemo.vqa.pipeline) turns the
+`LocalVLM` is the in-process `ChatBackend`: its preprocess is `build_prompt` (mmdemo.chat.prompt),
+its forward a `LocalGeneration`, and the shared `stream_text` (mmdemo.chat.pipeline) turns the
 streamed tokens into the growing answer.
 """
 
@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from mmdemo.chat.pipeline import AnswerClock, AnswerStats, BackendHealth, GenerationParams, Prepared, stream_text
+from mmdemo.chat.prompt import Prompt, build_prompt
+from mmdemo.chat.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
-from mmdemo.vqa.chat import Prompt, build_prompt
-from mmdemo.vqa.pipeline import AnswerClock, AnswerStats, BackendHealth, GenerationParams, Prepared, stream_text
-from mmdemo.vqa.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
 
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager

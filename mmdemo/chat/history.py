@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
+from mmdemo.i18n import DEFAULT, text
+
 Message = dict[str, Any]
 
 
@@ -81,13 +83,13 @@ def to_transcript(history: list[Message], system_prompt: str = "") -> list[dict[
     return turns
 
 
-def to_markdown(transcript: list[dict[str, Any]]) -> str:
-    """A transcript as Markdown: a heading per turn, its attachments by name, then its text."""
-    titles = {"system": "System prompt", "user": "You", "assistant": "Assistant"}
+def to_markdown(transcript: list[dict[str, Any]], language: str = DEFAULT) -> str:
+    """A transcript as Markdown in `language`: a heading per turn, its attachments by name, then its text."""
+    titles = {role: text(f"chat.export_{role}", language) for role in ("system", "user", "assistant")}
     blocks = []
     for turn in transcript:
         lines = [f"### {titles.get(turn['role'], turn['role'])}"]
-        lines += [f"*Attached: {name}*" for name in turn["files"]]
+        lines += [f"*{text('chat.export_attached', language, name=name)}*" for name in turn["files"]]
         lines.append(turn["text"])
         blocks.append("\n\n".join(line for line in lines if line))
     return "\n\n".join(blocks) + "\n"

@@ -71,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_cli(rest)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
-    from mmdemo.images import set_pixel_limit
-    from mmdemo.models.catalog import build_manager
+    from mmdemo.embedding.images import set_pixel_limit
+    from mmdemo.models.factory import build_manager
 
     set_pixel_limit(settings.max_image_pixels)
     chat = args.command == "eval" and args.task == "vqa"
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "index":
             return _index(args, settings, manager)
         if args.command in ("list", "stats", "prune", "remove"):
-            from mmdemo.manage import run
+            from mmdemo.commands.manage import run
 
             return run(args, settings, manager)
         if args.command == "eval" and args.task == "zeroshot":
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     from mmdemo.classify.evaluate import confusion_png, evaluate_folder
     from mmdemo.classify.templates import templates_for
-    from mmdemo.vectorcache import embedding_cache
+    from mmdemo.embedding.vectorcache import embedding_cache
 
     cache = embedding_cache(settings)
     templates = templates_for(args.templates, args.template)
@@ -111,10 +111,10 @@ def _eval_zeroshot(args: argparse.Namespace, settings: Settings, manager: ModelM
 
 
 def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
-    from mmdemo.ingest import ImageFile
-    from mmdemo.manage import ignored_files
+    from mmdemo.commands.manage import ignored_files
+    from mmdemo.embedding.ingest import ImageFile
+    from mmdemo.embedding.vectorcache import embedding_cache
     from mmdemo.search.gallery import open_gallery
-    from mmdemo.vectorcache import embedding_cache
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -141,10 +141,10 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
 
 
 def _eval_vqa(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
-    from mmdemo.vqa.backend import chat_backend
-    from mmdemo.vqa.chat import PATCH_AREA, ImageBudget
-    from mmdemo.vqa.evaluate import evaluate_vqa, read_questions
-    from mmdemo.vqa.pipeline import GenerationParams
+    from mmdemo.chat.backend import chat_backend
+    from mmdemo.chat.evaluate import evaluate_vqa, read_questions
+    from mmdemo.chat.pipeline import GenerationParams
+    from mmdemo.chat.prompt import PATCH_AREA, ImageBudget
 
     questions = read_questions(args.data)[: args.limit or None]
     backend = chat_backend(settings, manager)  # the Chat tab's: in process, or MMDEMO_VLM_URL's server

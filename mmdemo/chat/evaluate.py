@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmdemo.chat.pipeline import AnswerStats, ChatBackend, GenerationParams
+from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
 from mmdemo.errors import UserFacingError
-from mmdemo.vqa.chat import ImageBudget, to_qwen_messages
-from mmdemo.vqa.pipeline import AnswerStats, ChatBackend, GenerationParams
 
 # Qwen2.5-VL's VQAv2 prompt suffix: answers come as a word or phrase, as the references are.
 SHORT_ANSWER = "Answer the question using a single word or phrase."

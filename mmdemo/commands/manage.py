@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmdemo.config import Settings
+from mmdemo.embedding.images import IMAGE_SUFFIXES
 from mmdemo.errors import UserFacingError
-from mmdemo.images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager

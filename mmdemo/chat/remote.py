@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mmdemo import i18n
-from mmdemo.errors import UserFacingError
-from mmdemo.vqa.chat import PATCH_AREA, fit_to_budget
-from mmdemo.vqa.pipeline import (
+from mmdemo.chat.pipeline import (
     AnswerClock,
     AnswerCut,
     AnswerStats,
@@ -33,7 +31,9 @@ from mmdemo.vqa.pipeline import (
     Prepared,
     stream_text,
 )
-from mmdemo.vqa.reuse import PrefixCache
+from mmdemo.chat.prompt import PATCH_AREA, fit_to_budget
+from mmdemo.chat.reuse import PrefixCache
+from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -164,7 +164,7 @@ class RemoteVLM:
         """A JPEG data URL of `image` resized as qwen_vl_utils does, and its visual tokens.
 
         The history is re-sent every turn; the decoded images are the same objects each time
-        (mmdemo.vqa.media caches them), so their encodings are kept too.
+        (mmdemo.chat.media caches them), so their encodings are kept too.
         """
         key = (id(image), *image.size, min_pixels, max_pixels)
         with self._lock:
@@ -315,15 +315,21 @@ class RemoteVLM:
         return line + (f"\n\n- {status.detail}" if status.detail else "")
 
     def failure(self, exc: BaseException, doing: str = "", quiet: bool = False) -> UserFacingError:
-        """One clear message for what went wrong, naming the server (never the key); logged once."""
-        message = _explain(exc, self.name, self._model or "", self.retries, self.timeout)
-        if doing:
-            message = f"{message} (while {doing})"
-        if self._key:
-            message = message.replace(self._key, "***")
+        """One clear message for what went wrong, naming the server (never the key), in the visitor's
+        language where the UI shows it; logged once (in English)."""
+        if isinstance(exc, UserFacingError):
+            return exc
+        key, fields = _explain(exc, self._model or "", self.retries, self.timeout)
+        fields = {name: self._redacted(str(value)) for name, value in {**fields, "server": self.name}.items()}
+        error = UserFacingError(key=key, **fields)
+        if doing:  # the operator's view (the log and the CLI): what it was doing, in English
+            error = UserFacingError(f"{error} (while {doing})")
         if not quiet:
-            log.warning("chat server %s: %s: %s", self.name, type(exc).__name__, message)
-        return UserFacingError(message)
+            log.warning("chat server %s: %s: %s", self.name, type(exc).__name__, error)
+        return error
+
+    def _redacted(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
 
 
 class _Received:
@@ -349,16 +355,14 @@ def client_errors() -> tuple[type[BaseException], ...]:
     return openai.OpenAIError, httpx.HTTPError, OSError
 
 
-def _explain(exc: BaseException, name: str, model: str, retries: int, timeout: float) -> str:
-    """The user's message for an exception of the openai client or of the stream under it."""
+def _explain(exc: BaseException, model: str, retries: int, timeout: float) -> tuple[str, dict[str, object]]:
+    """The user's message for an exception of the openai client or of the stream under it: a key of
+    the app's words (server.*) and its fields; the caller adds the server's name."""
     import httpx
     import openai
 
-    where = f"The chat server at {name}"
-    if isinstance(exc, UserFacingError):
-        return str(exc)
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
-        return f"{where} did not answer within {timeout:.0f} s (overloaded, or still loading the model). Try again."
+        return "server.timeout", {"seconds": f"{timeout:.0f}"}
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         cause = _root(exc)
         if isinstance(cause, ConnectionRefusedError):
@@ -369,36 +373,25 @@ def _explain(exc: BaseException, name: str, model: str, retries: int, timeout: f
             reason = "the connection broke"
         else:
             reason = str(cause) or type(cause).__name__
-        return (
-            f"Could not reach {where[4:]} ({reason}). Check MMDEMO_VLM_URL and that the server is running; "
-            "Search and Classify still work."
-        )
+        return "server.unreachable", {"reason": reason}
     if isinstance(exc, openai.APIStatusError):
         code, detail = exc.status_code, _detail(exc)
-        if code in (401, 403):
-            return f"{where} refused the API key (HTTP {code}). Check MMDEMO_VLM_API_KEY."
         names_model = (model and repr(model) in detail) or "model" in detail.lower()
+        too_long = any(s in detail.lower() for s in ("context length", "maximum context", "too long"))
+        if code in (401, 403):
+            return "server.key_refused", {"code": code}
         if code == 404 or (code == 400 and names_model and "context" not in detail.lower()):
-            return (
-                f"{where} does not serve the model {model!r} (HTTP {code}: {detail}). Set MMDEMO_VLM_SERVED_MODEL "
-                "to one it serves, and check that MMDEMO_VLM_URL ends in /v1."
-            )
+            return "server.no_model", {"code": code, "detail": detail, "model": repr(model)}
         if code == 429:
-            return f"{where} is busy (HTTP 429, still after {retries} retries). Try again in a minute."
-        if code == 400 and any(s in detail.lower() for s in ("context length", "maximum context", "too long")):
-            return (
-                f"The conversation is too long for the model on {name} ({detail}). Clear it, attach fewer or "
-                "smaller images, or set MMDEMO_MAX_CONTEXT_TOKENS to the server's --max-model-len."
-            )
+            return "server.busy", {"retries": retries}
+        if code == 400 and too_long:
+            return "server.too_long", {"detail": detail}
         if code == 422:
-            return (
-                f"{where} rejected the request (HTTP 422: {detail}). If it is not vLLM or SGLang, "
-                "set MMDEMO_VLM_SERVER=other."
-            )
+            return "server.rejected", {"detail": detail}
         if code >= 500:
-            return f"{where} failed (HTTP {code}: {detail}). Try again; if it persists, read the server's log."
-        return f"{where} refused the request (HTTP {code}: {detail})."
-    return f"{where} sent something unexpected ({type(exc).__name__}: {exc})."
+            return "server.failed", {"code": code, "detail": detail}
+        return "server.refused", {"code": code, "detail": detail}
+    return "server.unexpected", {"kind": type(exc).__name__, "error": str(exc)}
 
 
 def _detail(exc: Any) -> str:

@@ -4,8 +4,8 @@ In the shape of a transformers pipeline: a backend *prepares* a conversation (pr
 to the context budget, in its own request format) and *generates* text pieces (forward); the
 shared `stream_text` turns those pieces into the growing answer the UI shows (postprocess:
 throttled updates, the answer's timing). The UI holds a `ChatBackend` and learns nothing else of
-it: in process (`mmdemo.vqa.local`) or on an inference server (`mmdemo.vqa.remote`) is chosen
-once, by `mmdemo.vqa.backend.chat_backend`.
+it: in process (`mmdemo.chat.local`) or on an inference server (`mmdemo.chat.remote`) is chosen
+once, by `mmdemo.chat.backend.chat_backend`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 
 if TYPE_CHECKING:
-    from mmdemo.vqa.reuse import PrefixCache
+    from mmdemo.chat.reuse import PrefixCache
 
 P = TypeVar("P")
 

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
+from mmdemo.embedding.images import BadImageError, Decoded, Skipped, decode_pixels
 from mmdemo.i18n import DEFAULT, text
-from mmdemo.images import BadImageError, Decoded, Skipped, decode_pixels
 from mmdemo.models import compute
 
 if TYPE_CHECKING:

@@ -1,0 +1,1 @@
+"""The command line: `python -m mmdemo index | list | stats | remove | prune | eval ...`."""

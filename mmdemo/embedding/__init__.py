@@ -1,0 +1,1 @@
+"""Images to vectors: decoding with limits, batched CLIP encoding, and the embedding cache."""
