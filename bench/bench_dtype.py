@@ -23,7 +23,7 @@ from mmdemo.models.registry import REGISTRY
 
 
 def images_per_second(dtype: str, device: str, batch: int, rounds: int) -> float:
-    clip = load_clip(REGISTRY["random-clip-vit-b-32"], placement_for("clip", device, dtype))
+    clip = load_clip(REGISTRY["random-clip-vit-b-32"], placement_for(device, dtype))
     pixels = torch.randn(batch, 3, 224, 224)
     clip.encode_pixels(pixels)  # warm-up
     times = []

@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     from mmdemo.models.device import pick_device, placement_for
 
-    dtype = placement_for("qwen_vl", pick_device(args.device), "auto").dtype
+    dtype = placement_for(pick_device(args.device), "auto").dtype
     with tempfile.TemporaryDirectory(prefix="mmdemo-serving-") as tmp:
         tmp_path = Path(tmp)
         image = sample_images(tmp_path / "photos", 0, 1)[0]

@@ -41,9 +41,9 @@ def clip_rows(device: str, smoke: bool, work: Path) -> list[Row]:
     location = ensure_built(spec.id, work) if smoke else None
     images = [Image.new("RGB", (320, 240), (i * 7 % 255, 90, 160)) for i in range(64 if not smoke else 8)]
     rows = []
-    picked = placement_for("clip", device, "auto").dtype
+    picked = placement_for(device, "auto").dtype
     for dtype in ("float32", "float16", "bfloat16") if not smoke else ("float32", picked):
-        placement = placement_for("clip", device, dtype)
+        placement = placement_for(device, dtype)
         clip = compute.run(load_clip, spec, placement, location, 32)
         clip.encode_images(images[:8])  # warm-up (kernels, allocator)
         start = time.perf_counter()

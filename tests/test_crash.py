@@ -16,6 +16,8 @@ from PIL import Image
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
+
 COMMIT_EVERY = 100
 
 
@@ -97,8 +99,6 @@ from mmdemo.classify.zeroshot import cached_classifier
 from mmdemo.config import Settings
 from mmdemo.models.factory import build_manager
 from mmdemo.embedding.vectorcache import VectorCache
-
-pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
 
 settings = Settings.from_env()
 clip = build_manager(settings).get("clip")

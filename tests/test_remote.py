@@ -239,7 +239,7 @@ def test_the_app_chats_through_the_server_and_keeps_a_cut_answer(remote_app, ima
     cut, _ = job.result()
     text = cut[-1]["content"][0]["text"]
     assert cut[-1]["role"] == "assistant" and text.endswith(" …") and len(text) > 2
-    with pytest.raises(Exception, match=r"Could not reach chat server at http://127\.0\.0\.1"):
+    with pytest.raises(Exception, match=r"Could not reach the chat server at http://127\.0\.0\.1"):
         client.predict({"text": "Still there?", "files": []}, cut, *controls, api_name="/chat")
     # The rest of the app works meanwhile, and once the server is back so does the chat.
     hits, _ = Client(url, verbose=False, download_files=False).predict("a cat", None, 3, -1, api_name="/search")
