@@ -128,6 +128,13 @@ class Settings:
             "0 = no bound."
         ),
     )
+    library_wait_images: int = field(
+        default=500,
+        metadata=_opt(
+            "A search that arrives while the bundled photos are being indexed waits for them (with progress) when "
+            "they are at most this many; a larger library answers from what is indexed so far, saying so."
+        ),
+    )
     ann_threshold: int = field(
         default=50_000,
         metadata=_opt("Gallery size above which search switches from exact to an IVF index (recall@10 >= 0.95)."),

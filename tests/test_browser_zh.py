@@ -52,6 +52,9 @@ def test_a_chinese_browser_gets_the_chinese_ui_and_a_notice_for_an_english_only_
         page.get_by_role("tab", name=name).wait_for()
     assert page.get_by_placeholder("就图片提问").count() == 1
     page.get_by_role("button", name="生成设置").wait_for()  # the chat's accordion
+    page.get_by_role("tab", name="搜索").click()
+    # Before any search, the empty results table's headers are Chinese too (they were built in English).
+    page.locator("#search-table").get_by_text("排名").filter(visible=True).first.wait_for(timeout=10_000)
     search(page, "夕阳下的海滩")
     notice = page.locator("#search-notice")
     notice.get_by_text("只懂英文").wait_for(timeout=10_000)

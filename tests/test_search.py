@@ -460,3 +460,33 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     tab.index_images([str(big2)], "tok2", None)
     (item,) = tab.galleries.get(session_gallery("tok2")).store.items()
     assert tab._original(item, "yours", "tok2") == item.thumb
+
+
+def test_the_first_search_of_a_new_deployment_finds_the_bundled_photos(tiny_settings, tmp_path):
+    """CLIP not preloaded, a fresh data dir: the very first search waits for the bundled photos to be
+    indexed (they are few) instead of answering "the gallery is empty"."""
+    from mmdemo.models.factory import build_manager
+    from mmdemo.search.galleries import Galleries
+    from mmdemo.ui.search import SearchTab
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data", preload=())
+    tab = SearchTab(settings, Galleries(settings, build_manager(settings)))
+    shown, table, ids, _ = tab.search("a rocket on its launch pad", None, 5, -1.0, None, progress=lambda *a, **k: None)
+    assert len(shown) == 5 and len(ids) == 5 and len(table["data"]) == 5
+    assert tab.galleries.library_indexed()
+
+
+def test_the_library_is_indexed_as_soon_as_clip_is_resident(tiny_settings, tmp_path):
+    """Not on the first search: loading CLIP (for any reason) starts it."""
+    from mmdemo.models.factory import build_manager
+    from mmdemo.search.galleries import Galleries
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data", preload=())
+    manager = build_manager(settings)
+    galleries = Galleries(settings, manager)
+    assert not galleries.library_indexed()
+    manager.get("clip")  # e.g. a classification: no search asked for the library
+    deadline = __import__("time").monotonic() + 120
+    while not galleries.library_indexed() and __import__("time").monotonic() < deadline:
+        galleries.wait_library(0.25)
+    assert galleries.library_indexed() and len(galleries.library()) > 0

@@ -105,6 +105,7 @@ class ModelManager:
         self._entries: dict[str, _Entry] = {}
         self._loads: dict[str, int] = {}
         self._load_failures: dict[str, int] = {}
+        self._listeners: list[Callable[[str], None]] = []  # told the id of each model once it is resident
         self._lock = threading.Lock()  # guards the dicts; never held during a load
         self._id_locks: dict[str, threading.Lock] = {}
 
@@ -150,7 +151,19 @@ class ModelManager:
                 self.errors.pop(model_id, None)
             log.info("%s resident: %.1f MB in %.1fs", model_id, model.resident_bytes / 1e6, entry.load_seconds)
             self._make_room(0, keep=model_id)  # the estimate may have been low
+            self._tell_loaded(model_id)
             return model
+
+    def on_load(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(model_id)` each time a model becomes resident (on the loading thread: keep it short)."""
+        self._listeners.append(listener)
+
+    def _tell_loaded(self, model_id: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(model_id)
+            except Exception:  # a listener's failure must not fail the load
+                log.exception("a listener of %s's load failed", model_id)
 
     def retry(self, name: str) -> None:
         """Forget a failed load of `name`: the next get() tries again (System's Retry load)."""

@@ -6,7 +6,9 @@ import logging
 import threading
 
 from mmdemo.config import Settings
+from mmdemo.embedding.ingest import Throughput
 from mmdemo.embedding.vectorcache import embedding_cache
+from mmdemo.errors import UserFacingError
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
@@ -33,6 +35,38 @@ class Galleries:
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
         self._sync_lock = threading.Lock()  # one sync of the bundled photos at a time
         self._synced: set[str] = set()  # CLIP weights whose library holds the bundled photos
+        self._progress: Throughput | None = None  # of the sync under way
+        self._pending = False  # a sync was asked for and its thread has not taken the lock yet
+        self._synced_event = threading.Event()  # set whenever a sync ends
+        # The bundled photos are indexed as soon as a CLIP is resident, not on the first search: the first
+        # visitor of a new deployment would otherwise search an empty library.
+        manager.on_load(self._model_loaded)
+
+    def _model_loaded(self, model_id: str) -> None:
+        if model_id == self.manager.resolve_id("clip") and self.settings.gallery_dir.is_dir():
+            self._start_sync()
+
+    def _start_sync(self) -> None:
+        """Index the bundled photos on a thread of their own (indexing_library() is true from now on)."""
+        with self._lock:
+            if self._pending or self._sync_lock.locked():
+                return
+            self._pending = True
+        threading.Thread(target=self._sync_quietly, name="mmdemo-library", daemon=True).start()
+
+    def library_progress(self) -> Throughput | None:
+        """How far the sync under way is (None when none is)."""
+        return self._progress if self.indexing_library() else None
+
+    def wait_library(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the sync under way to end; True when none is under way any more."""
+        if not self.indexing_library():
+            return True
+        self._synced_event.clear()
+        if not self.indexing_library():  # it ended between the two looks
+            return True
+        self._synced_event.wait(timeout)
+        return not self.indexing_library()
 
     def get(self, name: str) -> Gallery:
         """The gallery `name` over the current CLIP model (the store outlives model reloads)."""
@@ -77,13 +111,13 @@ class Galleries:
         if self.settings.gallery_dir.is_dir() and gallery.clip.weights_key not in self._synced:
             if wait:
                 self._sync(gallery)
-            elif not self._sync_lock.locked():
-                threading.Thread(target=self._sync_quietly, args=(gallery,), name="mmdemo-library", daemon=True).start()
+            else:
+                self._start_sync()
         return gallery
 
     def indexing_library(self) -> bool:
-        """True while the bundled photos are being indexed into the library."""
-        return self._sync_lock.locked()
+        """True while the bundled photos are being indexed into the library (or about to be)."""
+        return self._pending or self._sync_lock.locked()
 
     def library_indexed(self) -> bool:
         """True once the bundled photos are in the library of the current CLIP weights (or there are none)."""
@@ -92,14 +126,27 @@ class Galleries:
         clip = self.manager.loaded("clip")
         return clip is not None and clip.weights_key in self._synced
 
-    def _sync_quietly(self, gallery: Gallery) -> None:
+    def _sync_quietly(self) -> None:
         try:
-            self._sync(gallery)
+            self._sync(self.get(LIBRARY))
+        except UserFacingError:  # CLIP could not be loaded: the manager logged why, and searches will say it
+            pass
         except Exception:  # a background thread: nobody else would see it
             log.exception("indexing the bundled photos into the library failed")
+        finally:
+            self._pending = False
+            self._synced_event.set()
 
     def _sync(self, gallery: Gallery) -> None:
         with self._sync_lock:
-            if gallery.clip.weights_key not in self._synced:
-                gallery.add_folder(self.settings.gallery_dir)
-                self._synced.add(gallery.clip.weights_key)
+            self._pending = False
+            try:
+                if gallery.clip.weights_key not in self._synced:
+                    gallery.add_folder(self.settings.gallery_dir, self._track)
+                    self._synced.add(gallery.clip.weights_key)
+            finally:
+                self._progress = None
+        self._synced_event.set()
+
+    def _track(self, progress: Throughput) -> None:
+        self._progress = progress

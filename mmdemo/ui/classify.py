@@ -104,7 +104,12 @@ class ClassifyTab:
             preprocess=False,
             **clip_queue(self.settings),
         )
+        # The empty table's headers in the visitor's language (the layout is built once, in English).
+        app.load(self.empty_table, None, table, api_visibility="private", queue=False)
         app.unload(self.end_session)
+
+    def empty_table(self, request: gr.Request | None = None) -> Any:
+        return table_value("classify.col", COLUMNS, [], request)
 
     def classify(
         self,

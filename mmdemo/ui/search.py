@@ -12,6 +12,7 @@ import logging
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from mmdemo.config import Settings
-from mmdemo.embedding.images import BadImageError, open_image
+from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, open_image
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.i18n import has_cjk
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MINE_PAGE = 48  # images per page of "Your images"
 TOP_K_MAX = 48  # results per search
+LIBRARY_WAIT_S = 120  # a search waits for the bundled photos at most this long, then answers from what is indexed
 Shown = tuple[list[tuple[str, str]], Any, list[tuple[str, int]], None]  # gallery, table (value), ids, selection
 
 
@@ -61,6 +63,10 @@ class SearchTab:
         self.owners: dict[str, str] = {}  # session key -> its private gallery's token
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         self.originals = settings.data_dir / "originals"  # uploads kept for full-size viewing, per gallery
+        gallery_dir = settings.gallery_dir
+        self.bundled = (
+            sum(1 for p in gallery_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if gallery_dir.is_dir() else 0
+        )
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
         self.search = friendly_errors(measured("search", hosting.gpu(duration=30)(self.search)))
         self.index_images = friendly_errors(measured("index", hosting.gpu(duration=120)(self.index_images)))
@@ -70,6 +76,7 @@ class SearchTab:
         self.remove_images = friendly_errors(self.remove_images)
         if "clip" in settings.preload:  # index the bundled photos while the page loads
             threading.Thread(target=self._index_library, name="mmdemo-library", daemon=True).start()
+        # (Otherwise they are indexed as soon as a CLIP is resident: mmdemo.search.galleries.)
 
     def _index_library(self) -> None:
         try:
@@ -133,7 +140,12 @@ class SearchTab:
         gr.Button("remove_images (API)", visible=False).click(
             self.remove_images, [gr.Textbox(visible=False), token], report, api_name="remove_images"
         )
+        # The empty table's headers in the visitor's language (the layout is built once, in English).
+        app.load(self.empty_table, None, table, api_visibility="private", queue=False)
         app.unload(self.end_session)
+
+    def empty_table(self, request: gr.Request | None = None) -> Any:
+        return table_value("search.col", COLUMNS, [], request)
 
     def _token_state(self) -> gr.State:
         """The session's gallery token. The gallery is deleted when the tab closes (unload), or, for
@@ -181,6 +193,7 @@ class SearchTab:
         min_score: float,
         token: str | None,
         request: gr.Request | None = None,
+        progress: gr.Progress = gr.Progress(),
     ) -> Shown:
         """Images matching a description (or, when an image is given, looking like it).
 
@@ -196,9 +209,8 @@ class SearchTab:
         query = text_input(query, "query")[: self.settings.max_prompt_chars]
         k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
         library = self.galleries.library()
+        self._await_library(request, progress)
         mine = self.galleries.get(session_gallery(token)) if token else None
-        if self.galleries.indexing_library():
-            gr.Info(say(request, "search.library_indexing", n=len(library)))
         if len(library) + len(mine or ()) == 0:
             gr.Warning(say(request, "search.gallery_empty"))
             return [], [], [], None
@@ -213,6 +225,22 @@ class SearchTab:
             [(source, hit.item.id) for source, hit in hits],
             None,
         )
+
+    def _await_library(self, request: gr.Request | None, progress: gr.Progress) -> None:
+        """While the bundled photos are being indexed: wait for them when they are few (with progress), so
+        that the first visitor of a new deployment does not search an empty library; else say how far it is."""
+        if not self.galleries.indexing_library():
+            return
+        if self.bundled > self.settings.library_wait_images:
+            gr.Info(say(request, "search.library_indexing", n=len(self.galleries.library())))
+            return
+        deadline = time.monotonic() + LIBRARY_WAIT_S
+        while not self.galleries.wait_library(0.25) and time.monotonic() < deadline:
+            if (done := self.galleries.library_progress()) is not None:
+                progress(
+                    (done.done, done.total),
+                    desc=say(request, "search.library_waiting", done=done.done, total=done.total),
+                )
 
     def index_images(
         self, files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()

@@ -166,11 +166,16 @@ def readiness(
         model_id = manager.resolve_id(name)
         error = manager.errors.get(model_id)
         models[model_id] = "resident" if manager.is_loaded(name) else f"failed: {error}" if error else "loading"
-    if manager.resolve_id("clip") in models:
-        library = "indexed" if galleries.library_indexed() else "indexing"
+    if galleries.library_indexed():
+        library = "indexed"
+    elif manager.resolve_id("clip") in models or galleries.indexing_library():
+        library = "indexing"
     else:
-        library = "indexed on first search"
-    ready = all(state == "resident" for state in models.values()) and library != "indexing"
+        library = "indexed once CLIP is resident"
+    # Not ready while the bundled photos of a preloaded CLIP are indexed; a CLIP loaded on demand later
+    # indexes them then, without taking the replica out of service.
+    waits_for_library = manager.resolve_id("clip") in models and library == "indexing"
+    ready = all(state == "resident" for state in models.values()) and not waits_for_library
     body = {"ready": ready, "models": models, "library": library}
     health = backend.health() if backend is not None else None
     if health is not None and health.remote:
