@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from mmdemo.chat.pipeline import GenerationParams
+from mmdemo.chat.pipeline import AnswerOptions, GenerationParams
 from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
 from mmdemo.chat.remote import RemoteVLM, redact
 from mmdemo.errors import UserFacingError
@@ -38,7 +38,7 @@ def conversation(images: list[Path]) -> list[dict]:
 
 def answer(vlm: RemoteVLM, messages: list[dict], params: GenerationParams, stop=None) -> list[str]:
     prepared = vlm.prepare(messages, 16384)
-    return list(vlm.stream(prepared, params, stop or threading.Event()))
+    return list(vlm.stream(prepared, AnswerOptions(params, stop or threading.Event())))
 
 
 def test_a_multi_image_multi_turn_chat_streams_and_every_image_reaches_the_server(vlm_server, tmp_path):
@@ -88,7 +88,7 @@ def test_stop_ends_the_work_on_the_server(vlm_server):
 
     alone = timed(GenerationParams(max_new_tokens=60, temperature=1.0))
     stop = threading.Event()
-    updates = vlm.stream(vlm.prepare(hello, 0), LONG, stop)
+    updates = vlm.stream(vlm.prepare(hello, 0), AnswerOptions(LONG, stop))
     for _, _ in zip(range(3), updates, strict=False):
         pass
     stop.set()  # what the Stop button does

@@ -13,14 +13,13 @@ import itertools
 import json
 import re
 import statistics
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmdemo.chat.pipeline import AnswerStats, ChatBackend, GenerationParams
+from mmdemo.chat.pipeline import AnswerOptions, AnswerStats, ChatBackend, GenerationParams
 from mmdemo.chat.prompt import ImageBudget, to_qwen_messages
 from mmdemo.errors import UserFacingError
 
@@ -283,7 +282,7 @@ def _ask(backend: ChatBackend, q: Question, params: GenerationParams, budget: Im
     start = time.perf_counter()
     prepared = backend.prepare(to_qwen_messages(history, budget), limit)
     text = ""
-    for text in backend.stream(prepared, params, threading.Event(), None, stats=stats):  # noqa: B007
+    for text in backend.stream(prepared, AnswerOptions(params, stats=stats)):  # noqa: B007
         pass  # each value is the whole answer so far: the last is the answer
     answer = short_answer(text)
     return {

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from mmdemo.chat.pipeline import AnswerClock, AnswerStats, BackendHealth, GenerationParams, Prepared, stream_text
+from mmdemo.chat.pipeline import (
+    AnswerClock,
+    AnswerOptions,
+    AnswerStats,
+    BackendHealth,
+    GenerationParams,
+    Prepared,
+    stream_text,
+)
 from mmdemo.chat.prompt import Prompt, build_prompt
 from mmdemo.chat.reuse import PrefixCache, Reuse, continuation, reusable_prefix, visual_spans
 from mmdemo.errors import UserFacingError
@@ -185,17 +193,10 @@ class LocalVLM:
         prompt = build_prompt(vlm, messages, max_tokens)
         return Prepared((vlm, prompt), prompt.tokens, prompt.dropped)
 
-    def stream(
-        self,
-        prepared: Prepared[tuple[VisionLanguageModel, Prompt]],
-        params: GenerationParams,
-        stop: threading.Event,
-        prefix: PrefixCache | None = None,
-        min_interval: float = 0.0,
-        stats: AnswerStats | None = None,
-    ) -> Iterator[str]:
+    def stream(self, prepared: Prepared[tuple[VisionLanguageModel, Prompt]], options: AnswerOptions) -> Iterator[str]:
         vlm, prompt = prepared.payload
-        return stream_reply(vlm, prompt, params, stop, prefix, min_interval=min_interval, stats=stats)
+        o = options
+        return stream_reply(vlm, prompt, o.params, o.stop, o.prefix, min_interval=o.min_interval, stats=o.stats)
 
     def health(self) -> BackendHealth:
         return BackendHealth(where=self.manager.resolve_id("vlm"), remote=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from mmdemo.errors import UserFacingError
@@ -76,6 +76,18 @@ class AnswerStats:
         return text("chat.stats", language, reused=self.reused_tokens, **common)
 
 
+@dataclass
+class AnswerOptions:
+    """How one answer is made, beside its prompt: sampling, the stop flag, the conversation's KV cache
+    (in process), how often the growing answer is shown, and where its cost is written."""
+
+    params: GenerationParams = field(default_factory=GenerationParams)
+    stop: threading.Event = field(default_factory=threading.Event)
+    prefix: PrefixCache | None = None
+    min_interval: float = 0.0  # seconds between two updates of the growing answer (see stream_text)
+    stats: AnswerStats = field(default_factory=AnswerStats)
+
+
 class AnswerCut(UserFacingError):
     """The answer broke off after part of it arrived: that part is kept and shown, with this message."""
 
@@ -120,16 +132,8 @@ class ChatBackend(Protocol[P]):
         """Fit Qwen chat `messages` (decoded media) to `max_tokens`, dropping the oldest turns."""
         ...
 
-    def stream(
-        self,
-        prepared: Prepared[P],
-        params: GenerationParams,
-        stop: threading.Event,
-        prefix: PrefixCache | None = None,
-        min_interval: float = 0.0,
-        stats: AnswerStats | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer as it grows; setting `stop` or closing the generator ends the work.
+    def stream(self, prepared: Prepared[P], options: AnswerOptions) -> Iterator[str]:
+        """Yield the answer as it grows; setting `options.stop` or closing the generator ends the work.
 
         Raises AnswerCut after yielding what arrived when the answer broke off mid-way."""
         ...

@@ -25,14 +25,13 @@ from mmdemo import i18n
 from mmdemo.chat.pipeline import (
     AnswerClock,
     AnswerCut,
-    AnswerStats,
+    AnswerOptions,
     BackendHealth,
     GenerationParams,
     Prepared,
     stream_text,
 )
 from mmdemo.chat.prompt import PATCH_AREA, fit_to_budget
-from mmdemo.chat.reuse import PrefixCache
 from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -188,17 +187,10 @@ class RemoteVLM:
 
     # --- forward ---
 
-    def stream(
-        self,
-        prepared: Prepared[Messages],
-        params: GenerationParams,
-        stop: threading.Event,
-        prefix: PrefixCache | None = None,
-        min_interval: float = 0.0,
-        stats: AnswerStats | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer as it grows. `stop` (or closing the generator) closes the stream at once,
-        which ends the request on the server. `prefix` is unused: the server caches prefixes."""
+    def stream(self, prepared: Prepared[Messages], options: AnswerOptions) -> Iterator[str]:
+        """Yield the answer as it grows. `options.stop` (or closing the generator) closes the stream at once,
+        which ends the request on the server. `options.prefix` is unused: the server caches prefixes."""
+        params, stop, stats = options.params, options.stop, options.stats
         clock = AnswerClock()
         try:
             response = self.client.chat.completions.create(**self._request(prepared.payload, params), stream=True)
@@ -210,7 +202,7 @@ class RemoteVLM:
         closer.start()
         received = _Received()
         try:
-            yield from stream_text(received.deltas(response), stop, min_interval, clock)
+            yield from stream_text(received.deltas(response), stop, options.min_interval, clock)
         except client_errors() as exc:
             if stop.is_set():  # the read ended because Stop closed the response
                 return
@@ -224,12 +216,11 @@ class RemoteVLM:
             response.close()
             if clock.first is not None:
                 self.last_first_token = clock.first - clock.started
-            if stats is not None:
-                usage = received.usage
-                stats.reused_tokens = None
-                stats.prompt_tokens = usage.prompt_tokens if usage else prepared.tokens
-                stats.new_tokens = usage.completion_tokens if usage else received.chunks
-                clock.fill(stats)
+            usage = received.usage
+            stats.reused_tokens = None
+            stats.prompt_tokens = usage.prompt_tokens if usage else prepared.tokens
+            stats.new_tokens = usage.completion_tokens if usage else received.chunks
+            clock.fill(stats)
 
     def _request(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
         """The chat completion request: standard fields, plus extensions where the server takes them."""

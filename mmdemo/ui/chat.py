@@ -18,7 +18,7 @@ import gradio as gr
 
 from mmdemo.chat.history import pop_last_turn, to_markdown, to_transcript, without_last_answer
 from mmdemo.chat.media import check_attachments
-from mmdemo.chat.pipeline import AnswerCut, AnswerStats, ChatBackend, GenerationParams
+from mmdemo.chat.pipeline import AnswerCut, AnswerOptions, AnswerStats, ChatBackend, GenerationParams
 from mmdemo.chat.prompt import PATCH_AREA, ImageBudget, to_qwen_messages
 from mmdemo.chat.sessions import ChatSessions
 from mmdemo.config import Settings
@@ -402,7 +402,7 @@ class ChatTab:
         self.last_stats.move_to_end(key)
         while len(self.last_stats) > STATS_KEPT:
             self.last_stats.popitem(last=False)
-        answer = self.backend.stream(prepared, params, stop, prefix, min_interval=STREAM_INTERVAL, stats=stats)
+        answer = self.backend.stream(prepared, AnswerOptions(params, stop, prefix, STREAM_INTERVAL, stats))
         try:
             for partial in answer:
                 reply["content"] = partial

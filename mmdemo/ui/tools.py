@@ -24,7 +24,7 @@ from typing import Any
 import gradio as gr
 
 from mmdemo.chat.media import check_attachments
-from mmdemo.chat.pipeline import AnswerStats, ChatBackend, GenerationParams
+from mmdemo.chat.pipeline import AnswerOptions, ChatBackend, GenerationParams
 from mmdemo.chat.prompt import PATCH_AREA, ImageBudget, to_qwen_messages
 from mmdemo.classify.batch import classify_files
 from mmdemo.classify.templates import CUSTOM, DEFAULT_TEMPLATE, templates_for_labels
@@ -144,12 +144,12 @@ class AgentTools:
                 {"role": "user", "content": question},
             ]
             prepared = self.backend.prepare(to_qwen_messages(history, budget, ""), self.settings.max_context_tokens)
-            stats = AnswerStats()
-            stream = self.backend.stream(prepared, params, threading.Event(), None, min_interval=1.0, stats=stats)
+            options = AnswerOptions(params, min_interval=1.0)
+            stream = self.backend.stream(prepared, options)
             answer = ""
             for partial in stream:  # each is the answer so far
                 answer = partial
-            metrics.record_answer(stats.new_tokens, stats.decode_seconds)
+            metrics.record_answer(options.stats.new_tokens, options.stats.decode_seconds)
         return answer.strip()
 
     def classify_image(self, image: str, labels: str, top_k: int = 5, request: gr.Request | None = None) -> str:
