@@ -210,3 +210,25 @@ def test_the_system_summary_and_progress_speak_the_visitors_language(tiny_settin
     assert "**Chat:** in process" in summary(tiny_settings, session_manager, LocalVLM(session_manager))
     assert headers("system.col", COLUMNS, "zh-CN")[0] == "模型" and headers("system.col", COLUMNS)[0] == "model"
     assert Throughput(40).describe("zh-CN").startswith("0 / 40 张图片")
+
+
+def test_why_a_file_was_skipped_is_said_in_the_visitors_language(tmp_path):
+    from mmdemo.embedding.images import BadImageError, Skipped, open_image
+    from mmdemo.search.uploads import expand_uploads
+
+    page = tmp_path / "page.jpg"
+    page.write_bytes(b"<html>not an image</html>")
+    with pytest.raises(BadImageError) as bad:
+        open_image(page, 64_000_000, "page.jpg")
+    assert str(bad.value) == "page.jpg: not an image Pillow can read"  # logs, API clients, the CLI
+    assert bad.value.translated("zh-CN") == "page.jpg：不是 Pillow 能读取的图片"
+    assert bad.value.skipped.said("zh-CN") == "不是 Pillow 能读取的图片"
+    notes = tmp_path / "notes.zip"
+    import zipfile
+
+    with zipfile.ZipFile(notes, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    _, skipped = expand_uploads([str(notes)], tmp_path / "work", 10, 10_000_000, 100)
+    assert [s.said("en") for s in skipped] == ["not an image file type"]
+    assert [s.said("zh-CN") for s in skipped] == ["不是图片文件类型"]
+    assert Skipped("a.jpg", "as it was").said("zh-CN") == "as it was"  # a reason given as text stays as is

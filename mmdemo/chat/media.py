@@ -69,7 +69,7 @@ def _read_video(path: str, mtime: int, max_frames: int, fps: float) -> Frames:
             # memory stays at max_frames frames however long the video is.
             total = sum(1 for packet in container.demux(stream) if packet.size)
             if total < 2:
-                raise BadImageError(name, f"a video needs at least 2 frames, found {total}")
+                raise BadImageError(name, "skip.video_frames", n=total)
             duration = total / rate
             # An even count: Qwen-VL merges frames in pairs (temporal patch size 2).
             count = max(2, min(max_frames, total, math.ceil(duration * fps)) // 2 * 2)
@@ -79,11 +79,11 @@ def _read_video(path: str, mtime: int, max_frames: int, fps: float) -> Frames:
     except BadImageError:
         raise
     except FileNotFoundError:
-        raise BadImageError(name, "file not found") from None
+        raise BadImageError(name, "skip.not_found") from None
     except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
-        raise BadImageError(name, f"not a video that can be decoded ({exc})") from None
+        raise BadImageError(name, "skip.not_a_video", error=exc) from None
     if len(frames) < 2:
-        raise BadImageError(name, "too few frames could be decoded")
+        raise BadImageError(name, "skip.few_frames")
     frames = frames[: len(frames) // 2 * 2]
     return Frames(tuple(frames), sample_fps=len(frames) / duration)
 
@@ -108,8 +108,8 @@ def check_attachments(
             else:
                 image = load_image(path, max_file_pixels, max_pixels)
                 if max(image.size) > MAX_ASPECT * min(image.size):
-                    raise BadImageError(Path(path).name, f"too long and thin for the model (over {MAX_ASPECT}:1)")
+                    raise BadImageError(Path(path).name, "skip.too_thin", ratio=MAX_ASPECT)
             good.append(path)
         except BadImageError as exc:
-            skipped.append(Skipped(exc.name, exc.reason))
+            skipped.append(exc.skipped)
     return good, skipped

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from mmdemo.errors import UserFacingError
+from mmdemo.i18n import DEFAULT, text
 
 ORIENTATION = ExifTags.Base.Orientation
 
@@ -34,19 +35,35 @@ IMAGE_SUFFIXES = {
 
 
 class BadImageError(UserFacingError):
-    """A file that cannot be used as an image; the message names the file and the reason."""
+    """A file that cannot be used as an image; the message names the file and the reason, the reason
+    given as a key of the app's words (skip.*) with its fields, so that a visitor reads it in their language."""
 
-    def __init__(self, name: str, reason: str):
-        self.name, self.reason = name, reason
-        super().__init__(f"{name}: {reason}")
+    def __init__(self, name: str, reason_key: str, **fields: object):
+        self.name = name
+        self.skipped = Skipped.keyed(name, reason_key, **fields)
+        self.reason = self.skipped.reason
+        super().__init__(key="skip.line", name=name, reason=self.reason)
+
+    def translated(self, language: str) -> str:
+        return text("skip.line", language, name=self.name, reason=self.skipped.said(language))
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file left out of a batch, and why."""
+    """A file left out of a batch, and why (in English; `said(language)` in the visitor's language)."""
 
     name: str
     reason: str
+    key: str = ""  # of the app's words (skip.*), when the reason was given as one
+    fields: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def keyed(cls, name: str, key: str, **fields: object) -> Skipped:
+        return cls(name, text(key, DEFAULT, **fields), key, fields)
+
+    def said(self, language: str) -> str:
+        """The reason in `language`."""
+        return text(self.key, language, **self.fields) if self.key else self.reason
 
 
 @dataclass(frozen=True)
@@ -105,19 +122,19 @@ def _reading(name: str) -> Iterator[None]:
     except BadImageError:
         raise
     except FileNotFoundError:
-        raise BadImageError(name, "file not found") from None
+        raise BadImageError(name, "skip.not_found") from None
     except UnidentifiedImageError:
-        raise BadImageError(name, "not an image Pillow can read") from None
+        raise BadImageError(name, "skip.not_an_image") from None
     except Image.DecompressionBombError:
-        raise BadImageError(name, "too many pixels (decompression bomb guard)") from None
+        raise BadImageError(name, "skip.bomb") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated/corrupt data
-        raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
+        raise BadImageError(name, "skip.corrupt", error=exc) from None
 
 
 def _check_pixels(img: Image.Image, max_pixels: int, name: str) -> None:
     width, height = img.size
     if width * height > max_pixels:
-        raise BadImageError(name, f"{width}x{height} is over the {max_pixels / 1e6:.0f} MP limit")
+        raise BadImageError(name, "skip.too_many_pixels", width=width, height=height, limit=f"{max_pixels / 1e6:.0f}")
 
 
 def _load(img: Image.Image, min_side: int) -> Image.Image:

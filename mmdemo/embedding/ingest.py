@@ -104,12 +104,12 @@ def embed_files(
         try:
             decoded = decode_pixels(file.path, max_pixels, file.name, min_side=clip.input_size)
         except BadImageError as exc:
-            return Skipped(exc.name, exc.reason)
+            return exc.skipped
         if on_decoded is not None:
             try:
                 on_decoded(item, decoded)
             except OSError as exc:  # e.g. its thumbnail: the disk is full, or the file just went
-                return Skipped(file.name, f"cannot be stored ({exc.strerror or exc})")
+                return Skipped.keyed(file.name, "skip.not_stored", error=exc.strerror or exc)
         return decoded.pixels
 
     def decode(chunk: Sequence[T]) -> list[np.ndarray | Skipped]:

@@ -72,7 +72,7 @@ class AddReport:
         lines += [f"- {text('search.report_duplicate', language, name=n, first=f)}" for n, f in self.duplicates]
         near = "search.report_near" if self.near_skipped else "search.report_near_kept"
         lines += [f"- {text(near, language, name=n, first=f)}" for n, f in self.near_duplicates]
-        lines += [f"- {text('search.skipped', language, name=s.name, reason=s.reason)}" for s in self.skipped]
+        lines += [f"- {text('search.skipped', language, name=s.name, reason=s.said(language))}" for s in self.skipped]
         return "\n".join(lines)
 
 
@@ -266,7 +266,7 @@ class Gallery:
         try:
             _save_thumbnail(decode_pixels(p.file.path, self.max_pixels, p.file.name), path, p.file.path)
         except BadImageError as exc:
-            return Skipped(exc.name, exc.reason)
+            return exc.skipped
         return None
 
     def add_folder(self, folder: str | Path, progress: Callable[[Throughput], None] | None = None) -> AddReport:
@@ -324,9 +324,9 @@ def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:
     try:
         return content_hash(file.path)
     except FileNotFoundError:
-        return Skipped(file.name, "file not found")
+        return Skipped.keyed(file.name, "skip.not_found")
     except OSError as exc:
-        return Skipped(file.name, f"cannot read the file ({exc.strerror or exc})")
+        return Skipped.keyed(file.name, "skip.unreadable", error=exc.strerror or exc)
 
 
 def _try_perceptual(path: Path) -> str:

@@ -57,11 +57,11 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped:
     try:
         count = _member_count(path)
         if count is not None and count > max_members:
-            skipped.append(Skipped(path.name, f"holds {count} files; the limit is {max_members}"))
+            skipped.append(Skipped.keyed(path.name, "skip.zip_members", n=count, limit=max_members))
             return []
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        skipped.append(Skipped(path.name, f"not a readable zip archive ({exc})"))
+        skipped.append(Skipped.keyed(path.name, "skip.not_a_zip", error=exc))
         return []
     out: list[ImageFile] = []
     with archive:
@@ -69,7 +69,7 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped:
         declared = sum(m.file_size for m in members)
         if declared > max_bytes:
             skipped.append(
-                Skipped(path.name, f"unpacks to {declared / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+                Skipped.keyed(path.name, "skip.zip_size", mb=f"{declared / 1e6:.0f}", limit=f"{max_bytes / 1e6:.0f}")
             )
             return []
         target = workdir / f"{path.stem}-unzipped"
@@ -82,7 +82,7 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped:
                 continue  # macOS resource forks and hidden files: not photos
             suffix = PurePosixPath(member.filename).suffix.lower()
             if suffix not in IMAGE_SUFFIXES:
-                skipped.append(Skipped(name, "not an image file type"))
+                skipped.append(Skipped.keyed(name, "skip.not_image_type"))
                 continue
             dest = target / f"{number:06d}{suffix}"
             try:
@@ -94,11 +94,11 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped:
                         dst.write(chunk)
             except UserFacingError as exc:
                 dest.unlink(missing_ok=True)
-                skipped.append(Skipped(path.name, str(exc)))
+                skipped.append(Skipped(path.name, str(exc), exc.key or "", exc.fields))
                 break
             except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:  # corrupt, encrypted
                 dest.unlink(missing_ok=True)
-                skipped.append(Skipped(name, f"cannot extract ({exc})"))
+                skipped.append(Skipped.keyed(name, "skip.not_extracted", error=exc))
                 continue
             out.append(ImageFile(str(dest), name))
     return out

@@ -352,7 +352,7 @@ class ChatTab:
             raise UserFacingError(key="chat.empty")
         files, skipped = check_attachments(files, settings.max_image_pixels, max_pixels, video_frames)
         for bad in skipped:
-            gr.Warning(say(request, "chat.skipped", name=bad.name, reason=bad.reason))
+            gr.Warning(say(request, "chat.skipped", name=bad.name, reason=bad.said(language(request))))
         if not text and not files:
             raise UserFacingError(key="chat.nothing_readable")
         return [

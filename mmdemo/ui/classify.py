@@ -156,13 +156,13 @@ class ClassifyTab:
             on_batch=self._progress(len(paths), progress, request),
         )
         if not result.predictions:
-            reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.skipped)
+            reasons = "; ".join(f"{s.name}: {s.said(lang)}" for s in result.skipped)
             raise UserFacingError(key="classify.unreadable", reasons=reasons)
         encoded = result.classifier.encoded
         counts = {"labels": len(labels), "templates": len(templates), "encoded": encoded}
         lines = [scoring_rule(clip, lang), say(request, "classify.counts", cached=len(labels) - encoded, **counts)]
         lines += [f"- {n}" for n in notices]
-        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in result.skipped]
+        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.said(lang))}" for s in result.skipped]
         single = dict(result.predictions[0][1].top_k(k)) if len(result.predictions) == 1 else None
         rows = table_value("classify.col", COLUMNS, result.rows(k), request)
         return single, "\n".join(lines), rows, str(self._write_csv(result.to_csv(k), request))

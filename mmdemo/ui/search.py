@@ -282,7 +282,9 @@ class SearchTab:
                 workdir.parent.rmdir()
             discard(paths)
         lines = [report.summary(language(request))]
-        lines += [f"- {say(request, 'search.skipped', name=s.name, reason=s.reason)}" for s in unpacked_skips]
+        lines += [
+            f"- {say(request, 'search.skipped', name=s.name, reason=s.said(language(request)))}" for s in unpacked_skips
+        ]
         return "\n".join(lines) + "\n\n" + say(request, "search.holds", n=len(mine)), token
 
     def remove_selected(

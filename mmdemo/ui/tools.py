@@ -138,7 +138,7 @@ class AgentTools:
         with self._fetched([text_input(image, "image")]) as fetched:
             files, skipped = check_attachments([str(fetched[0].path)], budget.max_file_pixels, budget.max_pixels, 2)
             if skipped:
-                raise UserFacingError(key="tools.unreadable", reason=skipped[0].reason)
+                raise UserFacingError(key="tools.unreadable", reason=skipped[0].said(language(request)))
             history: list[dict[str, Any]] = [
                 {"role": "user", "content": {"path": files[0]}},
                 {"role": "user", "content": question},
@@ -175,7 +175,7 @@ class AgentTools:
                 self.manager.get("clip"), files, parsed, templates, self.settings.max_image_pixels, self.cache
             )
         if not result.predictions:
-            raise UserFacingError(key="tools.unreadable", reason=result.skipped[0].reason)
+            raise UserFacingError(key="tools.unreadable", reason=result.skipped[0].said(lang))
         return "\n".join(f"{label}: {score:.3f}" for label, score in result.predictions[0][1].top_k(k))
 
     def add_images(self, images: list[str], collection: str = "", request: gr.Request | None = None) -> str:
