@@ -119,8 +119,20 @@ def test_chat_stop_regenerate_and_undo(page, served_app):
 def test_chat_regenerate_can_be_stopped_and_the_conversation_downloads(page, served_app):
     page.get_by_role("tab", name="Chat").click()
     bot = page.locator("[data-testid=bot]")
-    assert bot.count() >= 1  # the earlier tests' conversation
-    set_max_new_tokens(page, 512)
+    # A conversation of its own, whatever the earlier tests left (Clear also cancels what may still run
+    # of theirs): one question, answered to its end (the box is given back when the answer's event ends).
+    page.locator("#chat-clear").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=bot]').length == 0", timeout=30_000)
+    set_max_new_tokens(page, 512)  # long answers: Regenerate's below is stopped while it streams
+    box = page.get_by_placeholder("Ask about an image")
+    box.fill("Say something short.")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=bot]').length == 1"
+        " && document.querySelector('[data-testid=bot]').innerText.trim().length > 0"
+        " && !document.querySelector('textarea[data-testid=textbox]')?.disabled",
+        timeout=60_000,
+    )
     page.locator("#chat-system-prompt textarea").fill("Answer in one word.")
     last = bot.count() - 1
     watch_answer_gone(page, last)

@@ -2,7 +2,7 @@
 
 Caches are bounded: only the `max_cached` most recently active conversations keep one, in
 `max_bytes` together (each holds keys/values for its whole prompt, which on a GPU is real
-memory: the model manager's budget is that much smaller, see catalog.py); older ones fall back
+memory: the model manager's budget is that much smaller, see models/factory.py); older ones fall back
 to a full prefill on their next turn.
 """
 

@@ -88,7 +88,7 @@ class ChatTab:
             regen_btn = gr.Button(t("chat.regenerate"), size="sm")
             stop_regen = gr.Button(t("chat.stop"), size="sm", visible=False, elem_id="chat-stop-regenerate")
             undo_btn = gr.Button(t("chat.undo"), size="sm")
-            clear_btn = gr.Button(t("chat.clear"), size="sm")
+            clear_btn = gr.Button(t("chat.clear"), size="sm", elem_id="chat-clear")
             export_btn = gr.Button(t("chat.download"), size="sm", elem_id="chat-export")
         transcript = gr.File(
             label=t("chat.transcript"), file_count="multiple", visible=False, elem_id="chat-transcript"
