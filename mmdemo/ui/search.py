@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from mmdemo.files import inside, remove_tree
 from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.search.originals import Originals
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.serving import hosting
@@ -62,7 +62,8 @@ class SearchTab:
         self.galleries = galleries
         self.owners: dict[str, str] = {}  # session key -> its private gallery's token
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
-        self.originals = settings.data_dir / "originals"  # uploads kept for full-size viewing, per gallery
+        # Uploads kept for full-size viewing, per gallery (the folder Galleries.drop removes them from).
+        self.originals = Originals(settings.data_dir / "originals", settings.originals_mb * 1_000_000)
         gallery_dir = settings.gallery_dir
         self.bundled = (
             sum(1 for p in gallery_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if gallery_dir.is_dir() else 0
@@ -275,7 +276,8 @@ class SearchTab:
             mine = self.galleries.get(session_gallery(token))
             lang = language(request)
             report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
-            self._keep_originals(found, report.added, token)
+            new = set(report.added)
+            self.originals.keep(session_gallery(token), found, [it for it in mine.store.items() if it.name in new])
         finally:
             remove_tree(uploads, workdir.relative_to(uploads.resolve()))
             with contextlib.suppress(OSError):  # the session's folder, once no request uses it
@@ -420,27 +422,9 @@ class SearchTab:
         else its thumbnail. Only files recorded for an indexed item are ever opened."""
         if source == "shared" and item.source and Path(item.source).is_file():
             return item.source
-        if source == "yours" and token:
-            kept = next(inside(self.originals, session_gallery(token)).glob(f"{item.hash}.*"), None)
-            if kept is not None:
-                return str(kept)
+        if source == "yours" and token and (kept := self.originals.find(session_gallery(token), item)):
+            return kept
         return item.thumb
-
-    def _keep_originals(self, files: list[Any], added: tuple[str, ...], token: str) -> None:
-        """Copy the originals of what this call added, within the session's MMDEMO_ORIGINALS_MB."""
-        if self.settings.originals_mb <= 0:
-            return
-        folder = inside(self.originals, session_gallery(token))
-        folder.mkdir(parents=True, exist_ok=True)
-        used = sum(f.stat().st_size for f in folder.iterdir())
-        new = set(added)
-        items = {it.name: it for it in self.galleries.get(session_gallery(token)).store.items() if it.name in new}
-        for file in files:
-            item = items.get(file.name)
-            if item is None or used + item.bytes > self.settings.originals_mb * 1_000_000:
-                continue
-            shutil.copyfile(file.path, inside(folder, f"{item.hash}{Path(file.name).suffix.lower()}"))
-            used += item.bytes
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""
