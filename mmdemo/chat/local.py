@@ -28,6 +28,7 @@ from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
 
 if TYPE_CHECKING:
+    from mmdemo.chat.judge import YesScores
     from mmdemo.models.manager import ModelManager
     from mmdemo.models.vlm import VisionLanguageModel
 
@@ -197,6 +198,15 @@ class LocalVLM:
         vlm, prompt = prepared.payload
         o = options
         return stream_reply(vlm, prompt, o.params, o.stop, o.prefix, min_interval=o.min_interval, stats=o.stats)
+
+    def yes_scores(self, conversations: list[list[dict[str, Any]]], batch_size: int) -> YesScores:
+        from mmdemo.chat.judge import score_local
+
+        return score_local(self.manager.get("vlm"), conversations, batch_size)
+
+    @property
+    def identity(self) -> str:
+        return self.manager.resolve_id("vlm")
 
     def health(self) -> BackendHealth:
         return BackendHealth(where=self.manager.resolve_id("vlm"), remote=False)

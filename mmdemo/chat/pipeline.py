@@ -20,6 +20,7 @@ from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 
 if TYPE_CHECKING:
+    from mmdemo.chat.judge import YesScores
     from mmdemo.chat.reuse import PrefixCache
 
 P = TypeVar("P")
@@ -136,6 +137,16 @@ class ChatBackend(Protocol[P]):
         """Yield the answer as it grows; setting `options.stop` or closing the generator ends the work.
 
         Raises AnswerCut after yielding what arrived when the answer broke off mid-way."""
+        ...
+
+    def yes_scores(self, conversations: list[list[dict[str, Any]]], batch_size: int) -> YesScores:
+        """P(yes) as the first answer word to each one-turn Qwen conversation (mmdemo.chat.judge),
+        `batch_size` at a time (one prefill per batch in process; concurrent requests on a server)."""
+        ...
+
+    @property
+    def identity(self) -> str:
+        """What answers: the model id in process, the server and model name remote (keys cached scores)."""
         ...
 
     def health(self) -> BackendHealth:

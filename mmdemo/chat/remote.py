@@ -12,16 +12,15 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import socket
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mmdemo import i18n
+from mmdemo.chat.judge import YesScores, read_choice
 from mmdemo.chat.pipeline import (
     AnswerClock,
     AnswerCut,
@@ -32,6 +31,7 @@ from mmdemo.chat.pipeline import (
     stream_text,
 )
 from mmdemo.chat.prompt import PATCH_AREA, fit_to_budget
+from mmdemo.chat.server_errors import client_errors, explain, redact
 from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -43,16 +43,9 @@ log = logging.getLogger(__name__)
 # Servers known to accept fields beyond the OpenAI schema; others (transformers serve answers 422
 # to unknown fields, hosted APIs may too) get standard fields only.
 EXTENDED = ("vllm", "sglang")
+LOGPROBS = ("vllm", "sglang")  # servers known to return a token's top_logprobs (transformers serve refuses them)
 TEMPLATE_TOKENS = 24  # Qwen's default system message and the generation prompt
 PROBE_TTL = 5.0  # seconds a reachability probe is reused (the System tab and /ready ask often)
-
-
-def redact(url: str) -> str:
-    """`url` without credentials or query (what may be shown and logged)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass(frozen=True)
@@ -92,6 +85,7 @@ class RemoteVLM:
         self._encoded: OrderedDict[tuple[int, ...], tuple[Any, str, int]] = OrderedDict()
         self._probe: tuple[float, ServerStatus] | None = None
         self.last_first_token: float | None = None  # seconds, of the last answer
+        self._logprobs = True  # False once the server refused a request with logprobs
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteVLM:
@@ -237,6 +231,40 @@ class RemoteVLM:
             request["stream_options"] = {"include_usage": True}
         return request
 
+    # --- yes/no judgements (re-ranking) ---
+
+    def yes_scores(self, conversations: list[list[dict[str, Any]]], batch_size: int) -> YesScores:
+        """P(yes) per conversation, `batch_size` requests at a time (the server batches them)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        requests = [self.prepare(c, 0).payload for c in conversations]
+        with ThreadPoolExecutor(max(1, min(batch_size, len(requests)))) as pool:
+            judged = list(pool.map(self._judge, requests))
+        return YesScores([score for score, _ in judged], all(exact for _, exact in judged))
+
+    def _judge(self, messages: Messages) -> tuple[float, bool]:
+        """One one-token answer, with the first token's top_logprobs where the server gives them."""
+        import openai
+
+        request = self._request(messages, GenerationParams(max_new_tokens=1, greedy=True))
+        request.pop("stream_options", None)
+        if self._logprobs and self.server() in LOGPROBS:
+            request |= {"logprobs": True, "top_logprobs": 10}
+        try:
+            response = self.client.chat.completions.create(**request)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if "logprobs" not in request:
+                raise self.failure(exc) from None
+            self._logprobs = False  # a server that refuses them (set to the wrong kind): one-token answers from now on
+            return self._judge(messages)
+        except client_errors() as exc:
+            raise self.failure(exc) from None
+        return read_choice(response.choices[0])
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}#{self._model or ''}"
+
     # --- the server ---
 
     def model(self) -> str:
@@ -310,7 +338,7 @@ class RemoteVLM:
         language where the UI shows it; logged once (in English)."""
         if isinstance(exc, UserFacingError):
             return exc
-        key, fields = _explain(exc, self._model or "", self.retries, self.timeout)
+        key, fields = explain(exc, self._model or "", self.retries, self.timeout)
         fields = {name: self._redacted(str(value)) for name, value in {**fields, "server": self.name}.items()}
         error = UserFacingError(key=key, **fields)
         if doing:  # the operator's view (the log and the CLI): what it was doing, in English
@@ -336,69 +364,3 @@ class _Received:
             if delta:
                 self.text, self.chunks = self.text + delta, self.chunks + 1
                 yield delta
-
-
-def client_errors() -> tuple[type[BaseException], ...]:
-    """What the openai client and the stream under it raise (imported late: see `client`)."""
-    import httpx
-    import openai
-
-    return openai.OpenAIError, httpx.HTTPError, OSError
-
-
-def _explain(exc: BaseException, model: str, retries: int, timeout: float) -> tuple[str, dict[str, object]]:
-    """The user's message for an exception of the openai client or of the stream under it: a key of
-    the app's words (server.*) and its fields; the caller adds the server's name."""
-    import httpx
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
-        return "server.timeout", {"seconds": f"{timeout:.0f}"}
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
-        cause = _root(exc)
-        if isinstance(cause, ConnectionRefusedError):
-            reason = "connection refused"
-        elif isinstance(cause, socket.gaierror):
-            reason = "host name not found"
-        elif isinstance(exc, httpx.RemoteProtocolError) or isinstance(cause, httpx.RemoteProtocolError):
-            reason = "the connection broke"
-        else:
-            reason = str(cause) or type(cause).__name__
-        return "server.unreachable", {"reason": reason}
-    if isinstance(exc, openai.APIStatusError):
-        code, detail = exc.status_code, _detail(exc)
-        names_model = (model and repr(model) in detail) or "model" in detail.lower()
-        too_long = any(s in detail.lower() for s in ("context length", "maximum context", "too long"))
-        if code in (401, 403):
-            return "server.key_refused", {"code": code}
-        if code == 404 or (code == 400 and names_model and "context" not in detail.lower()):
-            return "server.no_model", {"code": code, "detail": detail, "model": repr(model)}
-        if code == 429:
-            return "server.busy", {"retries": retries}
-        if code == 400 and too_long:
-            return "server.too_long", {"detail": detail}
-        if code == 422:
-            return "server.rejected", {"detail": detail}
-        if code >= 500:
-            return "server.failed", {"code": code, "detail": detail}
-        return "server.refused", {"code": code, "detail": detail}
-    return "server.unexpected", {"kind": type(exc).__name__, "error": str(exc)}
-
-
-def _detail(exc: Any) -> str:
-    """The server's own short explanation from an error response."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        text = inner.get("message") or inner.get("detail") if isinstance(inner, dict) else inner
-        text = text or body.get("detail") or body.get("message")
-    else:
-        text = body
-    text = str(text or getattr(exc, "message", "") or "no details")
-    return text if len(text) <= 300 else text[:300] + "…"
-
-
-def _root(exc: BaseException) -> BaseException:
-    while (cause := exc.__cause__ or exc.__context__) is not None:
-        exc = cause
-    return exc
