@@ -131,7 +131,8 @@ def test_a_servers_top_logprobs_give_p_yes_and_a_plain_answer_is_coarse():
 
 def test_questions_are_read_one_per_line_with_clear_limits():
     assert read_questions("What colour?\n\n  Is it outdoors? \n", 5, 100) == ["What colour?", "Is it outdoors?"]
-    for text, key in (("  \n ", "ask.no_question"), ("a\nb\nc", "ask.too_many_questions"), ("x" * 101, "ask.question_too_long")):
+    bad = (("  \n ", "ask.no_question"), ("a\nb\nc", "ask.too_many_questions"), ("x" * 101, "ask.question_too_long"))
+    for text, key in bad:
         with pytest.raises(UserFacingError) as caught:
             read_questions(text, 2, 100)
         assert caught.value.key == key
