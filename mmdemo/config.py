@@ -183,6 +183,19 @@ class Settings:
         metadata=_opt("Conversations whose KV cache is kept for prefix reuse (0 = recompute every turn)."),
     )
 
+    # --- ask your photos: the chat model over search results (README: Ask your photos) ---
+    ask_max_images: int = field(default=8, metadata=_opt("Search results the chat model sees for one question."))
+    ask_max_pixels: int = field(
+        default=256 * 28 * 28, metadata=_opt("Pixels per image when asking about results or re-ranking (reduced size).")
+    )
+    rerank_max: int = field(default=32, metadata=_opt("Search results one re-rank may score, at most."))
+    rerank_batch: int = field(
+        default=8, metadata=_opt("Images per re-rank prefill in process (concurrent requests on a server).")
+    )
+    ask_each_max: int = field(
+        default=200, metadata=_opt("Answers one 'Ask every image' may make (images x questions).")
+    )
+
     # --- chat on an inference server (README: Scale out) ---
     vlm_url: str = field(
         default="",

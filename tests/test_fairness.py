@@ -110,7 +110,7 @@ def test_a_search_through_the_app_is_answered_while_another_visitor_streams(serv
         deadline = time.time() + 60
         while not compute_is_streaming(chat) and time.time() < deadline:
             time.sleep(0.05)
-        hits, _ = Client(url, verbose=False, download_files=False).predict("a cat", None, 3, -1, api_name="/search")
+        hits, *_ = Client(url, verbose=False, download_files=False).predict("a cat", None, 3, -1, api_name="/search")
         assert len(hits) == 3
         assert not chat.done(), "the search waited for the chat answer to end"
         # A second chat waits in the chat's own line, and is told its place in it.

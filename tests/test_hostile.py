@@ -42,7 +42,7 @@ def run(client, endpoint: str, case: Case) -> tuple[bool, str]:
             report = client.predict([upload], api_name="/index_images")
             return "Indexed **0**" not in report, report
         if endpoint == "search":
-            hits, _ = client.predict("", upload, 3, -1.0, api_name="/search")
+            hits, *_ = client.predict("", upload, 3, -1.0, api_name="/search")
             return bool(hits), f"{len(hits)} results"
         if endpoint == "classify":
             label, *_ = client.predict(upload, [], "cat, dog", "custom", "a photo of a {}.", 2, api_name="/classify")

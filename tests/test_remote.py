@@ -242,7 +242,7 @@ def test_the_app_chats_through_the_server_and_keeps_a_cut_answer(remote_app, ima
     with pytest.raises(Exception, match=r"Could not reach the chat server at http://127\.0\.0\.1"):
         client.predict({"text": "Still there?", "files": []}, cut, *controls, api_name="/chat")
     # The rest of the app works meanwhile, and once the server is back so does the chat.
-    hits, _ = Client(url, verbose=False, download_files=False).predict("a cat", None, 3, -1, api_name="/search")
+    hits, *_ = Client(url, verbose=False, download_files=False).predict("a cat", None, 3, -1, api_name="/search")
     assert len(hits) == 3
     restart()
     again, _ = client.predict({"text": "Still there?", "files": []}, cut, *[8, *controls[1:]], api_name="/chat")

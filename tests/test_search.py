@@ -23,6 +23,15 @@ from mmdemo.search.uploads import expand_uploads
 from tests.conftest import SHARED, needs_shared
 
 
+def search_tab(settings, galleries):
+    """The Search tab over `galleries`, its chat model in process (the tab's ask panel needs one)."""
+    from mmdemo.ask.service import PhotoAsker
+    from mmdemo.chat.local import LocalVLM
+    from mmdemo.ui.search import SearchTab
+
+    return SearchTab(settings, galleries, PhotoAsker(settings, galleries, LocalVLM(galleries.manager, "cpu")))
+
+
 def unit(a: np.ndarray) -> np.ndarray:
     return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
 
@@ -298,7 +307,7 @@ def test_search_tab_galleries_are_private_per_session(served_app, tmp_path):
     assert "Your gallery holds 3 image(s)" in report
 
     def sources(client, **kw):
-        _, table = client.predict("a photo", kw.get("image"), 48, -1, api_name="/search")
+        _, table, *_ = client.predict("a photo", kw.get("image"), 48, -1, api_name="/search")
         return [(row[2], row[3]) for row in table["data"]]
 
     assert ("photo0.jpg", "yours") in sources(alice) and ("more.zip/nested/photo2.jpg", "yours") in sources(alice)
@@ -382,7 +391,7 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
     from mmdemo.ui.search import SearchTab
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
-    tab = SearchTab(settings, Galleries(settings, session_manager))
+    tab = search_tab(settings, Galleries(settings, session_manager))
     tab.index_images([str(p) for p in images], "abc123", None)
     tab.galleries.library(wait=True)
     clip = session_manager.get("clip")
@@ -390,7 +399,7 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
     real = clip.encode_texts
     clip.encode_texts = lambda texts: calls.append(len(texts)) or real(texts)  # counts, then the real encode
     try:
-        _, table, _, _ = tab.search("a red square", None, 20, -1.0, "abc123")
+        _, table, *_ = tab.search("a red square", None, 20, -1.0, 0, "abc123")
     finally:
         del clip.encode_texts
     assert calls == [1]
@@ -421,7 +430,7 @@ def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(ti
     from mmdemo.search.galleries import Galleries
     from mmdemo.ui.search import SearchTab
 
-    tab = SearchTab(tiny_settings, Galleries(tiny_settings, session_manager))  # tiny-clip: English only
+    tab = search_tab(tiny_settings, Galleries(tiny_settings, session_manager))  # tiny-clip: English only
     ann, bob = SimpleNamespace(session_hash="ann"), SimpleNamespace(session_hash="bob")
     assert tab.language_notice("a beach at sunset", ann) == ""
     assert "`tiny-clip` reads English only" in tab.language_notice("夕阳下的海滩", ann)
@@ -430,7 +439,7 @@ def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(ti
     cho = SimpleNamespace(session_hash="cho", headers={"accept-language": "zh-CN,zh;q=0.9"})
     assert "只懂英文" in tab.language_notice("夕阳下的海滩", cho)  # in the visitor's language
     multilingual = tiny_settings.replace(language="zh")  # MMDEMO_LANGUAGE=zh: the multilingual tiny CLIP
-    other = SearchTab(multilingual, Galleries(multilingual, build_manager(multilingual)))
+    other = search_tab(multilingual, Galleries(multilingual, build_manager(multilingual)))
     assert other.galleries.manager.resolve_id("clip") == "tiny-clip-multilingual"
     assert other.language_notice("夕阳下的海滩", ann) == ""
 
@@ -444,7 +453,7 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     big = tmp_path / "big.png"
     Image.radial_gradient("L").resize((900, 700)).convert("RGB").save(big)  # its thumbnail is 320 px
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
-    tab = SearchTab(settings, Galleries(settings, session_manager))
+    tab = search_tab(settings, Galleries(settings, session_manager))
     tab.index_images([str(big)], "tok1", None)
     (item,) = tab.galleries.get(session_gallery("tok1")).store.items()
     kept = tab._original(item, "yours", "tok1")
@@ -454,7 +463,7 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     assert not Path(kept).exists()  # the kept upload goes with its gallery
     # Without quota: thumbnails only.
     none = settings.replace(originals_mb=0)
-    tab = SearchTab(none, Galleries(none, session_manager))
+    tab = search_tab(none, Galleries(none, session_manager))
     big2 = tmp_path / "big2.png"
     Image.radial_gradient("L").resize((800, 600)).convert("RGB").save(big2)
     tab.index_images([str(big2)], "tok2", None)
@@ -470,8 +479,8 @@ def test_the_first_search_of_a_new_deployment_finds_the_bundled_photos(tiny_sett
     from mmdemo.ui.search import SearchTab
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data", preload=())
-    tab = SearchTab(settings, Galleries(settings, build_manager(settings)))
-    shown, table, ids, _ = tab.search("a rocket on its launch pad", None, 5, -1.0, None, progress=lambda *a, **k: None)
+    tab = search_tab(settings, Galleries(settings, build_manager(settings)))
+    shown, table, ids, *_ = tab.search("a rocket on its launch pad", None, 5, -1.0, 0, None, progress=lambda *a, **k: None)
     assert len(shown) == 5 and len(ids) == 5 and len(table["data"]) == 5
     assert tab.galleries.library_indexed()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +75,7 @@ def stream_answer(
     stop: threading.Event,
     max_tokens: int,
     min_interval: float = 0.0,
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """The answer to the last user turn of `history` (chat messages), growing as it streams."""
     prepared = backend.prepare(to_qwen_messages(history, budget), max_tokens)
     yield from backend.stream(prepared, AnswerOptions(params, stop, None, min_interval))
@@ -93,7 +93,7 @@ def answer(
     text = ""
     # A flag of its own: a backend sets the one it is given when the answer ends, and `stop` is the
     # caller's, for all of its answers. Leaving the loop closes the stream, which ends the generation.
-    stream = stream_answer(backend, history, budget, params, threading.Event(), max_tokens)
+    stream: Generator[str, None, None] = stream_answer(backend, history, budget, params, threading.Event(), max_tokens)
     try:
         for grown in stream:
             text = grown

@@ -50,7 +50,10 @@ def ask_each(
         for question in questions:
             if stop.is_set():
                 return
-            history = [{"role": "user", "content": {"path": shown.path}}, {"role": "user", "content": question}]
+            history: list[dict[str, Any]] = [
+                {"role": "user", "content": {"path": shown.path}},
+                {"role": "user", "content": question},
+            ]
             text = answer(backend, history, budget, params, stop, max_tokens)
             if stop.is_set() and not text:
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from mmdemo.ask.service import PhotoAsker
 from mmdemo.chat.backend import chat_backend
 from mmdemo.chat.pipeline import ChatBackend
 from mmdemo.config import Settings
@@ -32,15 +33,17 @@ def build_app(
         if settings.is_synthetic:
             gr.Markdown(t("app.synthetic"), elem_classes="mmdemo-banner")
         system.LoadBanner(settings, manager).render(app)
-        with gr.Tabs():
+        asker = PhotoAsker(settings, galleries, backend)  # the chat model over search results
+        with gr.Tabs() as tabs:
             with gr.Tab(t("tab.chat"), id="chat"):
-                chat.build(settings, backend, app)
+                chat_tab = chat.build(settings, backend, app)
             with gr.Tab(t("tab.search"), id="search"):
-                search.build(settings, galleries, app)
+                search_tab = search.build(settings, galleries, asker, app)
             with gr.Tab(t("tab.classify"), id="classify"):
                 classify.build(settings, manager, app)
             with gr.Tab(t("tab.system"), id="system"):
                 system.build(settings, manager, app, backend)
-        tools.build(settings, manager, galleries, backend)  # for machine clients: API endpoints and MCP tools
+        search_tab.ask.connect(chat_tab.chatbot, chat_tab.box, chat_tab.add_photos, tabs)
+        tools.build(settings, manager, galleries, backend, asker)  # for machine clients: API endpoints and MCP tools
     tools.only_tools_for_mcp(app)
     return app

@@ -75,9 +75,9 @@ class ChatTab:
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         # What /chat returns can be sent back as it is (ui/history.py).
-        chatbot = history_chatbot(label=t("chat.conversation"), height=460, buttons=["copy"])
+        chatbot = self.chatbot = history_chatbot(label=t("chat.conversation"), height=460, buttons=["copy"])
         stats_line = gr.Markdown(elem_id="chat-stats")  # tokens, tokens/s, prompt reused, after each answer
-        box = gr.MultimodalTextbox(
+        box = self.box = gr.MultimodalTextbox(
             placeholder=str(t("chat.placeholder")),  # as a string: the page translates any marked prop
             file_types=["image", "video"],
             file_count="multiple",
@@ -90,6 +90,8 @@ class ChatTab:
             undo_btn = gr.Button(t("chat.undo"), size="sm")
             clear_btn = gr.Button(t("chat.clear"), size="sm", elem_id="chat-clear")
             export_btn = gr.Button(t("chat.download"), size="sm", elem_id="chat-export")
+            # Wired by the Search tab's ask panel (mmdemo.ui.ask.AskPanel.connect): it holds the results.
+            self.add_photos = gr.Button(t("ask.add_photos"), size="sm", elem_id="chat-add-photos")
         transcript = gr.File(
             label=t("chat.transcript"), file_count="multiple", visible=False, elem_id="chat-transcript"
         )
@@ -417,6 +419,8 @@ class ChatTab:
         yield [*history, reply]
 
 
-def build(settings: Settings, backend: ChatBackend, app: gr.Blocks) -> None:
+def build(settings: Settings, backend: ChatBackend, app: gr.Blocks) -> ChatTab:
     """Add the chat components and events to the current Blocks."""
-    ChatTab(settings, backend).render(app)
+    tab = ChatTab(settings, backend)
+    tab.render(app)
+    return tab

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from mmdemo.ask.service import PhotoAsker, RerankOutcome
 from mmdemo.config import Settings
 from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, open_image
 from mmdemo.errors import UserFacingError
@@ -29,6 +30,7 @@ from mmdemo.search.originals import Originals
 from mmdemo.search.store import Hit
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.serving import hosting
+from mmdemo.ui.ask import AskPanel, rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import clip_queue
@@ -41,10 +43,12 @@ log = logging.getLogger(__name__)
 MINE_PAGE = 48  # images per page of "Your images"
 TOP_K_MAX = 48  # results per search
 LIBRARY_WAIT_S = 120  # a search waits for the bundled photos at most this long, then answers from what is indexed
-Shown = tuple[list[tuple[str, str]], Any, list[tuple[str, int]], None]  # gallery, table (value), ids, selection
+# gallery, table (value), ids, selection, the re-rank's line
+Shown = tuple[list[tuple[str, str]], Any, list[tuple[str, int]], None, str]
 
 
 COLUMNS = ("rank", "score", "name", "gallery")  # of the score table (locale keys search.col.*)
+RERANKED = ("rank", "clip_rank", "score", "yes", "name", "gallery")  # ... after a re-rank
 
 
 def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
@@ -57,9 +61,11 @@ def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[li
 class SearchTab:
     """The Search tab: `render` lays it out and wires the events; each event is a method."""
 
-    def __init__(self, settings: Settings, galleries: Galleries) -> None:
+    def __init__(self, settings: Settings, galleries: Galleries, asker: PhotoAsker) -> None:
         self.settings = settings
         self.galleries = galleries
+        self.asker = asker
+        self.ask = AskPanel(asker)
         self.owners: dict[str, str] = {}  # session key -> its private gallery's token
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         # Uploads kept for full-size viewing, per gallery (the folder Galleries.drop removes them from).
@@ -100,6 +106,9 @@ class SearchTab:
                 with gr.Row():
                     top_k = gr.Slider(1, TOP_K_MAX, value=12, step=1, label=t("search.top_k"))
                     min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label=t("search.min_score"))
+                    rerank = gr.Slider(
+                        0, self.settings.rerank_max, value=0, step=1, label=t("search.rerank"), elem_id="search-rerank"
+                    )
             query_image = gr.Image(
                 type="filepath", label=t("search.by_example"), height=160, scale=1, elem_id="search-query-image"
             )
@@ -115,7 +124,9 @@ class SearchTab:
             label=t("search.full_size"), type="pil", interactive=False, visible=False, elem_id="search-full"
         )
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
+        rerank_info = gr.Markdown(elem_id="search-rerank-info")  # what the re-rank cost, or why it was skipped
         table = gr.Dataframe(headers=headers("search.col", COLUMNS), label=t("search.scores"), elem_id="search-table")
+        self.ask.render(app, result_ids, selected, token)
         with gr.Accordion(t("search.add_box"), open=False):
             # No file_types filter: gradio would reject the whole batch for one bad file; ours skips it.
             uploads = gr.File(file_count="multiple", label=t("search.uploads"), elem_id="search-uploads")
@@ -126,7 +137,8 @@ class SearchTab:
         show_mine = self._render_mine(token, report)
 
         queue = clip_queue(self.settings)
-        inputs, outputs = [query, query_image, top_k, min_score, token], [found, table, result_ids, selected]
+        inputs = [query, query_image, top_k, min_score, rerank, token]
+        outputs = [found, table, result_ids, selected, rerank_info]
         for searched in (
             go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue),
             query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue),
@@ -192,6 +204,7 @@ class SearchTab:
         query_image: dict[str, Any] | str | None,
         top_k: float,
         min_score: float,
+        rerank: float,
         token: str | None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),
@@ -203,29 +216,51 @@ class SearchTab:
             query_image: an example image to find similar ones to (None to search by query).
             top_k: how many results, 1 to 48.
             min_score: leave out results below this cosine similarity (-1 keeps all).
+            rerank: re-rank the top this many results of a search in words with the chat model (0 = off).
         Returns:
-            (thumbnail, "score · name") pairs and a table of rank / score / name / gallery.
+            (thumbnail, "score · name") pairs, a table of rank / score / name / gallery (after a re-rank
+            also the CLIP rank and the chat model's P(yes)), and what the re-rank cost.
         """
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
         query = text_input(query, "query")[: self.settings.max_prompt_chars]
         k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
+        rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
+        self.asker.check_rerank(rerank_k)
         library = self.galleries.library()
         self._await_library(request, progress)
         mine = self.galleries.get(session_gallery(token)) if token else None
         if len(library) + len(mine or ()) == 0:
             gr.Warning(say(request, "search.gallery_empty"))
-            return [], [], [], None
+            return [], [], [], None, ""
         hits = self.galleries.search(query, upload_path(query_image) if query_image else None, k, floor, token)
         if not hits:
             gr.Info(say(request, "search.no_match", floor=f"{floor:.2f}"))
+        table, line = None, ""
+        if rerank_k and hits and query.strip() and not query_image:
+            hits, table, line = self._reranked(query, hits, rerank_k, request)
         shown, rows = results(hits)
         # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
         return (
             shown,
-            table_value("search.col", COLUMNS, rows, request),
+            table or table_value("search.col", COLUMNS, rows, request),
             [(source, hit.item.id) for source, hit in hits],
             None,
+            line,
         )
+
+    def _reranked(self, query: str, hits: list[tuple[str, Hit]], k: int, request: gr.Request | None) -> Any:
+        """The hits in the chat model's order, their table (both ranks, both scores) and what it cost; if the
+        chat model cannot answer, CLIP's hits as they were, no table, and why."""
+        try:
+            outcome: RerankOutcome = self.asker.rerank(query, hits, k)
+        except UserFacingError as exc:  # e.g. the chat server is down: the search still answers
+            return hits, None, say(request, "search.rerank_skipped", reason=exc.translated(language(request)))
+        ranked = zip(outcome.hits, outcome.clip_ranks, outcome.yes, strict=True)
+        rows = [
+            [rank, clip_rank, round(hit.score, 4), None if yes is None else round(yes, 4), hit.item.name, source]
+            for rank, ((source, hit), clip_rank, yes) in enumerate(ranked, 1)
+        ]
+        return outcome.hits, table_value("search.col", RERANKED, rows, request), rerank_said(request, outcome.run)
 
     def _await_library(self, request: gr.Request | None, progress: gr.Progress) -> None:
         """While the bundled photos are being indexed: wait for them when they are few (with progress), so
@@ -333,7 +368,7 @@ class SearchTab:
         item = self._item(selected, token)
         if item is None:
             raise gr.Error(say(request, "search.click_first"), print_exception=False)
-        return self.search("", item.thumb, top_k, min_score, token, request)
+        return self.search("", item.thumb, top_k, min_score, 0, token, request)
 
     def my_images(
         self, token: str | None, page: float = 1, request: gr.Request | None = None
@@ -433,6 +468,8 @@ class SearchTab:
             self.galleries.drop(session_gallery(mine))
 
 
-def build(settings: Settings, galleries: Galleries, app: gr.Blocks) -> None:
+def build(settings: Settings, galleries: Galleries, asker: PhotoAsker, app: gr.Blocks) -> SearchTab:
     """Add the search components and events to the current Blocks."""
-    SearchTab(settings, galleries).render(app)
+    tab = SearchTab(settings, galleries, asker)
+    tab.render(app)
+    return tab

@@ -14,6 +14,8 @@ unused for a day are deleted.
 Annotations are real types here (no `from __future__ import annotations`): gr.api reads them.
 """
 
+import csv
+import io
 import secrets
 import threading
 import time
@@ -23,6 +25,9 @@ from typing import Any
 
 import gradio as gr
 
+from mmdemo.ask.about import Shown, answer, ask_history
+from mmdemo.ask.each import ask_each, read_questions
+from mmdemo.ask.service import PhotoAsker
 from mmdemo.chat.media import check_attachments
 from mmdemo.chat.pipeline import AnswerOptions, ChatBackend, GenerationParams
 from mmdemo.chat.prompt import PATCH_AREA, ImageBudget, to_qwen_messages
@@ -37,13 +42,24 @@ from mmdemo.files import inside, remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.search.store import Hit
 from mmdemo.serving import hosting, metrics
 from mmdemo.serving.fetch import Fetched, fetch_image
+from mmdemo.ui.ask import rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, text_input
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
 
-MCP_TOOLS = ("search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images")
+MCP_TOOLS = (
+    "search_images",
+    "ask_image",
+    "ask_results",
+    "ask_each",
+    "classify_image",
+    "add_images",
+    "list_images",
+    "delete_images",
+)
 COLLECTION_TTL_S = 86_400  # a collection unused this long is deleted
 TOP_K_MAX = 48
 ASK_MAX_PIXELS = 512 * PATCH_AREA  # images an agent sends are asked about at the CPU chat's default size
@@ -60,8 +76,11 @@ def _base_url(request: gr.Request | None, root_path: str) -> str:
 class AgentTools:
     """The machine-client tools: `render` registers them (inside the Blocks), each tool is a method."""
 
-    def __init__(self, settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend) -> None:
+    def __init__(
+        self, settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend, asker: PhotoAsker
+    ) -> None:
         self.settings, self.manager, self.galleries, self.backend = settings, manager, galleries, backend
+        self.asker = asker
         self.cache = embedding_cache(settings)
         self.downloads = settings.data_dir / "downloads"  # fetched images, a folder per call, removed after it
         self._used: dict[str, float] = {}  # collection token -> last use
@@ -74,6 +93,8 @@ class AgentTools:
         tools: list[tuple[Callable[..., Any], dict[str, Any], int, str]] = [
             (self.search_images, clip, 30, "search"),
             (self.ask_image, chat, 120, "ask"),
+            (self.ask_results, chat, 120, "ask"),
+            (self.ask_each, chat, 120, "ask"),
             (self.classify_image, clip, 60, "classify"),
             (self.add_images, clip, 120, "index"),
             (self.list_images, {}, 0, "images"),
@@ -86,7 +107,13 @@ class AgentTools:
     # --- the tools ---
 
     def search_images(
-        self, query: str = "", image: str = "", top_k: int = 8, collection: str = "", request: gr.Request | None = None
+        self,
+        query: str = "",
+        image: str = "",
+        top_k: int = 8,
+        collection: str = "",
+        rerank: int = 0,
+        request: gr.Request | None = None,
     ) -> str:
         """Find images by a description in words, or by an example image, in the shared photo library
         (and in your collection).
@@ -96,23 +123,100 @@ class AgentTools:
             image: an example image, as an http(s) URL or a data:image/...;base64 URI. Leave empty to search by `query`.
             top_k: how many results to return, 1 to 48.
             collection: the token add_images returned, to search your own images too ('' for the library only).
+            rerank: re-rank the top this many results of a search in words with the chat model (0 = off; slower).
         Returns:
-            One line per result, best first: rank, score (cosine, -1 to 1), name, where it is, an image URL to fetch.
+            One line per result, best first: rank, score (cosine, -1 to 1; after a re-rank also the chat model's
+            P(yes) and the CLIP rank), name, where it is, an image URL to fetch.
         """
-        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
-        query = text_input(query, "query")[: self.settings.max_prompt_chars]
-        token = self._collection(collection, create=False) if collection else None
-        with self._fetched([image] if text_input(image, "image") else []) as fetched:
-            path = str(fetched[0].path) if fetched else None
-            hits = self.galleries.search(query, path, k, -1.0, token)
+        hits = self._search(query, image, top_k, collection)
+        rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
         if not hits:
             return say(request, "tools.no_results")
+        clip_ranks, yes = list(range(1, len(hits) + 1)), list[float | None]([None] * len(hits))
+        notes: list[str] = []
+        if rerank_k and text_input(query, "query").strip() and not image:
+            outcome = self.asker.rerank(query, hits, rerank_k)
+            hits, clip_ranks, yes = outcome.hits, outcome.clip_ranks, outcome.yes
+            notes.append(rerank_said(request, outcome.run))
         url = _base_url(request, self.settings.root_path) + "/gradio_api/file="
         where = {"shared": "library", "yours": "collection"}
         return "\n".join(
-            f"{rank}. score {hit.score:.3f} · {hit.item.name} · {where[source]} · {url}{hit.item.thumb}"
-            for rank, (source, hit) in enumerate(hits, 1)
+            [
+                f"{rank}. score {hit.score:.3f}"
+                + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
+                + f" · {hit.item.name} · {where[source]} · {url}{hit.item.thumb}"
+                for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
+            ]
+            + notes
         )
+
+    def ask_results(
+        self,
+        question: str,
+        query: str,
+        top_k: int = 8,
+        rerank: int = 0,
+        collection: str = "",
+        request: gr.Request | None = None,
+    ) -> str:
+        """Search your photos in words, then ask the vision-language model one question about the top results.
+
+        Args:
+            question: the question about the results, e.g. "Which of these were taken at night?".
+            query: what to search for, in words, e.g. "a dog on a beach".
+            top_k: how many of the top results the model looks at, 1 to MMDEMO_ASK_MAX_IMAGES (8 by default).
+            rerank: re-rank the top this many search results with the chat model first (0 = off).
+            collection: the token add_images returned, to include your own images ('' for the library only).
+        Returns:
+            The answer, which cites results by their number, e.g. [2]; then a line per result: number, name, URL.
+        """
+        question = self.asker_question(question)
+        k = int(number(top_k, 1, self.settings.ask_max_images, "top_k"))
+        hits = self._search(query, "", max(k, int(number(rerank, 0, TOP_K_MAX, "rerank"))), collection)
+        if rerank and hits:
+            hits = self.asker.rerank(query, hits, int(rerank)).hits
+        hits = hits[:k]
+        if not hits:
+            return say(request, "tools.no_results")
+        shown = [Shown(rank, hit.item.name, hit.item.thumb) for rank, (_, hit) in enumerate(hits, 1)]
+        params = GenerationParams(min(512, self.settings.max_new_tokens), greedy=True)
+        history, limit = ask_history(shown, question), self.settings.max_context_tokens
+        text = answer(self.backend, history, self.asker.budget, params, threading.Event(), limit)
+        url = _base_url(request, self.settings.root_path) + "/gradio_api/file="
+        return text.strip() + "\n\n" + "\n".join(f"[{s.rank}] {s.name} · {url}{s.path}" for s in shown)
+
+    def ask_each(
+        self, questions: str, query: str = "", top_k: int = 8, collection: str = "", request: gr.Request | None = None
+    ) -> str:
+        """Ask one or more questions of every image: the top results of a search, or (no query) your whole collection.
+
+        Args:
+            questions: the questions, one per line, e.g. "Is it outdoors?\nHow many people are there?".
+            query: what to search for, in words ('' to ask over every image of `collection`).
+            top_k: how many of the top search results to ask about, 1 to 48.
+            collection: the token add_images returned (needed when query is '').
+        Returns:
+            A CSV table with the columns image, question, answer: one row per image and question.
+        """
+        settings = self.settings
+        asked = read_questions(text_input(questions, "questions"), settings.ask_each_max, settings.max_prompt_chars)
+        if text_input(query, "query").strip():
+            hits = self._search(query, "", top_k, collection)
+            images = [Shown(rank, hit.item.name, hit.item.thumb) for rank, (_, hit) in enumerate(hits, 1)]
+        else:
+            images = self.asker.yours(self._collection(collection, create=False))
+        if not images:
+            return say(request, "tools.no_results")
+        if (total := len(images) * len(asked)) > self.settings.ask_each_max:
+            raise UserFacingError(key="ask.each_too_many", n=total, limit=self.settings.ask_each_max)
+        params = GenerationParams(min(128, self.settings.max_new_tokens), greedy=True)
+        budget, limit = self.asker.budget, settings.max_context_tokens
+        rows = ask_each(self.backend, images, asked, budget, params, threading.Event(), limit)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["image", "question", "answer"])
+        writer.writerows([row.image, row.question, row.answer.strip()] for row in rows)
+        return out.getvalue()
 
     def ask_image(self, question: str, image: str, max_new_tokens: int = 128, request: gr.Request | None = None) -> str:
         """Ask the vision-language model a question about one image.
@@ -231,6 +335,23 @@ class AgentTools:
 
     # --- shared steps ---
 
+    def asker_question(self, question: str) -> str:
+        question = text_input(question, "question").strip()
+        if not question:
+            raise UserFacingError(key="ask.no_question")
+        if len(question) > self.settings.max_prompt_chars:
+            raise UserFacingError(key="ask.question_too_long", n=len(question), limit=self.settings.max_prompt_chars)
+        return question
+
+    def _search(self, query: str, image: str, top_k: int, collection: str) -> list[tuple[str, Hit]]:
+        """The hits of a search in words or by an example image (fetched), in the library and the collection."""
+        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
+        query = text_input(query, "query")[: self.settings.max_prompt_chars]
+        token = self._collection(collection, create=False) if collection else None
+        with self._fetched([image] if text_input(image, "image") else []) as fetched:
+            path = str(fetched[0].path) if fetched else None
+            return self.galleries.search(query, path, k, -1.0, token)
+
     def _collection(self, token: str, create: bool) -> str:
         """A known collection's token (refreshed), or a new one; sweeps collections unused for a day."""
         token = text_input(token, "collection").strip()
@@ -260,9 +381,11 @@ class AgentTools:
             remove_tree(self.downloads, folder.relative_to(self.downloads.resolve()))
 
 
-def build(settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend) -> None:
+def build(
+    settings: Settings, manager: ModelManager, galleries: Galleries, backend: ChatBackend, asker: PhotoAsker
+) -> None:
     """Register the machine-client tools in the current Blocks."""
-    AgentTools(settings, manager, galleries, backend).render()
+    AgentTools(settings, manager, galleries, backend, asker).render()
 
 
 def only_tools_for_mcp(app: gr.Blocks) -> None:
