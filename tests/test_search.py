@@ -480,7 +480,9 @@ def test_the_first_search_of_a_new_deployment_finds_the_bundled_photos(tiny_sett
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data", preload=())
     tab = search_tab(settings, Galleries(settings, build_manager(settings)))
-    shown, table, ids, *_ = tab.search("a rocket on its launch pad", None, 5, -1.0, 0, None, progress=lambda *a, **k: None)
+    shown, table, ids, *_ = tab.search(
+        "a rocket on its launch pad", None, 5, -1.0, 0, None, progress=lambda *a, **k: None
+    )
     assert len(shown) == 5 and len(ids) == 5 and len(table["data"]) == 5
     assert tab.galleries.library_indexed()
 
