@@ -136,7 +136,8 @@ def test_ask_every_image_fills_a_table_and_a_csv_and_stop_keeps_the_rows(page, t
     page.locator("#ask-each-questions textarea").fill("What is it?\nIs it outdoors?")
     page.locator("#ask-each-go").click()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#ask-each-table [role=row]')].filter(r => r.querySelector('[role=gridcell]')).length >= 2",
+        "() => [...document.querySelectorAll('#ask-each-table [role=row]')]"
+        ".filter(row => row.querySelector('[role=gridcell]')).length >= 2",
         timeout=60_000,
     )
     page.locator("#ask-each-stop").click()

@@ -388,7 +388,6 @@ def test_the_library_is_indexed_again_for_other_clip_weights(tiny_settings, tmp_
 def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny_settings, tmp_path, images):
     """The library and a private gallery are searched with one query vector."""
     from mmdemo.search.galleries import Galleries
-    from mmdemo.ui.search import SearchTab
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
     tab = search_tab(settings, Galleries(settings, session_manager))
@@ -428,7 +427,6 @@ def test_a_chinese_query_to_an_english_only_model_is_flagged_once_per_session(ti
 
     from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
-    from mmdemo.ui.search import SearchTab
 
     tab = search_tab(tiny_settings, Galleries(tiny_settings, session_manager))  # tiny-clip: English only
     ann, bob = SimpleNamespace(session_hash="ann"), SimpleNamespace(session_hash="bob")
@@ -448,7 +446,6 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     tiny_settings, session_manager, tmp_path
 ):
     from mmdemo.search.galleries import Galleries, session_gallery
-    from mmdemo.ui.search import SearchTab
 
     big = tmp_path / "big.png"
     Image.radial_gradient("L").resize((900, 700)).convert("RGB").save(big)  # its thumbnail is 320 px
@@ -476,7 +473,6 @@ def test_the_first_search_of_a_new_deployment_finds_the_bundled_photos(tiny_sett
     indexed (they are few) instead of answering "the gallery is empty"."""
     from mmdemo.models.factory import build_manager
     from mmdemo.search.galleries import Galleries
-    from mmdemo.ui.search import SearchTab
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data", preload=())
     tab = search_tab(settings, Galleries(settings, build_manager(settings)))
