@@ -151,3 +151,21 @@ def test_ask_each_answers_every_image_and_question_and_stop_keeps_the_rows(sessi
     assert len(kept) == 1
     out = write_csv(kept, tmp_path / "answers.csv")
     assert out.read_text(encoding="utf-8-sig").splitlines()[0] == "image,question,answer"
+
+
+def test_results_deleted_meanwhile_are_left_out_and_counted(tiny_settings, session_manager, images, tmp_path):
+    from mmdemo.ask.service import PhotoAsker
+    from mmdemo.embedding.ingest import ImageFile
+    from mmdemo.search.galleries import Galleries, session_gallery
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data")
+    galleries = Galleries(settings, session_manager)
+    mine = galleries.get(session_gallery("a" * 32))
+    mine.add_files([ImageFile(str(p), p.name) for p in images])
+    ids = [["yours", it.id] for it in mine.store.items()]
+    mine.remove([ids[1][1]])
+    asker = PhotoAsker(settings, galleries, LocalVLM(session_manager, "cpu"))
+    found = asker.found([*ids, ["yours", 10**30], "junk", ["elsewhere", 1]], "a" * 32)
+    assert [s.rank for s in found.shown] == [1, 3] and found.gone == 4
+    assert asker.found(ids, None).gone == 3  # another session's results are not its own
+    assert [s.name for s in asker.yours("a" * 32)] == [images[0].name, images[2].name]

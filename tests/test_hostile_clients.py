@@ -153,7 +153,7 @@ class Walk:
 
     def still_answers(self, after: str) -> None:
         """Another, ordinary client still gets a search answered."""
-        data = ["a photo", None, 3, -1.0, None]
+        data = ["a photo", None, 3, -1.0, 0, None]
         outcome = self.client.call(self.search["id"], data, f"bystander-{self.calls}", trigger_id=None)
         assert outcome.success, f"after {after}, a plain search failed: {outcome.said}"
 

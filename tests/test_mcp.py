@@ -19,7 +19,16 @@ from PIL import Image
 
 from tests.conftest import REPO, start_app, stop_app
 
-TOOLS = {"search_images", "ask_image", "classify_image", "add_images", "list_images", "delete_images"}
+TOOLS = {
+    "search_images",
+    "ask_image",
+    "ask_results",
+    "ask_each",
+    "classify_image",
+    "add_images",
+    "list_images",
+    "delete_images",
+}
 
 
 def _png(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
@@ -78,7 +87,7 @@ def text(result: Any) -> str:
     return "\n".join(c.text for c in result.content if c.type == "text")
 
 
-def test_an_agent_sees_six_described_tools_and_no_ui_internals(mcp_app):
+def test_an_agent_sees_eight_described_tools_and_no_ui_internals(mcp_app):
     tools, _ = call(mcp_app, [])
     assert {t.name for t in tools} == TOOLS
     for tool in tools:
@@ -134,6 +143,26 @@ def test_an_agent_classifies_against_labels_and_asks_about_an_image(mcp_app, ima
         api_name="/chat",
     )
     assert text(asked) == history[-1]["content"][0]["text"].strip()
+
+
+def test_an_agent_asks_about_search_results_reranks_them_and_asks_every_image(mcp_app):
+    import csv
+
+    _, (reranked, about, each) = call(
+        mcp_app,
+        [
+            ("search_images", {"query": "a cup of coffee", "top_k": 6, "rerank": 4}),
+            ("ask_results", {"question": "Which one is a drink?", "query": "a cup of coffee", "top_k": 3}),
+            ("ask_each", {"questions": "What is it?\nIs it outdoors?", "query": "a cat", "top_k": 2}),
+        ],
+    )
+    lines = text(reranked).splitlines()
+    assert sum("P(yes)" in line for line in lines) == 4 and "Re-ranked the top 4" in lines[-1]
+    answer_lines = text(about).splitlines()
+    assert [line[:4] for line in answer_lines[-3:]] == ["[1] ", "[2] ", "[3] "]  # the results it was about
+    rows = list(csv.reader(io.StringIO(text(each))))
+    assert rows[0] == ["image", "question", "answer"] and len(rows) == 1 + 2 * 2
+    assert [r[1] for r in rows[1:]] == ["What is it?", "Is it outdoors?"] * 2
 
 
 def test_an_agent_keeps_its_images_in_a_collection(mcp_app, image_server):

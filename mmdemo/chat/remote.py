@@ -248,6 +248,7 @@ class RemoteVLM:
 
         request = self._request(messages, GenerationParams(max_new_tokens=1, greedy=True))
         request.pop("stream_options", None)
+        request.pop("extra_body", None)  # a repetition penalty means nothing to a one-token answer
         if self._logprobs and self.server() in LOGPROBS:
             request |= {"logprobs": True, "top_logprobs": 10}
         try:
