@@ -169,3 +169,25 @@ def test_results_deleted_meanwhile_are_left_out_and_counted(tiny_settings, sessi
     assert [s.rank for s in found.shown] == [1, 3] and found.gone == 4
     assert asker.found(ids, None).gone == 3  # another session's results are not its own
     assert [s.name for s in asker.yours("a" * 32)] == [images[0].name, images[2].name]
+
+
+def test_eval_retrieval_reports_recall_with_and_without_the_rerank(tmp_path, capsys):
+    import json
+
+    from mmdemo.commands.cli import main
+    from tests.conftest import SHARED
+
+    flickr = SHARED / "data" / "flickr8k_1k"
+    if not flickr.is_dir():
+        pytest.skip("../shared is absent (a user's clone)")
+    common = ["--profile", "tiny", "--data-dir", str(tmp_path), "--dtype", "float32"]
+    argv = ["eval", "retrieval", "--images", str(flickr / "images"), "--captions", str(flickr / "captions.csv")]
+    out_json = tmp_path / "retrieval.json"
+    assert main([*argv, "--rerank", "5", "--queries", "12", "--json", str(out_json), *common]) == 0
+    out = capsys.readouterr().out
+    assert "captions: 12  images: 1000  re-ranked: top 5" in out and "re-rank cost:" in out
+    rerank = json.loads(out_json.read_text())["rerank"]
+    clip, after = rerank["clip"], rerank["reranked"]
+    assert clip["captions"] == after["captions"] == 12 and rerank["seconds_per_query"] > 0
+    # Re-ranking the top 5 only moves images within it: R@10 and the median rank stay.
+    assert clip["recall_at_10"] == after["recall_at_10"] and clip["median_rank"] == after["median_rank"]

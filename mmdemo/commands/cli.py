@@ -13,13 +13,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
+    from mmdemo.search.evaluate import Scored
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--images", type=Path, required=True, help="e.g. ../shared/data/flickr8k_1k/images")
     retrieval.add_argument("--captions", type=Path, required=True, help="CSV with image,caption columns")
     retrieval.add_argument("--json", type=Path, help="also write the metrics of both directions to this file")
+    retrieval.add_argument(
+        "--rerank", type=int, default=0, metavar="K", help="also re-rank CLIP's top K with the chat model (0 = no)"
+    )
+    retrieval.add_argument("--queries", type=int, default=100, help="captions to re-rank for (with --rerank)")
     return parser
 
 
@@ -75,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mmdemo.models.factory import build_manager
 
     set_pixel_limit(settings.max_image_pixels)
-    chat = args.command == "eval" and args.task == "vqa"
+    chat = args.command == "eval" and (args.task == "vqa" or getattr(args, "rerank", 0) > 0)
     manager = build_manager(settings, ("clip", "vlm") if chat else ("clip",))  # CLIP-only commands start sooner
     try:
         if args.command == "index":
@@ -168,11 +173,36 @@ def _eval_vqa(args: argparse.Namespace, settings: Settings, manager: ModelManage
 
 
 def _eval_retrieval(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
-    from mmdemo.search.evaluate import evaluate_retrieval
+    from mmdemo.search.evaluate import BothWays, image_to_text_metrics, retrieval_metrics, score_retrieval
 
-    metrics = evaluate_retrieval(manager.get("clip"), args.images, args.captions, settings.max_image_pixels)
+    scored = score_retrieval(manager.get("clip"), args.images, args.captions, settings.max_image_pixels)
+    metrics = BothWays(
+        retrieval_metrics(scored.similarity, scored.targets), image_to_text_metrics(scored.similarity, scored.targets)
+    )
     print(f"model: {manager.resolve_id('clip')}")
     print(metrics.table())
+    result: dict[str, Any] = {"model": manager.resolve_id("clip"), **metrics.as_dict()}
+    if args.rerank > 0:
+        result["rerank"] = _eval_rerank(args, settings, manager, scored)
     if args.json:
-        args.json.write_text(json.dumps({"model": manager.resolve_id("clip"), **metrics.as_dict()}, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _eval_rerank(args: argparse.Namespace, settings: Settings, manager: ModelManager, scored: Scored) -> dict[str, Any]:
+    """Text -> image before and after re-ranking CLIP's top K with the chat model (in process or --vlm-url)."""
+    from mmdemo.ask.about import ask_budget
+    from mmdemo.ask.evaluate import evaluate_rerank
+    from mmdemo.chat.backend import chat_backend
+
+    backend = chat_backend(settings, manager)
+
+    def show(done: int, total: int) -> None:
+        print(f"\rre-ranking: {done}/{total} queries", end="", file=sys.stderr, flush=True)
+
+    budget = ask_budget(settings.ask_max_pixels, settings.max_image_pixels)
+    result = evaluate_rerank(scored, backend, args.rerank, args.queries, budget, settings.rerank_batch, show)
+    print(file=sys.stderr)
+    print(f"\nre-ranked by: {backend.health().where}")
+    print(result.table())
+    return {"by": backend.health().where, **asdict(result)}

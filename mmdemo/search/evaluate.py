@@ -117,8 +117,18 @@ def read_captions(path: Path) -> list[tuple[str, str]]:
         return [(row["image"], row["caption"]) for row in reader]
 
 
-def evaluate_retrieval(clip: ClipModel, images: Path, captions: Path, max_pixels: int) -> BothWays:
-    """Embed every captioned image in `images` and every caption, then rank both ways."""
+@dataclass(frozen=True)
+class Scored:
+    """Caption x image similarities (C, I), each caption's image column, the image files, the captions."""
+
+    similarity: np.ndarray
+    targets: np.ndarray
+    images: list[str]
+    captions: list[str]
+
+
+def score_retrieval(clip: ClipModel, images: Path, captions: Path, max_pixels: int) -> Scored:
+    """Embed every captioned image in `images` and every caption; their similarities."""
     rows = read_captions(captions)
     names = sorted({name for name, _ in rows if (images / name).is_file()})
     if not names:
@@ -130,7 +140,14 @@ def evaluate_retrieval(clip: ClipModel, images: Path, captions: Path, max_pixels
         vectors.append(batch.vectors)
     column = {name: i for i, name in enumerate(kept)}
     pairs = [(column[name], text) for name, text in rows if name in column]
-    texts = clip.encode_texts([text for _, text in pairs])
-    similarity = clip.similarity(texts, np.concatenate(vectors))
-    targets = np.array([c for c, _ in pairs])
-    return BothWays(retrieval_metrics(similarity, targets), image_to_text_metrics(similarity, targets))
+    texts = [text for _, text in pairs]
+    similarity = clip.similarity(clip.encode_texts(texts), np.concatenate(vectors))
+    return Scored(similarity, np.array([c for c, _ in pairs]), [str(images / name) for name in kept], texts)
+
+
+def evaluate_retrieval(clip: ClipModel, images: Path, captions: Path, max_pixels: int) -> BothWays:
+    """Embed every captioned image in `images` and every caption, then rank both ways."""
+    scored = score_retrieval(clip, images, captions, max_pixels)
+    return BothWays(
+        retrieval_metrics(scored.similarity, scored.targets), image_to_text_metrics(scored.similarity, scored.targets)
+    )
