@@ -92,6 +92,8 @@ def vlm_rows(device: str, smoke: bool, work: Path) -> list[Row]:
         note = f"cuda.memory_allocated: {allocated / 1e9:.2f} GB" if device == "cuda" else "CPU: no CUDA counter"
         rows.append({"check": f"{tag}: resident (manager)", "value": round(vlm.resident_bytes / 1e9, 3), "note": note})
         rows += _turns(vlm, tag, image, budget)
+        if quant == "none":
+            rows += _rerank(vlm, tag, work, device)
         del vlm
         manager.unload("vlm")
         if device == "cuda":
@@ -130,6 +132,36 @@ def _turns(vlm: Any, tag: str, image: Path, budget: Any) -> list[Row]:
         {"check": f"{tag}: turn-2 TTFT, prefix reuse", "value": round(ttft2 * 1e3, 1), "note": "ms"},
         {"check": f"{tag}: decode", "value": round(decode, 1), "note": "tokens/s"},
     ]
+
+
+def _rerank(vlm: Any, tag: str, work: Path, device: str, k: int = 20) -> list[Row]:
+    """The in-process re-rank of k images (issue #28): batched as the app does it, vs k single prefills."""
+    import numpy as np
+    from PIL import Image
+
+    from mmdemo.ask.about import ask_budget
+    from mmdemo.ask.rerank import judge_messages, rerank_question
+    from mmdemo.chat.judge import score_local
+    from mmdemo.config import Settings
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(k):
+        paths.append(work / f"rerank{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).save(paths[-1])
+    settings = Settings()
+    budget = ask_budget(settings.ask_max_pixels, 64_000_000)
+    conversations = [judge_messages(str(p), rerank_question("a dog in the snow"), budget) for p in paths]
+
+    def scored(batch: int) -> None:
+        score_local(vlm, conversations, batch)
+        _sync(device)
+
+    batched, single = _median(lambda: scored(settings.rerank_batch)), _median(lambda: scored(1))
+    return [
+        {"check": f"{tag}: re-rank k={k}, batches of {settings.rerank_batch}", "value": round(batched, 3),
+         "note": f"s; {batched / single:.2f}x of {k} single-image prefills (goal <= 0.5x)"},
+    ]  # fmt: skip
 
 
 def _build_vlm(smoke: bool, device: str, out: Path, work: Path) -> None:

@@ -23,7 +23,8 @@ def test_gpu_check_smoke_runs_every_part_on_cpu(tmp_path):
     rows = {row["check"]: row for row in json.loads(out.read_text())}
     assert any(c.startswith("CLIP tiny-clip images/s") and r["value"] > 0 for c, r in rows.items())
     vlm = {c.split(": ", 1)[1]: r["value"] for c, r in rows.items() if c.startswith("tiny Qwen2.5-VL ")}  # any dtype
-    assert {"load", "resident (manager)", "turn-1 TTFT", "turn-2 TTFT, prefix reuse", "decode"} == set(vlm)
+    rerank = "re-rank k=20, batches of 8"
+    assert {"load", "resident (manager)", "turn-1 TTFT", "turn-2 TTFT, prefix reuse", "decode", rerank} == set(vlm)
     assert all(value > 0 for value in vlm.values())
     assert rows["VLM 8bit"]["value"] == "skipped" and "FAILED" not in done.stdout
     assert rows["mmdemo's VLM for this machine"]["value"].startswith("qwen2.5-vl")
