@@ -316,7 +316,7 @@ def test_search_tab_galleries_are_private_per_session(served_app, tmp_path):
     assert by_example[0] == ("photo1.jpg", "yours"), "an image is its own nearest neighbour"
     again = alice.predict([handle_file(str(photos[0]))], api_name="/index_images")
     assert "duplicate **photo0.jpg**" in again and "Your gallery holds 3 image(s)" in again
-    _, table = alice.predict("x", None, 48, 0.99, api_name="/search")
+    _, table, _ = alice.predict("x", None, 48, 0.99, api_name="/search")
     assert all(row[1] >= 0.99 for row in table["data"])
 
 

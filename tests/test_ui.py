@@ -37,7 +37,7 @@ def test_app_serves_each_tab_through_gradio_client(served_app, images):
 
     url, log = served_app
     client = Client(url, verbose=False)
-    hits, table = client.predict("a cat", None, 3, -1, api_name="/search")
+    hits, table, _ = client.predict("a cat", None, 3, -1, api_name="/search")
     assert len(hits) == 3 and all("·" in h["caption"] for h in hits)
     assert [row[0] for row in table["data"]] == [1, 2, 3] and {row[3] for row in table["data"]} == {"shared"}
     label, info, _, _ = client.predict(

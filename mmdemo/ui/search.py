@@ -12,7 +12,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from mmdemo.serving import hosting
 from mmdemo.ui.ask import AskPanel, rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
+from mmdemo.ui.mine import YourImages
 from mmdemo.ui.serve import clip_queue
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MINE_PAGE = 48  # images per page of "Your images"
 TOP_K_MAX = 48  # results per search
 LIBRARY_WAIT_S = 120  # a search waits for the bundled photos at most this long, then answers from what is indexed
 # gallery, table (value), ids, selection, the re-rank's line
@@ -66,6 +65,7 @@ class SearchTab:
         self.galleries = galleries
         self.asker = asker
         self.ask = AskPanel(asker)
+        self.mine = YourImages(galleries)
         self.owners: dict[str, str] = {}  # session key -> its private gallery's token
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         # Uploads kept for full-size viewing, per gallery (the folder Galleries.drop removes them from).
@@ -79,8 +79,6 @@ class SearchTab:
         self.index_images = friendly_errors(measured("index", hosting.gpu(duration=120)(self.index_images)))
         self.remove_selected = friendly_errors(self.remove_selected)
         self.find_similar = friendly_errors(measured("search", hosting.gpu(duration=30)(self.find_similar)))
-        self.my_images = friendly_errors(self.my_images)
-        self.remove_images = friendly_errors(self.remove_images)
         if "clip" in settings.preload:  # index the bundled photos while the page loads
             threading.Thread(target=self._index_library, name="mmdemo-library", daemon=True).start()
         # (Otherwise they are indexed as soon as a CLIP is resident: mmdemo.search.galleries.)
@@ -134,7 +132,7 @@ class SearchTab:
                 add = gr.Button(t("search.add"))
                 remove = gr.Button(t("search.remove"))
             report = gr.Markdown(elem_id="search-report")
-        show_mine = self._render_mine(token, report)
+        show_mine = self.mine.render(token, report)
 
         queue = clip_queue(self.settings)
         inputs = [query, query_image, top_k, min_score, rerank, token]
@@ -151,7 +149,7 @@ class SearchTab:
             self.find_similar, [selected, top_k, min_score, token], outputs, api_visibility="private", **queue
         )
         gr.Button("remove_images (API)", visible=False).click(
-            self.remove_images, [gr.Textbox(visible=False), token], report, api_name="remove_images"
+            self.mine.remove_images, [gr.Textbox(visible=False), token], report, api_name="remove_images"
         )
         # The empty table's headers in the visitor's language (the layout is built once, in English).
         app.load(self.empty_table, None, table, api_visibility="private", queue=False)
@@ -172,31 +170,6 @@ class SearchTab:
                 galleries.drop(session_gallery(token))
 
         return gr.State(None, delete_callback=drop_gallery)
-
-    def _render_mine(self, token: gr.State, report: gr.Markdown) -> Callable[[Any], None]:
-        """ "Your images": a page of what this session added, Delete selected / Delete all. Returns what
-        shows the page again after an event that changed the gallery."""
-        with gr.Accordion(t("search.mine"), open=False, elem_id="search-mine-box"):
-            mine_info = gr.Markdown(t("search.mine_none"), elem_id="search-mine-info")
-            mine = gr.Gallery(
-                label=t("search.mine"), columns=8, height="auto", object_fit="contain", elem_id="search-mine"
-            )
-            with gr.Row():
-                page = gr.Number(1, label=t("search.page"), precision=0, minimum=1, scale=1)
-                delete_one = gr.Button(t("search.delete_selected"), scale=1)
-                delete_all = gr.Button(t("search.delete_all"), variant="stop", scale=1)
-        mine_ids, mine_selected = gr.State([]), gr.State(None)
-        shown_mine = [mine, mine_info, mine_ids, mine_selected]
-        # The API event first: later events of the same function would otherwise take its name.
-        page.change(self.my_images, [token, page], shown_mine, api_name="my_images")
-
-        def show_mine(event: Any) -> None:
-            event.then(self.my_images, [token, page], shown_mine, api_visibility="private")
-
-        mine.select(self.select_mine, mine_ids, mine_selected, api_visibility="private")
-        show_mine(delete_one.click(self.delete_selected, [mine_selected, token], report, api_visibility="private"))
-        show_mine(delete_all.click(self.delete_all, token, report, api_visibility="private"))
-        return show_mine
 
     def search(
         self,
@@ -369,55 +342,6 @@ class SearchTab:
         if item is None:
             raise gr.Error(say(request, "search.click_first"), print_exception=False)
         return self.search("", item.thumb, top_k, min_score, 0, token, request)
-
-    def my_images(
-        self, token: str | None, page: float = 1, request: gr.Request | None = None
-    ) -> tuple[list[tuple[str, str]], str, list[int], None]:
-        """What this session added: a page of (thumbnail, name), a summary line, and their ids.
-
-        Args:
-            page: which page of MINE_PAGE images (1 = the first).
-        """
-        items = self.galleries.get(session_gallery(token)).store.items() if token else []
-        if not items:
-            return [], say(request, "search.mine_nothing"), [], None
-        pages = -(-len(items) // MINE_PAGE)
-        page = min(max(int(page or 1), 1), pages)
-        shown = items[(page - 1) * MINE_PAGE : page * MINE_PAGE]
-        total = sum(it.bytes for it in items) / 1e6
-        info = say(request, "search.mine_info", n=len(items), mb=f"{total:.1f}", page=page, pages=pages)
-        return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
-
-    def remove_images(self, which: str, token: str | None, request: gr.Request | None = None) -> str:
-        """Remove images from your gallery.
-
-        Args:
-            which: "all", or comma-separated names or ids (as /my_images lists them).
-        Returns:
-            How many were removed and how many are left.
-        """
-        if not token:
-            return say(request, "search.yours_empty")
-        mine = self.galleries.get(session_gallery(token))
-        items = mine.store.items()
-        wanted = {w.strip() for w in (which or "").split(",") if w.strip()}
-        chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
-        if not chosen:
-            return say(request, "search.none_of", names=", ".join(sorted(wanted)) or "(nothing)")
-        removed = mine.remove([it.id for it in chosen])
-        return say(request, "search.removed", n=removed, left=len(mine))
-
-    def delete_selected(self, item_id: int | None, token: str | None, request: gr.Request | None = None) -> str:
-        if item_id is None:
-            return say(request, "search.click_mine")
-        return self.remove_images(str(item_id), token, request)
-
-    def delete_all(self, token: str | None, request: gr.Request | None = None) -> str:
-        return self.remove_images("all", token, request)
-
-    def select_mine(self, ids: list[int], evt: gr.SelectData) -> int | None:
-        index = int(evt.index)
-        return ids[index] if 0 <= index < len(ids or []) else None
 
     def _item(self, selected: tuple[str, int] | None, token: str | None) -> Any:
         if not selected:

@@ -1,0 +1,101 @@
+"""Your images, under the Search tab: what this session added, a page at a time, Delete selected / Delete all.
+
+Also the API's /my_images and /remove_images. The images live in the session's private gallery,
+named by the token in the Search tab's state (mmdemo.ui.search).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.i18n import say, t
+
+MINE_PAGE = 48  # images per page of "Your images"
+
+
+class YourImages:
+    """The "Your images" box: `render` lays it out and wires its events; each event is a method."""
+
+    def __init__(self, galleries: Galleries) -> None:
+        self.galleries = galleries
+        self.my_images = friendly_errors(self.my_images)
+        self.remove_images = friendly_errors(self.remove_images)
+
+    def render(self, token: gr.State, report: gr.Markdown) -> Callable[[Any], None]:
+        """ "Your images": a page of what this session added, Delete selected / Delete all. Returns what
+        shows the page again after an event that changed the gallery."""
+        with gr.Accordion(t("search.mine"), open=False, elem_id="search-mine-box"):
+            mine_info = gr.Markdown(t("search.mine_none"), elem_id="search-mine-info")
+            mine = gr.Gallery(
+                label=t("search.mine"), columns=8, height="auto", object_fit="contain", elem_id="search-mine"
+            )
+            with gr.Row():
+                page = gr.Number(1, label=t("search.page"), precision=0, minimum=1, scale=1)
+                delete_one = gr.Button(t("search.delete_selected"), scale=1)
+                delete_all = gr.Button(t("search.delete_all"), variant="stop", scale=1)
+        mine_ids, mine_selected = gr.State([]), gr.State(None)
+        shown_mine = [mine, mine_info, mine_ids, mine_selected]
+        # The API event first: later events of the same function would otherwise take its name.
+        page.change(self.my_images, [token, page], shown_mine, api_name="my_images")
+
+        def show_mine(event: Any) -> None:
+            event.then(self.my_images, [token, page], shown_mine, api_visibility="private")
+
+        mine.select(self.select_mine, mine_ids, mine_selected, api_visibility="private")
+        show_mine(delete_one.click(self.delete_selected, [mine_selected, token], report, api_visibility="private"))
+        show_mine(delete_all.click(self.delete_all, token, report, api_visibility="private"))
+        return show_mine
+
+    def my_images(
+        self, token: str | None, page: float = 1, request: gr.Request | None = None
+    ) -> tuple[list[tuple[str, str]], str, list[int], None]:
+        """What this session added: a page of (thumbnail, name), a summary line, and their ids.
+
+        Args:
+            page: which page of MINE_PAGE images (1 = the first).
+        """
+        items = self.galleries.get(session_gallery(token)).store.items() if token else []
+        if not items:
+            return [], say(request, "search.mine_nothing"), [], None
+        pages = -(-len(items) // MINE_PAGE)
+        page = min(max(int(page or 1), 1), pages)
+        shown = items[(page - 1) * MINE_PAGE : page * MINE_PAGE]
+        total = sum(it.bytes for it in items) / 1e6
+        info = say(request, "search.mine_info", n=len(items), mb=f"{total:.1f}", page=page, pages=pages)
+        return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
+
+    def remove_images(self, which: str, token: str | None, request: gr.Request | None = None) -> str:
+        """Remove images from your gallery.
+
+        Args:
+            which: "all", or comma-separated names or ids (as /my_images lists them).
+        Returns:
+            How many were removed and how many are left.
+        """
+        if not token:
+            return say(request, "search.yours_empty")
+        mine = self.galleries.get(session_gallery(token))
+        items = mine.store.items()
+        wanted = {w.strip() for w in (which or "").split(",") if w.strip()}
+        chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
+        if not chosen:
+            return say(request, "search.none_of", names=", ".join(sorted(wanted)) or "(nothing)")
+        removed = mine.remove([it.id for it in chosen])
+        return say(request, "search.removed", n=removed, left=len(mine))
+
+    def delete_selected(self, item_id: int | None, token: str | None, request: gr.Request | None = None) -> str:
+        if item_id is None:
+            return say(request, "search.click_mine")
+        return self.remove_images(str(item_id), token, request)
+
+    def delete_all(self, token: str | None, request: gr.Request | None = None) -> str:
+        return self.remove_images("all", token, request)
+
+    def select_mine(self, ids: list[int], evt: gr.SelectData) -> int | None:
+        index = int(evt.index)
+        return ids[index] if 0 <= index < len(ids or []) else None
