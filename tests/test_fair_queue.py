@@ -67,7 +67,7 @@ def _search_seconds(client: RawClient, search: dict[str, Any], n: int, tag: str)
     times = []
     for i in range(n):
         start = time.perf_counter()
-        outcome = client.call(search["id"], ["a dog on a beach", None, 12, -1.0, None], f"{tag}-{i}")
+        outcome = client.call(search["id"], ["a dog on a beach", None, 12, -1.0, 0, None], f"{tag}-{i}")
         times.append(time.perf_counter() - start)
         assert outcome.success, outcome.said
     return statistics.median(times)

@@ -391,7 +391,7 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
     tab = search_tab(settings, Galleries(settings, session_manager))
-    tab.index_images([str(p) for p in images], "abc123", None)
+    tab.mine.index_images([str(p) for p in images], "abc123", None)
     tab.galleries.library(wait=True)
     clip = session_manager.get("clip")
     calls: list[int] = []
@@ -451,7 +451,7 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     Image.radial_gradient("L").resize((900, 700)).convert("RGB").save(big)  # its thumbnail is 320 px
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
     tab = search_tab(settings, Galleries(settings, session_manager))
-    tab.index_images([str(big)], "tok1", None)
+    tab.mine.index_images([str(big)], "tok1", None)
     (item,) = tab.galleries.get(session_gallery("tok1")).store.items()
     kept = tab._original(item, "yours", "tok1")
     assert kept != item.thumb and Image.open(kept).size == (900, 700)
@@ -463,7 +463,7 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     tab = search_tab(none, Galleries(none, session_manager))
     big2 = tmp_path / "big2.png"
     Image.radial_gradient("L").resize((800, 600)).convert("RGB").save(big2)
-    tab.index_images([str(big2)], "tok2", None)
+    tab.mine.index_images([str(big2)], "tok2", None)
     (item,) = tab.galleries.get(session_gallery("tok2")).store.items()
     assert tab._original(item, "yours", "tok2") == item.thumb
 

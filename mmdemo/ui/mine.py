@@ -1,19 +1,27 @@
-"""Your images, under the Search tab: what this session added, a page at a time, Delete selected / Delete all.
+"""Your images, under the Search tab: adding uploads to this session's private gallery, and what it
+holds, a page at a time, with Delete selected / Delete all.
 
-Also the API's /my_images and /remove_images. The images live in the session's private gallery,
+Also the API's /index_images, /my_images and /remove_images. The images live in the session's private gallery,
 named by the token in the Search tab's state (mmdemo.ui.search).
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from mmdemo.config import Settings
+from mmdemo.files import inside, remove_tree
 from mmdemo.search.galleries import Galleries, session_gallery
-from mmdemo.ui.common import friendly_errors
-from mmdemo.ui.i18n import say, t
+from mmdemo.search.originals import Originals
+from mmdemo.search.uploads import discard, expand_uploads
+from mmdemo.serving import hosting
+from mmdemo.ui.common import friendly_errors, measured, session
+from mmdemo.ui.i18n import language, say, t
 
 MINE_PAGE = 48  # images per page of "Your images"
 
@@ -21,8 +29,12 @@ MINE_PAGE = 48  # images per page of "Your images"
 class YourImages:
     """The "Your images" box: `render` lays it out and wires its events; each event is a method."""
 
-    def __init__(self, galleries: Galleries) -> None:
-        self.galleries = galleries
+    def __init__(self, settings: Settings, galleries: Galleries) -> None:
+        self.settings, self.galleries = settings, galleries
+        self.owners: dict[str, str] = {}  # session key -> its private gallery's token
+        # Uploads kept for full-size viewing, per gallery (the folder Galleries.drop removes them from).
+        self.originals = Originals(settings.data_dir / "originals", settings.originals_mb * 1_000_000)
+        self.index_images = friendly_errors(measured("index", hosting.gpu(duration=120)(self.index_images)))
         self.my_images = friendly_errors(self.my_images)
         self.remove_images = friendly_errors(self.remove_images)
 
@@ -99,3 +111,54 @@ class YourImages:
     def select_mine(self, ids: list[int], evt: gr.SelectData) -> int | None:
         index = int(evt.index)
         return ids[index] if 0 <= index < len(ids or []) else None
+
+    def index_images(
+        self, files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()
+    ) -> tuple[str, str | None]:
+        """Add uploaded images (or .zip archives of images) to this session's private gallery.
+
+        Args:
+            files: image files or .zip archives of images.
+        Returns:
+            A report: indexed, duplicates, near-duplicates and skipped files (with why).
+        """
+        settings = self.settings
+        paths = [f if isinstance(f, str) else f.name for f in files or []]
+        if not paths:
+            return say(request, "search.choose_files"), token
+        token = token or secrets.token_hex(16)
+        if request is not None:
+            self.owners[session(request)] = token
+        # Archives unpack outside the served folders, and go once indexed, like the uploads
+        # themselves: what is kept is the index and thumbnails of this session's gallery.
+        uploads = settings.data_dir / "uploads"
+        workdir = inside(uploads, token, secrets.token_hex(4))  # one per request
+        try:
+            found, unpacked_skips = expand_uploads(
+                paths,
+                workdir,
+                settings.max_images_per_upload,
+                settings.max_zip_mb * 1_000_000,
+                settings.max_zip_members,
+            )
+            progress((0, len(found)), desc=say(request, "search.indexing"))
+            mine = self.galleries.get(session_gallery(token))
+            lang = language(request)
+            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
+            new = set(report.added)
+            self.originals.keep(session_gallery(token), found, [it for it in mine.store.items() if it.name in new])
+        finally:
+            remove_tree(uploads, workdir.relative_to(uploads.resolve()))
+            with contextlib.suppress(OSError):  # the session's folder, once no request uses it
+                workdir.parent.rmdir()
+            discard(paths)
+        lines = [report.summary(language(request))]
+        lines += [
+            f"- {say(request, 'search.skipped', name=s.name, reason=s.said(language(request)))}" for s in unpacked_skips
+        ]
+        return "\n".join(lines) + "\n\n" + say(request, "search.holds", n=len(mine)), token
+
+    def end_session(self, request: gr.Request) -> None:
+        """The tab closed: drop its private gallery."""
+        if (mine := self.owners.pop(session(request), None)) is not None:
+            self.galleries.drop(session_gallery(mine))

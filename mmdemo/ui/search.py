@@ -7,9 +7,7 @@ kept in that session's state: no other session can search it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -21,19 +19,16 @@ from mmdemo.ask.service import PhotoAsker, RerankOutcome
 from mmdemo.config import Settings
 from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, open_image
 from mmdemo.errors import UserFacingError
-from mmdemo.files import inside, remove_tree
 from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.search.galleries import Galleries, session_gallery
-from mmdemo.search.originals import Originals
 from mmdemo.search.store import Hit
-from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.serving import hosting
 from mmdemo.ui.ask import AskPanel, rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.mine import YourImages
-from mmdemo.ui.serve import clip_queue
+from mmdemo.ui.serve import chat_queue, clip_queue
 
 if TYPE_CHECKING:
     from mmdemo.search.store import Item
@@ -65,19 +60,17 @@ class SearchTab:
         self.galleries = galleries
         self.asker = asker
         self.ask = AskPanel(asker)
-        self.mine = YourImages(galleries)
-        self.owners: dict[str, str] = {}  # session key -> its private gallery's token
+        self.mine = YourImages(settings, galleries)
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
-        # Uploads kept for full-size viewing, per gallery (the folder Galleries.drop removes them from).
-        self.originals = Originals(settings.data_dir / "originals", settings.originals_mb * 1_000_000)
         gallery_dir = settings.gallery_dir
         self.bundled = (
             sum(1 for p in gallery_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if gallery_dir.is_dir() else 0
         )
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
         self.search = friendly_errors(measured("search", hosting.gpu(duration=30)(self.search)))
-        self.index_images = friendly_errors(measured("index", hosting.gpu(duration=120)(self.index_images)))
         self.remove_selected = friendly_errors(self.remove_selected)
+        self.search_now = friendly_errors(measured("search", hosting.gpu(duration=30)(self.search_now)))
+        self.rerank_shown = friendly_errors(measured("rerank", hosting.gpu(duration=60)(self.rerank_shown)))
         self.find_similar = friendly_errors(measured("search", hosting.gpu(duration=30)(self.find_similar)))
         if "clip" in settings.preload:  # index the bundled photos while the page loads
             threading.Thread(target=self._index_library, name="mmdemo-library", daemon=True).start()
@@ -137,12 +130,26 @@ class SearchTab:
         queue = clip_queue(self.settings)
         inputs = [query, query_image, top_k, min_score, rerank, token]
         outputs = [found, table, result_ids, selected, rerank_info]
-        for searched in (
-            go.click(self.search, inputs, outputs, api_name="search", preprocess=False, **queue),
-            query.submit(self.search, inputs, outputs, api_visibility="private", preprocess=False, **queue),
-        ):
+        # The API's /search answers in one call, re-ranked when asked (the re-rank then runs in its CLIP slot).
+        # The page shows CLIP's results at once and re-ranks them in a second step, in the chat's queue:
+        # chat-model work never holds a slot of the searches' line.
+        gr.Button("search (API)", visible=False).click(
+            self.search, inputs, outputs, api_name="search", preprocess=False, **queue
+        )
+        for trigger in (go.click, query.submit):
+            searched = trigger(self.search_now, inputs, outputs, api_visibility="private", preprocess=False, **queue)
             searched.then(self.language_notice, query, notice, api_visibility="private")
-        show_mine(add.click(self.index_images, [uploads, token], [report, token], api_name="index_images", **queue))
+            searched.success(
+                self.rerank_shown,
+                inputs,
+                outputs,
+                api_visibility="private",
+                preprocess=False,
+                **chat_queue(self.settings),
+            )
+        show_mine(
+            add.click(self.mine.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
+        )
         found.select(self.select_result, [result_ids, token], [selected, full], api_visibility="private")
         show_mine(remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected"))
         similar.click(
@@ -221,6 +228,40 @@ class SearchTab:
             line,
         )
 
+    def search_now(
+        self,
+        query: str,
+        query_image: Any,
+        top_k: float,
+        min_score: float,
+        rerank: float,
+        token: str | None,
+        request: gr.Request | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Shown:
+        """The page's search: CLIP's results at once; a re-rank asked for follows (`rerank_shown`)."""
+        shown = self.search(query, query_image, top_k, min_score, 0, token, request, progress)
+        k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
+        self.asker.check_rerank(k)
+        pending = k and shown[0] and text_input(query, "query").strip() and not query_image
+        return *shown[:4], say(request, "search.rerank_pending", k=min(k, len(shown[0]))) if pending else ""
+
+    def rerank_shown(
+        self,
+        query: str,
+        query_image: Any,
+        top_k: float,
+        min_score: float,
+        rerank: float,
+        token: str | None,
+        request: gr.Request | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Any:
+        """The page's re-rank step, in the chat's queue: the search again (CLIP: milliseconds), re-ranked."""
+        if not int(number(rerank, 0, TOP_K_MAX, "rerank")) or query_image or not text_input(query, "query").strip():
+            return tuple(gr.skip() for _ in range(5))
+        return self.search(query, query_image, top_k, min_score, rerank, token, request, progress)
+
     def _reranked(self, query: str, hits: list[tuple[str, Hit]], k: int, request: gr.Request | None) -> Any:
         """The hits in the chat model's order, their table (both ranks, both scores) and what it cost; if the
         chat model cannot answer, CLIP's hits as they were, no table, and why."""
@@ -250,52 +291,6 @@ class SearchTab:
                     (done.done, done.total),
                     desc=say(request, "search.library_waiting", done=done.done, total=done.total),
                 )
-
-    def index_images(
-        self, files: list[Any] | None, token: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()
-    ) -> tuple[str, str | None]:
-        """Add uploaded images (or .zip archives of images) to this session's private gallery.
-
-        Args:
-            files: image files or .zip archives of images.
-        Returns:
-            A report: indexed, duplicates, near-duplicates and skipped files (with why).
-        """
-        settings = self.settings
-        paths = [f if isinstance(f, str) else f.name for f in files or []]
-        if not paths:
-            return say(request, "search.choose_files"), token
-        token = token or secrets.token_hex(16)
-        if request is not None:
-            self.owners[session(request)] = token
-        # Archives unpack outside the served folders, and go once indexed, like the uploads
-        # themselves: what is kept is the index and thumbnails of this session's gallery.
-        uploads = settings.data_dir / "uploads"
-        workdir = inside(uploads, token, secrets.token_hex(4))  # one per request
-        try:
-            found, unpacked_skips = expand_uploads(
-                paths,
-                workdir,
-                settings.max_images_per_upload,
-                settings.max_zip_mb * 1_000_000,
-                settings.max_zip_members,
-            )
-            progress((0, len(found)), desc=say(request, "search.indexing"))
-            mine = self.galleries.get(session_gallery(token))
-            lang = language(request)
-            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
-            new = set(report.added)
-            self.originals.keep(session_gallery(token), found, [it for it in mine.store.items() if it.name in new])
-        finally:
-            remove_tree(uploads, workdir.relative_to(uploads.resolve()))
-            with contextlib.suppress(OSError):  # the session's folder, once no request uses it
-                workdir.parent.rmdir()
-            discard(paths)
-        lines = [report.summary(language(request))]
-        lines += [
-            f"- {say(request, 'search.skipped', name=s.name, reason=s.said(language(request)))}" for s in unpacked_skips
-        ]
-        return "\n".join(lines) + "\n\n" + say(request, "search.holds", n=len(mine)), token
 
     def remove_selected(
         self,
@@ -381,15 +376,14 @@ class SearchTab:
         else its thumbnail. Only files recorded for an indexed item are ever opened."""
         if source == "shared" and item.source and Path(item.source).is_file():
             return item.source
-        if source == "yours" and token and (kept := self.originals.find(session_gallery(token), item)):
+        if source == "yours" and token and (kept := self.mine.originals.find(session_gallery(token), item)):
             return kept
         return item.thumb
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""
         self.noticed.discard(session(request))
-        if (mine := self.owners.pop(session(request), None)) is not None:
-            self.galleries.drop(session_gallery(mine))
+        self.mine.end_session(request)
 
 
 def build(settings: Settings, galleries: Galleries, asker: PhotoAsker, app: gr.Blocks) -> SearchTab:
