@@ -20,7 +20,7 @@ PROFILES = ("default", "tiny", "random")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
-VLM_SERVERS = ("auto", "vllm", "sglang", "other")
+VLM_SERVERS = ("auto", "vllm", "sglang", "llamacpp", "other")
 NEAR_DUPLICATES = ("report", "skip", "off")
 METRICS_ACCESS = ("operators", "everyone", "off")
 SECRETS = ("vlm_api_key",)  # never printed
@@ -217,8 +217,9 @@ class Settings:
     vlm_server: str = field(
         default="auto",
         metadata=_opt(
-            "Which server MMDEMO_VLM_URL is, for the request fields only some accept (vLLM and SGLang: "
-            "repetition_penalty, usage in streams). auto = from /models' owned_by; other = standard fields only.",
+            "Which server MMDEMO_VLM_URL is, for the request fields only some accept (vLLM, SGLang: "
+            "repetition_penalty; llama.cpp: repeat_penalty, cache_prompt, /props). auto = from /models' owned_by; "
+            "other = standard fields only.",
             VLM_SERVERS,
         ),
     )

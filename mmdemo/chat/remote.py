@@ -32,6 +32,7 @@ from mmdemo.chat.pipeline import (
 )
 from mmdemo.chat.prompt import PATCH_AREA, fit_to_budget
 from mmdemo.chat.server_errors import client_errors, explain, redact
+from mmdemo.chat.servers import KINDS, LlamaProps, kind_of_owner, llamacpp_props
 from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
     from mmdemo.config import Settings
 
 log = logging.getLogger(__name__)
-# Servers known to accept fields beyond the OpenAI schema; others (transformers serve answers 422
-# to unknown fields, hosted APIs may too) get standard fields only.
-EXTENDED = ("vllm", "sglang")
-LOGPROBS = ("vllm", "sglang")  # servers known to return a token's top_logprobs (transformers serve refuses them)
 TEMPLATE_TOKENS = 24  # Qwen's default system message and the generation prompt
 PROBE_TTL = 5.0  # seconds a reachability probe is reused (the System tab and /ready ask often)
 
@@ -86,6 +83,8 @@ class RemoteVLM:
         self._probe: tuple[float, ServerStatus] | None = None
         self.last_first_token: float | None = None  # seconds, of the last answer
         self._logprobs = True  # False once the server refused a request with logprobs
+        self._props: LlamaProps | None = None  # what a llama.cpp server said at GET /props
+        self._mismatch = ""  # set to llamacpp, but it is not: why (the System tab shows it)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteVLM:
@@ -121,6 +120,10 @@ class RemoteVLM:
         28x28 pixels after the resize), generous for text (one per 3 UTF-8 bytes).
         """
         converted = [self._message(m) for m in messages]
+        parts = [p for m, _ in converted if isinstance(m["content"], list) for p in m["content"]]
+        blind = self.server() == "llamacpp" and self._props is not None and not self._props.vision
+        if blind and any(p["type"] == "image_url" for p in parts):
+            raise UserFacingError(key="server.no_vision", server=self.name)
         total = sum(tokens for _, tokens in converted) + TEMPLATE_TOKENS
         kept, drop = converted, 0
         if max_tokens and total > max_tokens:
@@ -226,8 +229,10 @@ class RemoteVLM:
             "temperature": 0.0 if greedy else params.temperature,
             "top_p": 1.0 if greedy else params.top_p,
         }
-        if self.server() in EXTENDED:
-            request["extra_body"] = {"repetition_penalty": params.repetition_penalty}
+        kind = KINDS[self.server()]
+        if extra := kind.extra_body(params):
+            request["extra_body"] = extra
+        if kind.usage:
             request["stream_options"] = {"include_usage": True}
         return request
 
@@ -249,7 +254,7 @@ class RemoteVLM:
         request = self._request(messages, GenerationParams(max_new_tokens=1, greedy=True))
         request.pop("stream_options", None)
         request.pop("extra_body", None)  # a repetition penalty means nothing to a one-token answer
-        if self._logprobs and self.server() in LOGPROBS:
+        if self._logprobs and KINDS[self.server()].logprobs:
             request |= {"logprobs": True, "top_logprobs": 10}
         try:
             response = self.client.chat.completions.create(**request)
@@ -275,13 +280,30 @@ class RemoteVLM:
         return self._model or ""
 
     def server(self) -> str:
-        """'vllm', 'sglang' or 'other': the setting, else guessed from `/models`' owned_by."""
+        """'vllm', 'sglang', 'llamacpp' or 'other': the setting (llama.cpp's checked), else `/models`' owned_by."""
         if self._server is None:
             try:
                 self._discover(quiet=True)
             except UserFacingError:
                 return "other"  # unknown for now (the request itself will say what is wrong); ask again next time
+        if self._server == "llamacpp" and self._props is None:
+            self._check_llamacpp()
         return self._server or "other"
+
+    def _check_llamacpp(self) -> None:
+        """A server set to (or named) llama.cpp answers GET /props: whether it sees images, its context. One
+        that does not is not llama.cpp: then it gets standard fields only, and the System tab says why."""
+        try:
+            props = llamacpp_props(self.url, self._key, min(self.timeout, 10.0))
+        except client_errors():
+            return  # not reachable now: the request will say so, and this is asked again next time
+        if props is None:
+            self._server, self._mismatch = "other", "server.not_llamacpp"
+            log.warning(
+                "MMDEMO_VLM_SERVER=llamacpp, but %s has no /props: not llama.cpp; standard fields only", self.name
+            )
+            return
+        self._props = props
 
     def _discover(self, quiet: bool = False) -> None:
         import openai
@@ -300,7 +322,7 @@ class RemoteVLM:
             raise UserFacingError(f"The chat server at {self.name} serves no models; set MMDEMO_VLM_SERVED_MODEL.")
         owner = (getattr(models[0], "owned_by", "") or "").lower()
         self._model = self._model or models[0].id
-        self._server = self._server or next((s for s in EXTENDED if s in owner), "other")
+        self._server = self._server or kind_of_owner(owner)
 
     def status(self) -> ServerStatus:
         """Probe the server (reused for PROBE_TTL s): any HTTP answer means reachable."""
@@ -332,6 +354,12 @@ class RemoteVLM:
         line = i18n.text("chat.backend_remote", language, server=self.name, model=model, state=state)
         if self.last_first_token is not None:
             line += i18n.text("chat.last_first_token", language, s=f"{self.last_first_token:.2f}")
+        if self._props is not None:
+            vision = i18n.text("chat.yes" if self._props.vision else "chat.no", language)
+            line += i18n.text("server.llamacpp_props", language, context=self._props.context,
+                              slots=self._props.slots, vision=vision)  # fmt: skip
+        if self._mismatch:
+            line += "\n\n- " + i18n.text(self._mismatch, language, server=self.name)
         return line + (f"\n\n- {status.detail}" if status.detail else "")
 
     def failure(self, exc: BaseException, doing: str = "", quiet: bool = False) -> UserFacingError:

@@ -46,7 +46,8 @@ def explain(exc: BaseException, model: str, retries: int, timeout: float) -> tup
     if isinstance(exc, openai.APIStatusError):
         code, detail = exc.status_code, _detail(exc)
         names_model = (model and repr(model) in detail) or "model" in detail.lower()
-        too_long = any(s in detail.lower() for s in ("context length", "maximum context", "too long"))
+        # vLLM: "maximum context length"; llama.cpp: "exceeds the available context size"
+        too_long = any(s in detail.lower() for s in ("context length", "maximum context", "context size", "too long"))
         if code in (401, 403):
             return "server.key_refused", {"code": code}
         if code == 404 or (code == 400 and names_model and "context" not in detail.lower()):

@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "4"  # bump when a builder changes, so cached builds are rebuilt
+BUILD_VERSION = "5"  # bump when a builder changes, so cached builds are rebuilt
 CONFIGS = Path(__file__).parent / "configs"
 QWEN_7B_CONFIG = CONFIGS / "qwen2.5-vl-7b-instruct.config.json"
 QWEN_CHAT_TEMPLATE = CONFIGS / "qwen2.5-vl.chat_template.jinja"
@@ -223,8 +223,10 @@ def qwen_config(arch: str, size: str) -> dict[str, Any]:
                 "vocab_size": 151936,
                 # mrope_section must sum to head_dim / 2 = 64 / 4 / 2
                 "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+                # Depth 3: llama.cpp's converter names the merger's layers by block ids below the depth
+                # (visual.merger.mlp.2 needs a block 2), and the llama.cpp tests serve this model.
                 "vision_config": {
-                    "depth": 2,
+                    "depth": 3,
                     "hidden_size": 64,
                     "intermediate_size": 128,
                     "num_heads": 4,
