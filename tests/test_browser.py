@@ -88,6 +88,10 @@ def test_chat_streams_an_answer_about_an_uploaded_image(page, images):
     # Under the conversation, once the answer is done: what it cost.
     page.locator("#chat-stats").get_by_text("tokens/s").wait_for(timeout=30_000)
     assert "prompt tokens reused from the cache" in page.locator("#chat-stats").inner_text()
+    # The model runs in process on the CPU: said once, with where a faster path is described.
+    assert (
+        "a llama.cpp server with 4-bit weights answers several times faster" in page.locator("#chat-stats").inner_text()
+    )
     page.screenshot(path=ARTIFACTS / "chat.png")
 
 
@@ -109,6 +113,8 @@ def test_chat_stop_regenerate_and_undo(page, served_app):
         timeout=60_000,
     )
     page.wait_for_timeout(500)
+    page.locator("#chat-stats").get_by_text("tokens/s").wait_for(timeout=30_000)
+    assert "llama.cpp" not in page.locator("#chat-stats").inner_text()  # once per session, not per answer
     page.get_by_role("button", name="Undo last turn").click()
     page.wait_for_function(f"() => document.querySelectorAll('[data-testid=bot]').length == {before}", timeout=30_000)
     assert box.input_value() == "Tell me a very long story."

@@ -155,3 +155,19 @@ def test_compose_splits_the_app_from_a_healthy_vllm():
     assert app["environment"]["MMDEMO_VLM_SERVED_MODEL"] == flags["served-model-name"]
     assert app["depends_on"]["vllm"]["condition"] == "service_healthy"
     assert "docker compose -f deploy/compose.yaml up" in (REPO / "README.md").read_text()
+
+
+def test_the_cpu_compose_serves_the_chat_from_llama_cpp_with_its_mmproj():
+    compose = yaml.safe_load((DEPLOY / "compose.cpu.yaml").read_text())
+    llama, app = compose["services"]["llamacpp"], compose["services"]["mmdemo"]
+    assert llama["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
+    command = " ".join(llama["command"])
+    assert "-hf ggml-org/Qwen2.5-VL-3B-Instruct-GGUF" in command and "--no-mmproj" not in command  # images need it
+    context = int(next(a.split("=")[1] for a in llama["command"] if a.startswith("--ctx-size=")))
+    alias = next(a.split("=")[1] for a in llama["command"] if a.startswith("--alias="))
+    env = app["environment"]
+    assert env["MMDEMO_VLM_URL"] == "http://llamacpp:8080/v1" and env["MMDEMO_VLM_SERVER"] == "llamacpp"
+    assert env["MMDEMO_VLM_SERVED_MODEL"] == alias and int(env["MMDEMO_MAX_CONTEXT_TOKENS"]) < context
+    assert "/health" in " ".join(llama["healthcheck"]["test"])
+    assert app["depends_on"]["llamacpp"]["condition"] == "service_healthy" and "deploy" not in llama  # no GPU
+    assert "docker compose -f deploy/compose.cpu.yaml up" in (REPO / "README.md").read_text()

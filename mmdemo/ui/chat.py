@@ -60,6 +60,7 @@ class ChatTab:
         kept = settings.chat_cache_sessions if backend.keeps_prefix else 0
         self.sessions = ChatSessions(kept, settings.chat_cache_mb * 1_000_000)
         self.last_stats: OrderedDict[str, AnswerStats] = OrderedDict()  # per session: what its last answer cost
+        self.cpu_told: OrderedDict[str, None] = OrderedDict()  # sessions told that llama.cpp would be faster
         self.outputs = settings.data_dir / "outputs" / "chat"  # downloaded conversations, a folder per session
         on_gpu = backend.runs_on_gpu
         self.default_max_pixels = settings.vlm_max_pixels or (1280 if on_gpu else 512) * PATCH_AREA
@@ -322,9 +323,20 @@ class ChatTab:
                 remove_tree(self.outputs, folder.relative_to(self.outputs))
 
     def answer_stats(self, request: gr.Request) -> str:
-        """The small line under the conversation: what the last answer cost."""
-        stats = self.last_stats.get(session(request))
-        return f"<small>{stats.describe(language(request))}</small>" if stats is not None else ""
+        """The small line under the conversation: what the last answer cost (and, once per session when the
+        model runs on this machine's CPU, that a llama.cpp server would answer faster)."""
+        key = session(request)
+        stats = self.last_stats.get(key)
+        if stats is None:
+            return ""
+        line = f"<small>{stats.describe(language(request))}</small>"
+        if self.backend.runs_on_gpu or key in self.cpu_told or stats.new_tokens < 2:
+            return line
+        self.cpu_told[key] = None
+        while len(self.cpu_told) > STATS_KEPT:
+            self.cpu_told.popitem(last=False)
+        rate = (stats.new_tokens - 1) / stats.decode_seconds if stats.decode_seconds > 0 else 0.0
+        return line + "\n\n" + say(request, "chat.cpu_notice", rate=f"{rate:.1f}")
 
     def stop(self, request: gr.Request) -> None:
         """Stop this session's answer at the next token."""
