@@ -110,10 +110,10 @@ def quantize(model: Path, kind: str) -> Path:
     return target
 
 
-def server_command(model: Path, mmproj: Path | None, port: int, context: int = 4096, threads: int = 0) -> list[str]:
+def server_command(
+    model: Path, mmproj: Path | None, port: int, context: int = 4096, alias: str = "tiny-qwen2.5-vl", *extra: str
+) -> list[str]:
     """`llama-server` for `model` (and its `mmproj`, for images) on a loopback port, one slot."""
     cmd = [str(binary()), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", str(context),
-           "-np", "1", "--no-webui", "-a", "tiny-qwen2.5-vl"]  # fmt: skip
-    if threads:
-        cmd += ["-t", str(threads)]
+           "-np", "1", "--no-webui", "-a", alias, *extra]  # fmt: skip
     return cmd + (["--mmproj", str(mmproj)] if mmproj else [])

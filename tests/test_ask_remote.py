@@ -110,7 +110,7 @@ def test_vllm_top_logprobs_give_exact_scores_that_are_cached(candidates):
         vlm, cache = RemoteVLM(f"http://127.0.0.1:{server.server_port}/v1", model="m", server="vllm"), ScoreCache()
         run = rerank(vlm, "a dog", candidates, BUDGET, cache, batch_size=3)
         sent = VLLMStandIn.requests[-1]
-        assert sent["logprobs"] is True and sent["top_logprobs"] == 10 and sent["max_tokens"] == 1
+        assert sent["logprobs"] is True and sent["top_logprobs"] == 20 and sent["max_tokens"] == 1
         assert sent["temperature"] == 0.0 and "repetition_penalty" not in sent
         assert run.exact and run.scores == pytest.approx([0.65 / 0.95] * 3)
         assert rerank(vlm, "a dog", candidates, BUDGET, cache, batch_size=3).cached == 3

@@ -255,7 +255,7 @@ class RemoteVLM:
         request.pop("stream_options", None)
         request.pop("extra_body", None)  # a repetition penalty means nothing to a one-token answer
         if self._logprobs and KINDS[self.server()].logprobs:
-            request |= {"logprobs": True, "top_logprobs": 10}
+            request |= {"logprobs": True, "top_logprobs": 20}  # the most OpenAI's schema (and vLLM by default) allow
         try:
             response = self.client.chat.completions.create(**request)
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
