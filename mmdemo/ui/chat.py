@@ -25,6 +25,7 @@ from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.serving import hosting, metrics
+from mmdemo.ui.chat_controls import generation, render_controls
 from mmdemo.ui.common import friendly_errors, measured, session, text_input
 from mmdemo.ui.history import history_chatbot
 from mmdemo.ui.i18n import language, say, t
@@ -97,7 +98,7 @@ class ChatTab:
             label=t("chat.transcript"), file_count="multiple", visible=False, elem_id="chat-transcript"
         )
         with gr.Accordion(t("chat.settings"), open=False):
-            controls = self._render_controls()
+            controls = render_controls(self.settings, self.default_max_pixels)
             gr.Markdown(t("chat.quantization_note"))
         examples = sorted(ASSETS.glob("*.jpg"))[:2]
         if examples:
@@ -135,48 +136,6 @@ class ChatTab:
             lambda: ([], None), None, [chatbot, box], api_visibility="private"
         )
         app.unload(self.forget)  # the tab closed: stop its generation and free its cache
-
-    def _render_controls(self) -> list[gr.components.Component]:
-        """The generation controls, in the order `chat` and `regenerate` take them."""
-        settings, area = self.settings, PATCH_AREA
-        with gr.Row():
-            max_new = gr.Slider(
-                1,
-                settings.max_new_tokens,
-                value=min(256, settings.max_new_tokens),
-                step=1,
-                label=t("chat.max_new_tokens"),
-            )
-            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label=t("chat.temperature"))
-            top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label=t("chat.top_p"))
-            repetition = gr.Slider(1.0, 2.0, value=1.05, step=0.01, label=t("chat.repetition"))
-            greedy = gr.Checkbox(value=False, label=t("chat.greedy"))
-        with gr.Row():
-            min_px = gr.Slider(4 * area, 1024 * area, value=4 * area, step=area, label=t("chat.min_pixels"))
-            max_px = gr.Slider(
-                16 * area,
-                16384 * area,
-                value=self.default_max_pixels,
-                step=area,
-                label=t("chat.max_pixels"),
-            )
-            frames = gr.Slider(
-                2,
-                settings.max_video_frames,
-                value=min(16, settings.max_video_frames),
-                step=2,
-                label=t("chat.video_frames"),
-            )
-            video_px = gr.Slider(64 * area, 24576 * area, value=4096 * area, step=area, label=t("chat.video_pixels"))
-        # value="": an API client may leave it out (a None default would make it a required argument)
-        system = gr.Textbox(
-            "",
-            label=t("chat.system_prompt"),
-            placeholder=t("chat.system_placeholder"),
-            lines=2,
-            elem_id="chat-system-prompt",
-        )
-        return [max_new, temperature, top_p, repetition, greedy, min_px, max_px, frames, video_px, system]
 
     # --- handlers ---
 
@@ -217,7 +176,8 @@ class ChatTab:
         self._check_system_prompt(system_prompt)
         history = [*(history or []), *self._user_turn(message, int(max_pixels), int(video_frames), request)]
         yield history, gr.MultimodalTextbox(value=None, interactive=False)
-        params, budget = self._generation(
+        params, budget = generation(
+            self.settings,
             max_new_tokens,
             temperature,
             top_p,
@@ -270,7 +230,8 @@ class ChatTab:
         if not history:
             raise UserFacingError(key="chat.nothing_to_regenerate")
         yield history
-        params, budget = self._generation(
+        params, budget = generation(
+            self.settings,
             max_new_tokens,
             temperature,
             top_p,
@@ -373,29 +334,6 @@ class ChatTab:
             *({"role": "user", "content": {"path": f}} for f in files),
             {"role": "user", "content": text or say(request, "chat.default_question")},  # asked in the UI language
         ]
-
-    def _generation(
-        self,
-        max_new: float,
-        temperature: float,
-        top_p: float,
-        repetition: float,
-        greedy: bool,
-        min_px: float,
-        max_px: float,
-        frames: float,
-        video_px: float,
-    ) -> tuple[GenerationParams, ImageBudget]:
-        """The controls' values as sampling parameters and an image budget."""
-        params = GenerationParams(int(max_new), float(temperature), float(top_p), float(repetition), bool(greedy))
-        budget = ImageBudget(
-            min_pixels=int(min(min_px, max_px)),
-            max_pixels=int(max_px),
-            max_frames=int(frames),
-            video_total_pixels=int(video_px),
-            max_file_pixels=self.settings.max_image_pixels,
-        )
-        return params, budget
 
     def _answer(
         self,
