@@ -62,6 +62,27 @@ def session_manager(tiny_settings: Settings):
     return build_manager(tiny_settings)
 
 
+@pytest.fixture(scope="module", params=["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
+def lively_vlm(request, data_dir):
+    """A tiny VLM with larger random weights: greedy answers vary token to token, so comparing
+    two answers can fail (the stock init answers every prompt with the same repeated token)."""
+    import torch
+
+    from mmdemo.models import tiny
+    from mmdemo.models.device import placement_for
+    from mmdemo.models.registry import REGISTRY
+    from mmdemo.models.vlm import load_vlm
+
+    folder = tiny.ensure_built(request.param, data_dir / "models")
+    vlm = load_vlm(REGISTRY[request.param], placement_for("cpu", "float32"), folder)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in vlm.model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.1)
+    return vlm
+
+
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
     """Three small, distinct RGB images on disk."""

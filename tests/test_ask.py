@@ -34,26 +34,6 @@ def photos(tmp_path: Path) -> list[str]:
     return [noisy(tmp_path / f"p{i}.png", (56 + 28 * i, 84 - 7 * i), i) for i in range(5)]
 
 
-@pytest.fixture(scope="module", params=["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
-def lively(request, data_dir):
-    """A tiny VLM with larger random weights, so that its scores differ from image to image."""
-    import torch
-
-    from mmdemo.models import tiny
-    from mmdemo.models.device import placement_for
-    from mmdemo.models.registry import REGISTRY
-    from mmdemo.models.vlm import load_vlm
-
-    folder = tiny.ensure_built(request.param, data_dir / "models")
-    vlm = load_vlm(REGISTRY[request.param], placement_for("cpu", "float32"), folder)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in vlm.model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.1)
-    return vlm
-
-
 def test_yes_and_no_are_the_tokenizers_own_ids(session_manager):
     tokenizer = session_manager.get("vlm").processor.tokenizer
     yes, no = yes_no_ids(tokenizer)
@@ -64,10 +44,11 @@ def test_yes_and_no_are_the_tokenizers_own_ids(session_manager):
     assert len(yes) <= len(YES_WORDS)
 
 
-def test_scores_of_a_batch_equal_the_images_scored_one_by_one(lively, photos):
+def test_scores_of_a_batch_equal_the_images_scored_one_by_one(lively_vlm, photos):
     """Left padding and the batch do not change a row's score (greedy: a prefill, no sampling)."""
     question = rerank_question("a red bicycle")
     conversations = [judge_messages(p, question, BUDGET) for p in photos]
+    lively = lively_vlm
     batch = prepare_batch(lively, conversations)
     assert batch["attention_mask"].min() == 0, "the batch should need padding for this test to mean anything"
     together = score_batch(lively, conversations)

@@ -10,6 +10,7 @@ from typing import Any
 
 from mmdemo.chat.pipeline import AnswerOptions, ChatBackend, GenerationParams
 from mmdemo.chat.prompt import PATCH_AREA, ImageBudget, to_qwen_messages
+from mmdemo.errors import UserFacingError
 
 # Why the numbers: the answer names the results it relies on, and the page turns "[2]" into a link.
 ASK_INSTRUCTION = (
@@ -18,6 +19,16 @@ ASK_INSTRUCTION = (
     "brackets, e.g. [2].\n\nQuestion: {question}"
 )
 REFERENCE = re.compile(r"\[(\d{1,3})\]")
+
+
+def read_question(text: str, max_chars: int) -> str:
+    """The question, stripped; UserFacingError when it is empty or longer than `max_chars`."""
+    question = text.strip()
+    if not question:
+        raise UserFacingError(key="ask.no_question")
+    if len(question) > max_chars:
+        raise UserFacingError(key="ask.question_too_long", n=len(question), limit=max_chars)
+    return question
 
 
 @dataclass(frozen=True)

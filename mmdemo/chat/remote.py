@@ -356,8 +356,8 @@ class RemoteVLM:
             line += i18n.text("chat.last_first_token", language, s=f"{self.last_first_token:.2f}")
         if self._props is not None:
             vision = i18n.text("chat.yes" if self._props.vision else "chat.no", language)
-            line += i18n.text("server.llamacpp_props", language, context=self._props.context,
-                              slots=self._props.slots, vision=vision)  # fmt: skip
+            props = {"context": self._props.context, "slots": self._props.slots, "vision": vision}
+            line += i18n.text("server.llamacpp_props", language, **props)
         if self._mismatch:
             line += "\n\n- " + i18n.text(self._mismatch, language, server=self.name)
         return line + (f"\n\n- {status.detail}" if status.detail else "")

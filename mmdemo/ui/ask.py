@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.ask.about import ask_history, linked, stream_answer
+from mmdemo.ask.about import ask_history, linked, read_question, stream_answer
 from mmdemo.ask.each import EachRow, ask_each, read_questions, write_csv
 from mmdemo.ask.rerank import Reranked
 from mmdemo.ask.service import PhotoAsker
@@ -133,7 +133,7 @@ class AskPanel:
     ) -> Iterator[tuple[str, list[dict[str, Any]] | None]]:
         """Stream the chat model's answer about the current results; the references [n] link to result n."""
         settings = self.settings
-        question = self._question(question)
+        question = read_question(text_input(question, "question"), settings.max_prompt_chars)
         found = self.asker.found(ids, token, settings.ask_max_images)
         if not found.shown:
             raise UserFacingError(key="ask.no_results")
@@ -237,14 +237,6 @@ class AskPanel:
         remove_tree(self.outputs, session(request))
 
     # --- shared steps ---
-
-    def _question(self, question: Any) -> str:
-        question = text_input(question, "question").strip()
-        if not question:
-            raise UserFacingError(key="ask.no_question")
-        if len(question) > self.settings.max_prompt_chars:
-            raise UserFacingError(key="ask.question_too_long", n=len(question), limit=self.settings.max_prompt_chars)
-        return question
 
     def _begin(self, request: gr.Request | None, kind: str) -> threading.Event:
         key = f"{session(request)}:{kind}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,23 +131,7 @@ class SearchTab:
         queue = clip_queue(self.settings)
         inputs = [query, query_image, top_k, min_score, rerank, token]
         outputs = [found, table, result_ids, selected, rerank_info]
-        # The API's /search answers in one call, re-ranked when asked (the re-rank then runs in its CLIP slot).
-        # The page shows CLIP's results at once and re-ranks them in a second step, in the chat's queue:
-        # chat-model work never holds a slot of the searches' line.
-        gr.Button("search (API)", visible=False).click(
-            self.search, inputs, outputs, api_name="search", preprocess=False, **queue
-        )
-        for trigger in (go.click, query.submit):
-            searched = trigger(self.search_now, inputs, outputs, api_visibility="private", preprocess=False, **queue)
-            searched.then(self.language_notice, query, notice, api_visibility="private")
-            searched.success(
-                self.rerank_shown,
-                inputs,
-                outputs,
-                api_visibility="private",
-                preprocess=False,
-                **chat_queue(self.settings),
-            )
+        self._wire_search(inputs, outputs, [go.click, query.submit], notice)
         show_mine(
             add.click(self.mine.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
         )
@@ -161,6 +146,23 @@ class SearchTab:
         # The empty table's headers in the visitor's language (the layout is built once, in English).
         app.load(self.empty_table, None, table, api_visibility="private", queue=False)
         app.unload(self.end_session)
+
+    def _wire_search(
+        self, inputs: list[Any], outputs: list[Any], triggers: list[Callable[..., Any]], notice: gr.Markdown
+    ) -> None:
+        """The searches' events. The API's /search answers in one call, re-ranked when asked (the re-rank then
+        runs in its CLIP slot). The page shows CLIP's results at once and re-ranks them in a second step, in
+        the chat's queue: chat-model work never holds a slot of the searches' line."""
+        queue = clip_queue(self.settings)
+        gr.Button("search (API)", visible=False).click(
+            self.search, inputs, outputs, api_name="search", preprocess=False, **queue
+        )
+        query = inputs[0]
+        for trigger in triggers:
+            searched = trigger(self.search_now, inputs, outputs, api_visibility="private", preprocess=False, **queue)
+            searched.then(self.language_notice, query, notice, api_visibility="private")
+            page_rerank = {"api_visibility": "private", "preprocess": False, **chat_queue(self.settings)}
+            searched.success(self.rerank_shown, inputs, outputs, **page_rerank)
 
     def empty_table(self, request: gr.Request | None = None) -> Any:
         return table_value("search.col", COLUMNS, [], request)
@@ -204,8 +206,7 @@ class SearchTab:
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
         query = text_input(query, "query")[: self.settings.max_prompt_chars]
         k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
-        rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
-        self.asker.check_rerank(rerank_k)
+        rerank_k = self._rerank_wanted(query, query_image, rerank)  # checked before any work
         library = self.galleries.library()
         self._await_library(request, progress)
         mine = self.galleries.get(session_gallery(token)) if token else None
@@ -216,7 +217,7 @@ class SearchTab:
         if not hits:
             gr.Info(say(request, "search.no_match", floor=f"{floor:.2f}"))
         table, line = None, ""
-        if rerank_k and hits and query.strip() and not query_image:
+        if rerank_k and hits:
             hits, table, line = self._reranked(query, hits, rerank_k, request)
         shown, rows = results(hits)
         # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
@@ -241,9 +242,8 @@ class SearchTab:
     ) -> Shown:
         """The page's search: CLIP's results at once; a re-rank asked for follows (`rerank_shown`)."""
         shown = self.search(query, query_image, top_k, min_score, 0, token, request, progress)
-        k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
-        self.asker.check_rerank(k)
-        pending = k and shown[0] and text_input(query, "query").strip() and not query_image
+        k = self._rerank_wanted(query, query_image, rerank)
+        pending = k and shown[0]
         return *shown[:4], say(request, "search.rerank_pending", k=min(k, len(shown[0]))) if pending else ""
 
     def rerank_shown(
@@ -258,9 +258,15 @@ class SearchTab:
         progress: gr.Progress = gr.Progress(),
     ) -> Any:
         """The page's re-rank step, in the chat's queue: the search again (CLIP: milliseconds), re-ranked."""
-        if not int(number(rerank, 0, TOP_K_MAX, "rerank")) or query_image or not text_input(query, "query").strip():
+        if not self._rerank_wanted(query, query_image, rerank):
             return tuple(gr.skip() for _ in range(5))
         return self.search(query, query_image, top_k, min_score, rerank, token, request, progress)
+
+    def _rerank_wanted(self, query: Any, query_image: Any, rerank: Any) -> int:
+        """How many results to re-rank (0: none). Only searches in words are re-ranked; over the cap is refused."""
+        k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
+        self.asker.check_rerank(k)
+        return k if text_input(query, "query").strip() and not query_image else 0
 
     def _reranked(self, query: str, hits: list[tuple[str, Hit]], k: int, request: gr.Request | None) -> Any:
         """The hits in the chat model's order, their table (both ranks, both scores) and what it cost; if the

@@ -25,7 +25,7 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.ask.about import Shown, answer, ask_history
+from mmdemo.ask.about import Shown, answer, ask_history, read_question
 from mmdemo.ask.each import ask_each, read_questions
 from mmdemo.ask.service import PhotoAsker
 from mmdemo.chat.media import check_attachments
@@ -170,7 +170,7 @@ class AgentTools:
         Returns:
             The answer, which cites results by their number, e.g. [2]; then a line per result: number, name, URL.
         """
-        question = self.asker_question(question)
+        question = read_question(text_input(question, "question"), self.settings.max_prompt_chars)
         k = int(number(top_k, 1, self.settings.ask_max_images, "top_k"))
         hits = self._search(query, "", max(k, int(number(rerank, 0, TOP_K_MAX, "rerank"))), collection)
         if rerank and hits:
@@ -334,14 +334,6 @@ class AgentTools:
         return say(request, "search.removed", n=removed, left=len(gallery))
 
     # --- shared steps ---
-
-    def asker_question(self, question: str) -> str:
-        question = text_input(question, "question").strip()
-        if not question:
-            raise UserFacingError(key="ask.no_question")
-        if len(question) > self.settings.max_prompt_chars:
-            raise UserFacingError(key="ask.question_too_long", n=len(question), limit=self.settings.max_prompt_chars)
-        return question
 
     def _search(self, query: str, image: str, top_k: int, collection: str) -> list[tuple[str, Hit]]:
         """The hits of a search in words or by an example image (fetched), in the library and the collection."""
