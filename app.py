@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     # CUDA weights at startup, so there they must be resident before launch.
     manager.preload(settings.local_preload, background=not zero_gpu)
     galleries = Galleries(settings, manager)
+    galleries.start_sweeping()  # private galleries unused for a while, and folders nobody owns
     backend = chat_backend(settings, manager)  # the VLM in process, or on MMDEMO_VLM_URL's server
     app = build_app(settings, manager, galleries, backend)
     serve(app, settings, ready=lambda: readiness(settings, manager, galleries, backend), before_launch=starting.stop,

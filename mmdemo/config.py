@@ -6,16 +6,16 @@ their environment variable names, so this file is the single place where options
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
-ENV_PREFIX = "MMDEMO_"
+from mmdemo.flags import ENV_PREFIX, build_parser, parse_value
+
 PROFILES = ("default", "tiny", "random")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -152,6 +152,36 @@ class Settings:
         ),
     )
     max_images_per_upload: int = field(default=500, metadata=_opt("Images accepted in one upload."))
+    max_request_mb: int = field(
+        default=72,
+        metadata=_opt(
+            "Largest request body, in MB (an API call with data URIs, an MCP message): refused with 413 before it "
+            "is read. File uploads are streamed to disk and capped per file (max_upload_mb) instead."
+        ),
+    )
+    max_query_chars: int = field(
+        default=1000,
+        metadata=_opt("Longest search query, in characters (the text CLIP and a re-rank's chat model both see)."),
+    )
+    max_galleries: int = field(
+        default=1000,
+        metadata=_opt("Private galleries (page uploads and agents' collections) the data dir holds at most."),
+    )
+    max_galleries_per_client: int = field(
+        default=16, metadata=_opt("Private galleries one client (the logged-in user, else its address) may hold.")
+    )
+    max_images_per_gallery: int = field(
+        default=2000, metadata=_opt("Images one private gallery (a session's uploads, a collection) may hold.")
+    )
+    gallery_idle_hours: float = field(
+        default=24.0, metadata=_opt("A private gallery unused this long is deleted (by any replica's sweep).")
+    )
+    open_galleries: int = field(
+        default=64,
+        metadata=_opt(
+            "Gallery stores kept open at once (each holds 4 files); the least recently used is closed beyond it."
+        ),
+    )
     max_labels: int = field(default=1000, metadata=_opt("Candidate labels in one classification."))
     max_label_chars: int = field(default=200, metadata=_opt("Longest candidate label, in characters."))
     max_zip_mb: int = field(default=500, metadata=_opt("Largest total uncompressed size of a .zip upload, in MB."))
@@ -283,7 +313,8 @@ class Settings:
         default=(),
         metadata=_opt(
             "Addresses or CIDR ranges of reverse proxies in front of the app, comma-separated. Only a request from "
-            "one of them has its client address taken from X-Forwarded-For (for the per-client cap); '' = none."
+            "one of them has its client address taken from X-Forwarded-For (every line, right to left, past the "
+            "trusted proxies); '' = none: the header is ignored, also from loopback."
         ),
     )
     url_allowed_hosts: tuple[str, ...] = field(
@@ -353,7 +384,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = _parse(f.name, raw)
+                values[f.name] = parse_value(cls, f.name, raw)
         values.update(overrides)
         return cls(**values)
 
@@ -361,55 +392,7 @@ class Settings:
     def from_cli(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse CLI flags (`--clip-model ...`) on top of the environment."""
         base = cls.from_env(environ)
-        parser = build_parser(base)
+        parser = build_parser(base, SECRETS)
         args = vars(parser.parse_args(argv))
-        changed = {k: _parse(k, v) if isinstance(v, str) else v for k, v in args.items() if v is not None}
+        changed = {k: parse_value(cls, k, v) if isinstance(v, str) else v for k, v in args.items() if v is not None}
         return base.replace(**changed)
-
-
-def _metadata(name: str) -> Mapping[str, Any]:
-    return {f.name: f.metadata for f in dataclasses.fields(Settings)}[name]
-
-
-_TYPES = get_type_hints(Settings)
-
-
-def _parse(name: str, raw: str) -> Any:
-    """Turn an environment/CLI string into the field's type."""
-    kind = _TYPES[name]
-    if kind is bool:
-        if raw.strip().lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.strip().lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
-    if kind == tuple[str, ...]:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if kind is Path:
-        return Path(raw)
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a {kind.__name__}, got {raw!r}") from None
-
-
-def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per Settings field (values stay None unless given)."""
-    defaults = defaults or Settings()
-    parser = argparse.ArgumentParser(
-        prog="python app.py",
-        description="mmdemo: VQA chat, gallery search and zero-shot classification in one Gradio app.",
-    )
-    for f in dataclasses.fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        current = getattr(defaults, f.name)
-        env = ENV_PREFIX + f.name.upper()
-        shown = ",".join(current) if isinstance(current, tuple) else current
-        if f.name in SECRETS:
-            shown = "(set)" if current else "(not set)"
-        help_text = f"{f.metadata['help']} [env {env}; now: {shown}]"
-        if _TYPES[f.name] is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            parser.add_argument(flag, default=None, choices=f.metadata["choices"], help=help_text)
-    return parser

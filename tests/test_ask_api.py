@@ -33,7 +33,7 @@ def test_search_reranks_on_request_and_says_what_it_cost(client):
 def test_ask_results_answers_about_the_top_results_and_names_them(client):
     said = client.predict("Which of these is outdoors?", "a landscape", 3, 0, "", api_name="/ask_results")
     listed = said.splitlines()[-3:]
-    assert [line[:4] for line in listed] == ["[1] ", "[2] ", "[3] "] and all("/gradio_api/file=" in x for x in listed)
+    assert [line[:4] for line in listed] == ["[1] ", "[2] ", "[3] "] and all("/media/" in x for x in listed)
     with pytest.raises(Exception, match="Type a question first"):
         client.predict("  ", "a landscape", 3, 0, "", api_name="/ask_results")
     with pytest.raises(Exception, match="A question of 8001 characters: at most 8000"):

@@ -391,14 +391,14 @@ def test_a_search_encodes_its_query_once_for_every_gallery(session_manager, tiny
 
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
     tab = search_tab(settings, Galleries(settings, session_manager))
-    tab.mine.index_images([str(p) for p in images], "abc123", None)
+    _, token = tab.mine.index_images([str(p) for p in images], None, None)
     tab.galleries.library(wait=True)
     clip = session_manager.get("clip")
     calls: list[int] = []
     real = clip.encode_texts
     clip.encode_texts = lambda texts: calls.append(len(texts)) or real(texts)  # counts, then the real encode
     try:
-        _, table, *_ = tab.search("a red square", None, 20, -1.0, 0, "abc123")
+        _, table, *_ = tab.search("a red square", None, 20, -1.0, 0, token)
     finally:
         del clip.encode_texts
     assert calls == [1]
@@ -451,21 +451,21 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     Image.radial_gradient("L").resize((900, 700)).convert("RGB").save(big)  # its thumbnail is 320 px
     settings = tiny_settings.replace(data_dir=tmp_path / "data")
     tab = search_tab(settings, Galleries(settings, session_manager))
-    tab.mine.index_images([str(big)], "tok1", None)
-    (item,) = tab.galleries.get(session_gallery("tok1")).store.items()
-    kept = tab._original(item, "yours", "tok1")
+    _, token = tab.mine.index_images([str(big)], None, None)
+    (item,) = tab.galleries.get(session_gallery(token)).store.items()
+    kept = tab._original(item, "yours", token)
     assert kept != item.thumb and Image.open(kept).size == (900, 700)
     assert tab._original(item, "yours", "someoneelse") == item.thumb  # another session's token: no original
-    tab.galleries.drop(session_gallery("tok1"))
+    tab.galleries.drop(session_gallery(token))
     assert not Path(kept).exists()  # the kept upload goes with its gallery
     # Without quota: thumbnails only.
     none = settings.replace(originals_mb=0)
     tab = search_tab(none, Galleries(none, session_manager))
     big2 = tmp_path / "big2.png"
     Image.radial_gradient("L").resize((800, 600)).convert("RGB").save(big2)
-    tab.mine.index_images([str(big2)], "tok2", None)
-    (item,) = tab.galleries.get(session_gallery("tok2")).store.items()
-    assert tab._original(item, "yours", "tok2") == item.thumb
+    _, token = tab.mine.index_images([str(big2)], None, None)
+    (item,) = tab.galleries.get(session_gallery(token)).store.items()
+    assert tab._original(item, "yours", token) == item.thumb
 
 
 def test_the_first_search_of_a_new_deployment_finds_the_bundled_photos(tiny_settings, tmp_path):

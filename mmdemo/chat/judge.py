@@ -15,12 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mmdemo.errors import UserFacingError
 from mmdemo.models import compute
 
 if TYPE_CHECKING:
     from mmdemo.models.vlm import VisionLanguageModel
 
 YES_WORDS = ("yes", "Yes", "YES")
+# The longest prompt one judged conversation may have, checked before the forward pass. One image at the ask
+# budget (MMDEMO_ASK_MAX_PIXELS: 256 tokens) and a query of MMDEMO_MAX_QUERY_CHARS (1,000) fit with room;
+# a batch of 8 is then at most 32k tokens of prefill, whatever a client sends.
+MAX_JUDGE_TOKENS = 4096
 NO_WORDS = ("no", "No", "NO")
 
 
@@ -55,6 +60,8 @@ def prepare_batch(vlm: VisionLanguageModel, conversations: Sequence[list[dict[st
     images, _ = process_vision_info(list(conversations), image_patch_size=vlm.image_patch_size)
     extra = {"do_resize": False} if vlm.arch == "qwen3_vl" else {}
     inputs = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt", **extra)
+    if (length := int(inputs["input_ids"].shape[1])) > MAX_JUDGE_TOKENS:
+        raise UserFacingError(key="ask.prompt_too_long", n=length, limit=MAX_JUDGE_TOKENS)
     return inputs.to(vlm.model.device)
 
 

@@ -113,6 +113,17 @@ class VectorCache:
             self.memory_bytes -= dropped.nbytes
         return vector
 
+    def forget(self, scope: str) -> None:
+        """Drop every vector of the spaces that end in `|scope` (a private gallery's own: see Gallery)."""
+        suffix = f"|{scope}"
+        with self._lock:
+            for key in [k for k in self._memory if k[0].endswith(suffix)]:
+                self.memory_bytes -= self._memory.pop(key).nbytes
+            for stacked in [k for k in self._stacked if k[0].endswith(suffix)]:
+                del self._stacked[stacked]
+            if (db := self._connect()) is not None:
+                db.execute("DELETE FROM vector WHERE substr(space, -?) = ?", (len(suffix), suffix))
+
     def stacked(self, space: str, keys: tuple[str, ...]) -> np.ndarray | None:
         """The (N, D) matrix for exactly these keys, if it was stored with `keep_stacked`."""
         with self._lock:

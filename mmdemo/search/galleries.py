@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 
 from mmdemo.config import Settings
 from mmdemo.embedding.ingest import Throughput
@@ -12,26 +13,38 @@ from mmdemo.errors import UserFacingError
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.gallery import Gallery, open_store
+from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
 from mmdemo.search.store import GalleryStore, Hit
 
 LIBRARY = "library"
+PRIVATE = "sessions"  # private galleries live in <model folder>/sessions/<key>
+SWEEP_EVERY_S = 600.0
 log = logging.getLogger(__name__)
 
 
+def read_query(query: str, max_chars: int) -> str:
+    """A search query as every use of it sees it (CLIP, a re-rank's chat model): refused beyond `max_chars`."""
+    if len(query) > max_chars:
+        raise UserFacingError(key="error.query_too_long", n=len(query), limit=max_chars)
+    return query
+
+
 def session_gallery(token: str) -> str:
-    """The name of a session's private gallery (its token is a secret: it is also in the URLs)."""
-    if not (isinstance(token, str) and token.isascii() and token.isalnum()):
-        raise ValueError("a session token is ASCII letters and digits")
-    return f"sessions/{token}"
+    """The name of the private gallery with this token (named by its key: the token is a secret)."""
+    return f"{PRIVATE}/{gallery_key(token)}"
 
 
 class Galleries:
-    """Open stores by folder (opened once, shared by requests) and Gallery views over them."""
+    """Open stores by folder (opened once, shared by requests; the least recently used closed beyond
+    `open_galleries`), Gallery views over them, and the registry of private galleries."""
 
     def __init__(self, settings: Settings, manager: ModelManager):
         self.settings, self.manager = settings, manager
         self.cache = embedding_cache(settings)
-        self._stores: dict[tuple[str, str], GalleryStore] = {}
+        self._stores: OrderedDict[tuple[str, str], GalleryStore] = OrderedDict()
+        caps = Caps(settings.max_galleries, settings.max_galleries_per_client, settings.gallery_idle_hours * 3600)
+        self.private = PrivateRegistry(settings.data_dir, caps, self._remove_private)
+        self._swept = threading.Event()  # set to stop the sweeper
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
         self._sync_lock = threading.Lock()  # one sync of the bundled photos at a time
         self._synced: set[str] = set()  # CLIP weights whose library holds the bundled photos
@@ -71,25 +84,101 @@ class Galleries:
     def get(self, name: str) -> Gallery:
         """The gallery `name` over the current CLIP model (the store outlives model reloads)."""
         clip = self.manager.get("clip")
+        evicted: list[GalleryStore] = []
         with self._lock:
             key = (clip.weights_key, name)
             if key not in self._stores:
                 self._stores[key] = open_store(self.settings.data_dir, clip, name, self.settings.ann_threshold)
+            self._stores.move_to_end(key)
             store = self._stores[key]
+            # The least recently used go first; the library stays (it is every search's, and costly to reload).
+            spare = [k for k in self._stores if k[1] != LIBRARY and k != key]
+            for old_key in spare[: max(len(self._stores) - max(self.settings.open_galleries, 1), 0)]:
+                evicted.append(self._stores.pop(old_key))
+        # Closed outside the lock (a store busy with another request finishes first). A request still
+        # holding an evicted store reopens its files for as long as it needs them (GalleryStore.release).
+        for old in evicted:
+            old.release()
         settings = self.settings
         return Gallery(
-            clip, store, self.cache, settings.max_image_pixels, settings.index_commit_every, settings.near_duplicates
+            clip,
+            store,
+            self.cache,
+            settings.max_image_pixels,
+            settings.index_commit_every,
+            settings.near_duplicates,
+            cache_scope=name if name.startswith(f"{PRIVATE}/") else "",
         )
 
+    def open_stores(self) -> int:
+        """Stores held open now (each holds its database and lock file)."""
+        return len(self._stores)
+
+    def new_private(self, kind: str, client: str) -> str:
+        """The token of a new private gallery of `client` ("page" uploads or an "agent" collection), within the caps."""
+        return self.private.create(kind, client)
+
     def drop(self, name: str) -> None:
-        """Delete gallery `name` for every model: its index, metadata and thumbnails."""
+        """Delete gallery `name` for every model: its index, metadata, thumbnails and kept uploads (and, for a
+        private gallery, its registry entry)."""
+        folder, _, key = name.partition("/")
+        if folder == PRIVATE:
+            self.private.forget(key)
+        self._remove(name)
+
+    def _remove_private(self, key: str) -> None:
+        self._remove(f"{PRIVATE}/{key}")
+
+    def _remove(self, name: str) -> None:
         with self._lock:
-            for key in [k for k in self._stores if k[1] == name]:
-                self._stores.pop(key).close()
+            gone = [self._stores.pop(k) for k in [k for k in self._stores if k[1] == name]]
+        for store in gone:
+            store.release()
         galleries = self.settings.data_dir / "galleries"
         for root in [*galleries.glob(f"*/{name}"), *galleries.glob(f"unsaved/*/{name}")]:
             remove_tree(galleries, root.relative_to(galleries))
+        folder, _, key = name.partition("/")
+        if folder == PRIVATE:
+            remove_tree(self.settings.data_dir / "media", "private", key)  # its thumbnails
+            self.cache.forget(name)  # the vectors of its adds
         remove_tree(self.settings.data_dir / "originals", name)  # its kept uploads
+
+    def private_folders(self) -> dict[str, float]:
+        """Every private gallery's key found on disk, with the last change time of its folders."""
+        data = self.settings.data_dir
+        found: dict[str, float] = {}
+        patterns = [
+            (data / "galleries", f"*/{PRIVATE}/*"),
+            (data / "galleries", f"unsaved/*/{PRIVATE}/*"),
+            (data / "media", "private/*"),
+            (data / "originals", f"{PRIVATE}/*"),
+        ]
+        for root, pattern in patterns:
+            for folder in root.glob(pattern) if root.is_dir() else ():
+                try:
+                    changed = folder.stat().st_mtime
+                except OSError:  # removed meanwhile
+                    continue
+                found[folder.name] = max(found.get(folder.name, 0.0), changed)
+        return found
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Delete private galleries unused for MMDEMO_GALLERY_IDLE_HOURS and folders no registry entry owns."""
+        return self.private.sweep(self.private_folders, now)
+
+    def start_sweeping(self, every_s: float = SWEEP_EVERY_S) -> None:
+        """Sweep now and then every `every_s` seconds, on a daemon thread (each replica does; it is idempotent)."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.sweep()
+                except Exception:  # a background thread: nobody else would see it
+                    log.exception("sweeping private galleries failed")
+                if self._swept.wait(every_s):
+                    return
+
+        threading.Thread(target=loop, name="mmdemo-sweep", daemon=True).start()
 
     def search(
         self, query: str, image: str | None, k: int, min_score: float, private: str | None = None

@@ -105,11 +105,15 @@ class Gallery:
         max_pixels: int,
         commit_every: int = COMMIT_EVERY,
         near_duplicates: str = "report",
+        cache_scope: str = "",
     ):
         self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
         self.commit_every = commit_every
         self.near_mode = near_duplicates  # report (and index), skip, or off
-        self._space = f"images|{clip.weights_key}"
+        # A private gallery reuses only the vectors of its own earlier adds (`cache_scope`: its name). Shared
+        # with everyone's, "3 from cache" (and how fast an add is) would tell a visitor that somebody else
+        # had indexed those exact bytes.
+        self._space = f"images|{clip.weights_key}" + (f"|{cache_scope}" if cache_scope else "")
 
     def __len__(self) -> int:
         return len(self.store)
@@ -303,15 +307,41 @@ def gallery_root(data_dir: Path, clip: ClipModel, name: str) -> Path:
     return Path(data_dir) / "galleries" / f"{clip.model_id}-{space}" / name
 
 
-def open_store(data_dir: Path, clip: ClipModel, name: str, ann_threshold: int) -> GalleryStore:
-    """The store of gallery `name` for these weights (created empty if new), last committed state.
+def media_folder(data_dir: Path, name: str) -> Path:
+    """Where the thumbnails of gallery `name` live: `media/shared` for every shared gallery, of any model
+    (thumbnails are content-addressed), or `media/private/<key>` for a private one ("sessions/<key>"),
+    deleted with it. The media folder holds JPEG thumbnails and nothing else: it is what the app serves."""
+    media = Path(data_dir) / "media"
+    key = name.partition("/")[2]
+    return media / "private" / key if key else media / "shared"
 
-    Shared galleries of one model share a thumbnail folder (thumbnails are content-addressed). A
-    private gallery ("sessions/<token>") keeps its own: they are deleted with it, and their URLs
-    contain the session's secret token, so no other visitor can fetch them."""
+
+def open_store(data_dir: Path, clip: ClipModel, name: str, ann_threshold: int) -> GalleryStore:
+    """The store of gallery `name` for these weights (created empty if new), last committed state."""
     root = gallery_root(data_dir, clip, name)
-    thumbs = root / "thumbs" if "/" in name else root.parent / "thumbs"
+    thumbs = media_folder(data_dir, name)
+    if "/" not in name:
+        _move_thumbnails(root.parent / "thumbs", thumbs)
     return GalleryStore(root, clip.embed_dim, ann_threshold, thumbs=thumbs)
+
+
+def _move_thumbnails(legacy: Path, thumbs: Path) -> None:
+    """Thumbnails of a gallery made before the media folder (<model folder>/thumbs, beside the databases)
+    move into it, once: the whole folder when it is new, else file by file (content-addressed: the same
+    name is the same picture)."""
+    if not legacy.is_dir():
+        return
+    thumbs.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        legacy.rename(thumbs)
+        return
+    except OSError:  # the media folder exists already (another model's thumbnails)
+        pass
+    for old in legacy.glob("*/*.jpg"):
+        target = thumbs / old.parent.name / old.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old, target)
+    shutil.rmtree(legacy, ignore_errors=True)
 
 
 def open_gallery(data_dir: Path, clip: ClipModel, name: str, cache: VectorCache | None, settings: Settings) -> Gallery:

@@ -3,7 +3,7 @@
 Layout of `root`:
     meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash, source) + the committed generation
     index.<gen>.faiss   the vector index of generation <gen>
-    thumbs/ab/<hash>.jpg
+    (thumbnails live in the data dir's media/ folder, which holds images only: see gallery.open_store)
     .lock               flock: commits exclusive, reloads shared (several processes may share a gallery)
 
 A commit writes `index.<gen+1>.faiss` (temp file, fsync, rename), then in one SQLite transaction
@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -79,7 +80,12 @@ class Hit:
 
 
 class GalleryStore:
-    """A persistent gallery: add/remove/search under one lock, every change committed atomically."""
+    """A persistent gallery: add/remove/search under one lock, every change committed atomically.
+
+    Its files (the database and the lock file) are opened on first use and closed by `release()`;
+    a released store opens them again when used, so an app can hold many galleries with a bounded
+    number of files open (mmdemo.search.galleries keeps the most recently used ones open).
+    """
 
     def __init__(self, root: Path, dim: int, ann_threshold: int = 0, thumbs: Path | None = None):
         self.root = Path(root)
@@ -87,11 +93,8 @@ class GalleryStore:
         # Thumbnails are content-addressed, so galleries of one data dir can share a folder.
         self.thumbs = Path(thumbs) if thumbs else self.root / "thumbs"
         self._lock = threading.RLock()
-        # Another process may share this gallery (`python -m mmdemo index` while the app serves,
-        # a ZeroGPU worker): commits hold an exclusive file lock, reloads a shared one.
-        self._lockfile = open(self.root / ".lock", "a+b")  # noqa: SIM115 (lives as long as the store)
-        self._db = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._conn: sqlite3.Connection | None = None
+        self._lockfile: BinaryIO | None = None
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(image)")}
         for column in ("phash", "source"):  # a gallery from before these existed: same rows, no values
@@ -104,16 +107,40 @@ class GalleryStore:
                 if stray != self._index_path(self.generation):
                     stray.unlink()
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        return self._conn
+
+    def release(self) -> None:
+        """Close the database and the lock file (reopened on the next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._lockfile is not None:
+                self._lockfile.close()
+                self._lockfile = None
+
+    close = release
+
     def _load(self) -> None:
         """Read the committed generation: its rows and its index file."""
         self.generation = int(self._state("generation", "0"))
         path = self._index_path(self.generation)
         dim, threshold = self._dim, self._ann_threshold
         self.index = VectorIndex.load(path, dim, threshold) if self.generation else VectorIndex(dim, threshold)
-        self._items = {row[0]: Item(*row) for row in self._db.execute("SELECT * FROM image")}
+        # The thumbnail's place follows the store's thumbnail folder, whatever path the row recorded.
+        rows = self._db.execute("SELECT * FROM image")
+        self._items = {row[0]: Item(*self._with_thumb(row)) for row in rows}
         self._by_hash = {item.hash: item for item in self._items.values()}
         if len(self.index) != len(self._items):
             raise RuntimeError(f"{self.root}: index holds {len(self.index)} vectors for {len(self._items)} rows")
+
+    def _with_thumb(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (*row[:3], str(self.thumb_path(row[1])), *row[4:])
 
     def _sync(self, *, locked: bool = False) -> None:
         """Reload if another process committed since (one SQLite read when nothing changed)."""
@@ -127,11 +154,17 @@ class GalleryStore:
 
     @contextlib.contextmanager
     def _file_lock(self, mode: int) -> Iterator[None]:
-        fcntl.flock(self._lockfile, mode)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lockfile, fcntl.LOCK_UN)
+        # Another process may share this gallery (`python -m mmdemo index` while the app serves,
+        # a replica, a ZeroGPU worker): commits hold an exclusive file lock, reloads a shared one.
+        with self._lock:
+            if self._lockfile is None:
+                self._lockfile = open(self.root / ".lock", "a+b")  # noqa: SIM115 (open until release())
+            lockfile = self._lockfile
+            fcntl.flock(lockfile, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(lockfile, fcntl.LOCK_UN)
 
     def __len__(self) -> int:
         with self._lock:
@@ -246,8 +279,3 @@ class GalleryStore:
 
     def _index_path(self, generation: int) -> Path:
         return self.root / f"index.{generation}.faiss"
-
-    def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
-        self._lockfile.close()

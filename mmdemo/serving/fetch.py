@@ -4,8 +4,13 @@ A URL a stranger sends is a request the *server* makes: it must not reach this m
 private network (server-side request forgery). So the host's addresses must all be public unless
 the operator allowed that host (`MMDEMO_URL_ALLOWED_HOSTS`, e.g. an intranet photo server);
 redirects are followed by hand, each hop checked the same way; the body is capped at the upload
-limit while it streams. (A DNS answer that changes between the check and the connection is not
-caught here: a proxy with an egress policy is the complete answer; see SECURITY.md.)
+limit while it streams.
+
+Each hop's host is resolved once, and the connection goes to the address that was checked (the URL's
+host replaced by it; the name kept in the Host header and, for https, in TLS's server name and the
+certificate check): a name that answers a public address to the check and loopback to the connection
+(DNS rebinding) reaches nothing but the address checked. IPv6 forms that carry an IPv4 address
+(IPv4-compatible, NAT64, 6to4, Teredo) are refused outright: the address inside is not what is checked.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlparse
+
+import httpx  # gradio's own HTTP client: installed with it
 
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside
@@ -38,18 +46,44 @@ class Fetched:
     name: str
 
 
-def _public(host: str, allowed: Sequence[str]) -> None:
-    """Refuse a host that resolves to a loopback, private, link-local or reserved address (unless allowed)."""
+# IPv6 ranges that embed an IPv4 address a gateway would reach (Python's is_global lets some of them through).
+EMBEDS_IPV4 = [
+    ipaddress.ip_network(n)
+    for n in ("::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32")
+]
+
+
+def _refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and any(ip in net for net in EMBEDS_IPV4):
+        return True
+    return not ip.is_global or ip.is_multicast
+
+
+def _pinned(host: str, allowed: Sequence[str]) -> str:
+    """The address to connect to for `host`: all its addresses checked (none loopback, private, link-local,
+    reserved, or an IPv6 form of an IPv4 one), the first of them. An allowed host keeps its name."""
     if host.lower() in {a.lower() for a in allowed}:
-        return
+        return host
     try:
-        infos = socket.getaddrinfo(host, None)
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
         raise UserFacingError(key="fetch.unresolved", host=host) from None
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise UserFacingError(key="fetch.private", host=host)
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if not addresses or any(_refused(ip) for ip in addresses):
+        raise UserFacingError(key="fetch.private", host=host)
+    return str(addresses[0])
+
+
+def _pinned_request(http: Any, url: str, allowed: Sequence[str]) -> Any:
+    """A GET of `url` that connects to the checked address of its host (see the module docstring)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    address = _pinned(host, allowed)
+    target = httpx.URL(url)
+    headers = {"Host": target.netloc.decode("ascii").rpartition("@")[2]}
+    if address != host:
+        target = target.copy_with(host=address)
+    return http.build_request("GET", target, headers=headers, extensions={"sni_hostname": host})
 
 
 def fetch_image(source: str, folder: Path, max_bytes: int, allowed_hosts: Sequence[str] = ()) -> Fetched:
@@ -80,15 +114,13 @@ def _from_data_uri(source: str, folder: Path, max_bytes: int) -> Fetched:
 
 
 def _download(url: str, folder: Path, max_bytes: int, allowed_hosts: Sequence[str]) -> Fetched:
-    import httpx  # gradio's own HTTP client: installed with it
-
     name = Path(urlparse(url).path).name or "image"
     path = inside(folder, secrets.token_hex(8) + (Path(name).suffix.lower()[:6] or ".img"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as http:
         for _ in range(MAX_REDIRECTS + 1):
-            _public(urlparse(url).hostname or "", allowed_hosts)
-            with http.stream("GET", url) as answer:
+            answer = http.send(_pinned_request(http, url, allowed_hosts), stream=True)
+            try:
                 if answer.is_redirect and "location" in answer.headers:
                     url = urljoin(url, answer.headers["location"])
                     if urlparse(url).scheme not in ("http", "https"):
@@ -96,14 +128,21 @@ def _download(url: str, folder: Path, max_bytes: int, allowed_hosts: Sequence[st
                     continue
                 if answer.status_code != 200:
                     raise UserFacingError(key="fetch.failed", host=urlparse(url).hostname, status=answer.status_code)
-                size = 0
-                with path.open("wb") as out:
-                    for chunk in answer.iter_bytes():
-                        size += len(chunk)
-                        if size > max_bytes:
-                            out.close()
-                            path.unlink(missing_ok=True)
-                            raise UserFacingError(key="fetch.too_big", mb=max_bytes // 1_000_000)
-                        out.write(chunk)
+                _save(answer, path, max_bytes)
                 return Fetched(path, name)
+            finally:
+                answer.close()
     raise UserFacingError(key="fetch.failed", host=urlparse(url).hostname, status="too many redirects")
+
+
+def _save(answer: httpx.Response, path: Path, max_bytes: int) -> None:
+    """The streamed body into `path`, stopped (and the file removed) past `max_bytes`."""
+    size = 0
+    with path.open("wb") as out:
+        for chunk in answer.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                out.close()
+                path.unlink(missing_ok=True)
+                raise UserFacingError(key="fetch.too_big", mb=max_bytes // 1_000_000)
+            out.write(chunk)

@@ -8,6 +8,7 @@ named by the token in the Search tab's state (mmdemo.ui.search).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -18,9 +19,11 @@ from mmdemo.config import Settings
 from mmdemo.files import inside, remove_tree
 from mmdemo.search.galleries import Galleries, session_gallery
 from mmdemo.search.originals import Originals
+from mmdemo.search.private import gallery_key, within_cap
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.serving import hosting
 from mmdemo.ui.common import friendly_errors, measured, session
+from mmdemo.ui.fairness import client_id
 from mmdemo.ui.i18n import language, say, t
 
 MINE_PAGE = 48  # images per page of "Your images"
@@ -126,13 +129,14 @@ class YourImages:
         paths = [f if isinstance(f, str) else f.name for f in files or []]
         if not paths:
             return say(request, "search.choose_files"), token
-        token = token or secrets.token_hex(16)
+        if not (token and self.galleries.private.touch(token)):  # none yet, or swept while the tab was idle
+            token = self.galleries.new_private("page", client_id(request))
         if request is not None:
             self.owners[session(request)] = token
         # Archives unpack outside the served folders, and go once indexed, like the uploads
         # themselves: what is kept is the index and thumbnails of this session's gallery.
         uploads = settings.data_dir / "uploads"
-        workdir = inside(uploads, token, secrets.token_hex(4))  # one per request
+        workdir = inside(uploads, gallery_key(token), secrets.token_hex(4))  # one per request
         try:
             found, unpacked_skips = expand_uploads(
                 paths,
@@ -141,10 +145,13 @@ class YourImages:
                 settings.max_zip_mb * 1_000_000,
                 settings.max_zip_members,
             )
-            progress((0, len(found)), desc=say(request, "search.indexing"))
             mine = self.galleries.get(session_gallery(token))
+            kept, over = within_cap([(f, f.name) for f in found], len(mine), settings.max_images_per_gallery)
+            found = [f for f, _ in kept]
+            progress((0, len(found)), desc=say(request, "search.indexing"))
             lang = language(request)
             report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
+            report = dataclasses.replace(report, skipped=(*report.skipped, *over))
             new = set(report.added)
             self.originals.keep(session_gallery(token), found, [it for it in mine.store.items() if it.name in new])
         finally:

@@ -22,11 +22,12 @@ from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, open_image
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
-from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.search.galleries import Galleries, read_query, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.serving import hosting
 from mmdemo.ui.ask import AskPanel, rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
+from mmdemo.ui.fairness import reroute
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.mine import YourImages
 from mmdemo.ui.serve import chat_queue, clip_queue
@@ -93,7 +94,10 @@ class SearchTab:
         with gr.Row():
             with gr.Column(scale=4):
                 query = gr.Textbox(
-                    label=t("search.query"), placeholder=t("search.query_placeholder"), elem_id="search-query"
+                    label=t("search.query"),
+                    placeholder=t("search.query_placeholder"),
+                    max_length=self.settings.max_query_chars,
+                    elem_id="search-query",
                 )
                 with gr.Row():
                     top_k = gr.Slider(1, TOP_K_MAX, value=12, step=1, label=t("search.top_k"))
@@ -150,13 +154,18 @@ class SearchTab:
     def _wire_search(
         self, inputs: list[Any], outputs: list[Any], triggers: list[Callable[..., Any]], notice: gr.Markdown
     ) -> None:
-        """The searches' events. The API's /search answers in one call, re-ranked when asked (the re-rank then
-        runs in its CLIP slot). The page shows CLIP's results at once and re-ranks them in a second step, in
-        the chat's queue: chat-model work never holds a slot of the searches' line."""
+        """The searches' events. The API's /search answers in one call, re-ranked when asked (then queued in the
+        chat's line, mmdemo.ui.fairness.reroute). The page shows CLIP's results at once and re-ranks them in a
+        second step, in the chat's queue: chat-model work never holds a slot of the searches' line."""
         queue = clip_queue(self.settings)
-        gr.Button("search (API)", visible=False).click(
+        searched_api = gr.Button("search (API)", visible=False).click(
             self.search, inputs, outputs, api_name="search", preprocess=False, **queue
         )
+        # An API search asked to re-rank is chat-model work: it is queued as this twin, in the chat's queue.
+        reranked_api = gr.Button("search reranked (API)", visible=False).click(
+            self.search, inputs, outputs, api_visibility="private", preprocess=False, **chat_queue(self.settings)
+        )
+        reroute(searched_api, reranked_api, lambda data: float(data[4] or 0) > 0)
         query = inputs[0]
         for trigger in triggers:
             searched = trigger(self.search_now, inputs, outputs, api_visibility="private", preprocess=False, **queue)
@@ -204,7 +213,7 @@ class SearchTab:
             also the CLIP rank and the chat model's P(yes)), and what the re-rank cost.
         """
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
-        query = text_input(query, "query")[: self.settings.max_prompt_chars]
+        query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
         rerank_k = self._rerank_wanted(query, query_image, rerank)  # checked before any work
         library = self.galleries.library()

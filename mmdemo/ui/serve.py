@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 from starlette.requests import Request  # at module level: FastAPI resolves the route's annotations here
 
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import text
+from mmdemo.serving.guard import RequestGuard
+from mmdemo.serving.logs import throttle_repeats
+from mmdemo.serving.media import add_media_route
 from mmdemo.ui.fairness import ClientQuota, queue_lengths
 from mmdemo.ui.i18n import I18N
 
@@ -142,10 +147,20 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
         # e.g. a non-image sent to an image input through the API: say why it failed
         "show_error": True,
         "i18n": I18N,  # the UI's fixed strings, in the browser's language
-        # Gallery thumbnails, and files handlers return (classify CSVs) from their session's folder:
-        # outside the system temp dir, Gradio would refuse to serve them.
-        "allowed_paths": [str(settings.data_dir / "galleries"), str(settings.data_dir / "outputs")],
+        # Gallery thumbnails (the media folder holds JPEGs and nothing else: never a gallery's database or
+        # lock file), and files handlers return (classify CSVs) from their session's folder: outside the
+        # system temp dir, Gradio would refuse to serve them.
+        "allowed_paths": [str(settings.data_dir / "media"), str(settings.data_dir / "outputs")],
+        # The body cap and who sent a request (an MCP agent's tool calls counted as the agent's): ASGI
+        # middleware, inside uvicorn's forwarded-header handling (set from MMDEMO_TRUSTED_PROXIES in serve()).
+        "app_kwargs": {"middleware": [request_guard(settings)]},
     }
+
+
+def request_guard(settings: Settings) -> Middleware:
+    """The app's RequestGuard (mmdemo.serving.guard) for these settings."""
+    message = text("error.request_too_large", mb=settings.max_request_mb)
+    return Middleware(RequestGuard, max_body_bytes=settings.max_request_mb * 1_000_000, message=message)
 
 
 def share_warning(settings: Settings) -> str | None:
@@ -244,9 +259,17 @@ def serve(
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=8, api_open=False)
     ClientQuota(settings).install(app)  # and no client may fill it alone (ui/fairness.py)
     block = not extra.pop("prevent_thread_lock", False)
+    # Gradio starts uvicorn with its forwarded-header handling on and no list of proxies, so uvicorn would
+    # take X-Forwarded-For from any loopback connection (a share link's tunnel, Gradio's own MCP client
+    # re-submitting an agent's call with the agent's headers): anyone could choose their address. uvicorn
+    # reads this variable when its Config is made (in launch): only the operator's proxies are believed.
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(settings.trusted_proxies)
     if before_launch is not None:
         before_launch()
+    throttle_repeats()
     launched = app.launch(**{**launch_kwargs(settings), **extra, "prevent_thread_lock": True})
+    throttle_repeats()  # uvicorn's loggers have handlers of their own now
+    add_media_route(app, settings.data_dir / "media")
     if ready is not None:
         add_readiness_route(app, ready)
     if manager is not None:

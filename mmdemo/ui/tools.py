@@ -8,17 +8,19 @@ Gradio turns into the tool's schema.
 
 An MCP server is stateless here and Gradio calls the tools through one loopback client, so there
 is no browser session to keep an agent's images in: `add_images` returns a **collection token**
-(a secret, like a private gallery's) that the agent passes back to the other tools. Collections
-unused for a day are deleted.
+(a secret, like a private gallery's) that the agent passes back to the other tools. Collections are
+private galleries (mmdemo.search.private): known to every replica of the data dir and across restarts,
+capped per client and in total, and deleted when unused for MMDEMO_GALLERY_IDLE_HOURS. The image URLs
+the tools answer are /media/... URLs (mmdemo.serving.media): an image, never a token or a server path.
 
 Annotations are real types here (no `from __future__ import annotations`): gr.api reads them.
 """
 
 import csv
+import dataclasses
 import io
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,12 +43,15 @@ from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
-from mmdemo.search.galleries import Galleries, session_gallery
+from mmdemo.search.galleries import Galleries, read_query, session_gallery
+from mmdemo.search.private import within_cap
 from mmdemo.search.store import Hit
 from mmdemo.serving import hosting, metrics
 from mmdemo.serving.fetch import Fetched, fetch_image
+from mmdemo.serving.media import media_url
 from mmdemo.ui.ask import rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, text_input
+from mmdemo.ui.fairness import client_id, reroute
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
 
@@ -60,7 +65,6 @@ MCP_TOOLS = (
     "list_images",
     "delete_images",
 )
-COLLECTION_TTL_S = 86_400  # a collection unused this long is deleted
 TOP_K_MAX = 48
 ASK_MAX_PIXELS = 512 * PATCH_AREA  # images an agent sends are asked about at the CPU chat's default size
 
@@ -83,8 +87,7 @@ class AgentTools:
         self.asker = asker
         self.cache = embedding_cache(settings)
         self.downloads = settings.data_dir / "downloads"  # fetched images, a folder per call, removed after it
-        self._used: dict[str, float] = {}  # collection token -> last use
-        self._lock = threading.Lock()
+        self.media = settings.data_dir / "media"  # where thumbnails live: what /media/... URLs name
 
     def render(self) -> None:
         """Register the tools as API endpoints (and MCP tools, when the app serves MCP)."""
@@ -102,7 +105,13 @@ class AgentTools:
         ]
         for tool, queue, gpu_seconds, feature in tools:
             fn = hosting.gpu(duration=gpu_seconds)(tool) if gpu_seconds else tool
-            gr.api(friendly_errors(measured(feature, fn)), api_name=tool.__name__, **queue)
+            event = gr.api(friendly_errors(measured(feature, fn)), api_name=tool.__name__, **queue)
+            if tool == self.search_images:
+                # Asked to re-rank, a search is chat-model work: queued as this twin, in the chat's queue.
+                twin = gr.api(
+                    friendly_errors(measured(feature, fn)), api_name="search_reranked", api_visibility="private", **chat
+                )
+                reroute(event, twin, lambda data: float(data[4] or 0) > 0)
 
     # --- the tools ---
 
@@ -128,23 +137,23 @@ class AgentTools:
             One line per result, best first: rank, score (cosine, -1 to 1; after a re-rank also the chat model's
             P(yes) and the CLIP rank), name, where it is, an image URL to fetch.
         """
-        hits = self._search(query, image, top_k, collection)
+        query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
+        hits = self._search(query, image, top_k, collection, request)
         if not hits:
             return say(request, "tools.no_results")
         clip_ranks, yes = list(range(1, len(hits) + 1)), list[float | None]([None] * len(hits))
         notes: list[str] = []
-        if rerank_k and text_input(query, "query").strip() and not image:
+        if rerank_k and query.strip() and not image:
             outcome = self.asker.rerank(query, hits, rerank_k)
             hits, clip_ranks, yes = outcome.hits, outcome.clip_ranks, outcome.yes
             notes.append(rerank_said(request, outcome.run))
-        url = _base_url(request, self.settings.root_path) + "/gradio_api/file="
-        where = {"shared": "library", "yours": "collection"}
+        base, where = _base_url(request, self.settings.root_path), {"shared": "library", "yours": "collection"}
         return "\n".join(
             [
                 f"{rank}. score {hit.score:.3f}"
                 + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
-                + f" · {hit.item.name} · {where[source]} · {url}{hit.item.thumb}"
+                + f" · {hit.item.name} · {where[source]} · {media_url(base, hit.item.thumb, self.media)}"
                 for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
             ]
             + notes
@@ -171,10 +180,12 @@ class AgentTools:
             The answer, which cites results by their number, e.g. [2]; then a line per result: number, name, URL.
         """
         question = read_question(text_input(question, "question"), self.settings.max_prompt_chars)
+        query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         k = int(number(top_k, 1, self.settings.ask_max_images, "top_k"))
-        hits = self._search(query, "", max(k, int(number(rerank, 0, TOP_K_MAX, "rerank"))), collection)
-        if rerank and hits:
-            hits = self.asker.rerank(query, hits, int(rerank)).hits
+        rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
+        hits = self._search(query, "", max(k, rerank_k), collection, request)
+        if rerank_k and hits:
+            hits = self.asker.rerank(query, hits, rerank_k).hits
         hits = hits[:k]
         if not hits:
             return say(request, "tools.no_results")
@@ -182,8 +193,12 @@ class AgentTools:
         params = GenerationParams(min(512, self.settings.max_new_tokens), greedy=True)
         history, limit = ask_history(shown, question), self.settings.max_context_tokens
         text = answer(self.backend, history, self.asker.budget, params, threading.Event(), limit)
-        url = _base_url(request, self.settings.root_path) + "/gradio_api/file="
-        return text.strip() + "\n\n" + "\n".join(f"[{s.rank}] {s.name} · {url}{s.path}" for s in shown)
+        base = _base_url(request, self.settings.root_path)
+        return (
+            text.strip()
+            + "\n\n"
+            + "\n".join(f"[{s.rank}] {s.name} · {media_url(base, s.path, self.media)}" for s in shown)
+        )
 
     def ask_each(
         self, questions: str, query: str = "", top_k: int = 8, collection: str = "", request: gr.Request | None = None
@@ -200,11 +215,11 @@ class AgentTools:
         """
         settings = self.settings
         asked = read_questions(text_input(questions, "questions"), settings.ask_each_max, settings.max_prompt_chars)
-        if text_input(query, "query").strip():
-            hits = self._search(query, "", top_k, collection)
+        if read_query(text_input(query, "query"), settings.max_query_chars).strip():
+            hits = self._search(query, "", top_k, collection, request)
             images = [Shown(rank, hit.item.name, hit.item.thumb) for rank, (_, hit) in enumerate(hits, 1)]
         else:
-            images = self.asker.yours(self._collection(collection, create=False))
+            images = self.asker.yours(self._collection(collection, request))
         if not images:
             return say(request, "tools.no_results")
         if (total := len(images) * len(asked)) > self.settings.ask_each_max:
@@ -295,10 +310,13 @@ class AgentTools:
             raise UserFacingError(key="tools.no_images")
         if len(images) > self.settings.max_images_per_upload:
             raise UserFacingError(key="upload.too_many", n=self.settings.max_images_per_upload)
-        token = self._collection(collection, create=True)
-        with self._fetched([text_input(i, "images") for i in images]) as fetched:
-            gallery = self.galleries.get(session_gallery(token))
+        named = [(text_input(source, "images"), f"image {i}") for i, source in enumerate(images, 1)]
+        token = self._collection(collection, request, create=True)
+        gallery = self.galleries.get(session_gallery(token))
+        room, over = within_cap(named, len(gallery), self.settings.max_images_per_gallery)
+        with self._fetched([source for source, _ in room]) as fetched:
             report = gallery.add_files([ImageFile(str(f.path), f.name) for f in fetched])
+        report = dataclasses.replace(report, skipped=(*report.skipped, *over))
         return (
             report.summary(language(request)) + "\n\n" + say(request, "tools.collection", token=token, n=len(gallery))
         )
@@ -311,11 +329,13 @@ class AgentTools:
         Returns:
             One line per image: its id, name, size in bytes, and an image URL you can fetch.
         """
-        items = self.galleries.get(session_gallery(self._collection(collection, create=False))).store.items()
+        items = self.galleries.get(session_gallery(self._collection(collection, request))).store.items()
         if not items:
             return say(request, "search.mine_nothing")
         base = _base_url(request, self.settings.root_path)
-        return "\n".join(f"{it.id} · {it.name} · {it.bytes} bytes · {base}/gradio_api/file={it.thumb}" for it in items)
+        return "\n".join(
+            f"{it.id} · {it.name} · {it.bytes} bytes · {media_url(base, it.thumb, self.media)}" for it in items
+        )
 
     def delete_images(self, collection: str, which: str = "all", request: gr.Request | None = None) -> str:
         """Delete images from your collection.
@@ -326,7 +346,7 @@ class AgentTools:
         Returns:
             How many images were deleted and how many are left.
         """
-        gallery = self.galleries.get(session_gallery(self._collection(collection, create=False)))
+        gallery = self.galleries.get(session_gallery(self._collection(collection, request)))
         wanted = {w.strip() for w in text_input(which, "which").split(",") if w.strip()}
         items = gallery.store.items()
         chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
@@ -335,31 +355,24 @@ class AgentTools:
 
     # --- shared steps ---
 
-    def _search(self, query: str, image: str, top_k: int, collection: str) -> list[tuple[str, Hit]]:
+    def _search(
+        self, query: str, image: str, top_k: int, collection: str, request: gr.Request | None
+    ) -> list[tuple[str, Hit]]:
         """The hits of a search in words or by an example image (fetched), in the library and the collection."""
         k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
-        query = text_input(query, "query")[: self.settings.max_prompt_chars]
-        token = self._collection(collection, create=False) if collection else None
+        query = read_query(text_input(query, "query"), self.settings.max_query_chars)
+        token = self._collection(collection, request) if collection else None
         with self._fetched([image] if text_input(image, "image") else []) as fetched:
             path = str(fetched[0].path) if fetched else None
             return self.galleries.search(query, path, k, -1.0, token)
 
-    def _collection(self, token: str, create: bool) -> str:
-        """A known collection's token (refreshed), or a new one; sweeps collections unused for a day."""
+    def _collection(self, token: str, request: gr.Request | None, create: bool = False) -> str:
+        """A known collection's token (marked used now), or with `create` and no token a new one of this client's."""
         token = text_input(token, "collection").strip()
-        now = time.time()
-        with self._lock:
-            stale = [t for t, used in self._used.items() if now - used > COLLECTION_TTL_S]
-            for old in stale:
-                del self._used[old]
-            if token and token not in self._used:
-                raise UserFacingError(key="tools.unknown_collection")
-            token = token or (secrets.token_hex(16) if create else "")
-            if not token:
-                raise UserFacingError(key="tools.unknown_collection")
-            self._used[token] = now
-        for old in stale:
-            self.galleries.drop(session_gallery(old))
+        if not token and create:
+            return self.galleries.new_private("agent", client_id(request))
+        if not token or not self.galleries.private.touch(token):
+            raise UserFacingError(key="tools.unknown_collection", hours=f"{self.settings.gallery_idle_hours:g}")
         return token
 
     @contextmanager
