@@ -16,9 +16,10 @@ from mmdemo.embedding.ingest import ImageFile
 from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
 from mmdemo.search.evaluate import image_to_text_metrics, retrieval_metrics
-from mmdemo.search.gallery import Gallery, _link_or_copy
+from mmdemo.search.gallery import Gallery
 from mmdemo.search.index import VectorIndex, recall_at_k
 from mmdemo.search.store import GalleryStore, NewImage
+from mmdemo.search.thumbs import link_or_copy
 from mmdemo.search.uploads import expand_uploads
 from tests.conftest import SHARED, needs_shared
 
@@ -199,7 +200,7 @@ def test_thumbnail_links_into_a_new_folder_from_many_threads_at_once(tmp_path):
         def link(i: int, trial: int = trial, start: threading.Barrier = start, errors: list = errors) -> None:
             start.wait()
             try:
-                _link_or_copy(str(sources[i]), tmp_path / f"thumbs{trial}" / "ab" / f"{i}.jpg")
+                link_or_copy(str(sources[i]), tmp_path / f"thumbs{trial}" / "ab" / f"{i}.jpg")
             except OSError as exc:
                 errors.append(exc)
 

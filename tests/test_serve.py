@@ -93,6 +93,24 @@ def test_auth_refuses_requests_without_credentials(tiny_settings, launch):
     assert "Profile:" in info
 
 
+def test_media_urls_ask_for_a_login_behind_auth(tiny_settings, session_manager, launch, tmp_path):
+    import httpx
+
+    from mmdemo.search.galleries import Galleries
+
+    settings = tiny_settings.replace(auth="ann:s3cret", data_dir=tmp_path / "data")
+    Galleries(settings, session_manager).library(wait=True)  # the bundled photos' thumbnails
+    thumb = next((settings.data_dir / "media" / "shared").glob("*/*.jpg"))
+    _, url = launch(settings)
+    name = f"media/shared/{thumb.parent.name}/{thumb.name}"
+    assert httpx.get(url + name).status_code == 401
+    with httpx.Client(base_url=url) as logged_in:
+        assert logged_in.post("login", data={"username": "ann", "password": "s3cret"}).status_code == 200
+        answer = logged_in.get(name)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+        assert answer.content == thumb.read_bytes()
+
+
 def test_mcp_schema_lists_the_tools_for_agents_only(tiny_settings, launch):
     _, url = launch(tiny_settings.replace(mcp=True))
     status, body = _get(url + "gradio_api/mcp/schema")

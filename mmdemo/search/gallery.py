@@ -8,9 +8,6 @@ by this model reuse their cached vector, and only new images are decoded and enc
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,15 +26,12 @@ from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
 from mmdemo.search.neardup import NearIndex, perceptual_hash
 from mmdemo.search.store import GalleryStore, Hit, NewImage
+from mmdemo.search.thumbs import media_folder, move_legacy_thumbnails, save_thumbnail
 
 if TYPE_CHECKING:
     from mmdemo.config import Settings
     from mmdemo.models.clip import ClipModel
 
-THUMB_SIZE = 320  # longest side of the thumbnails we draw
-# A JPEG up to this size is its own thumbnail: small enough for a gallery tile (and sharp on
-# HiDPI screens), and drawing a 320 px one from a 500 px photo costs 2 ms, a third of its forward.
-OWN_THUMB_MAX = 640
 COMMIT_EVERY = 2048  # default images per commit during a long ingest (MMDEMO_INDEX_COMMIT_EVERY)
 
 
@@ -154,7 +148,7 @@ class Gallery:
         phashes: dict[str, str] = {}
 
         def on_decoded(item: _Pending, decoded: Decoded) -> None:  # on a decode thread, beside the forward pass
-            sizes[item.hash] = _save_thumbnail(decoded, self.store.thumb_path(item.hash), item.file.path)
+            sizes[item.hash] = save_thumbnail(decoded, self.store.thumb_path(item.hash), item.file.path)
             if near is not None:
                 phashes[item.hash] = _try_perceptual(self.store.thumb_path(item.hash))
 
@@ -268,7 +262,7 @@ class Gallery:
         if path.is_file():
             return None
         try:
-            _save_thumbnail(decode_pixels(p.file.path, self.max_pixels, p.file.name), path, p.file.path)
+            save_thumbnail(decode_pixels(p.file.path, self.max_pixels, p.file.name), path, p.file.path)
         except BadImageError as exc:
             return exc.skipped
         return None
@@ -307,41 +301,13 @@ def gallery_root(data_dir: Path, clip: ClipModel, name: str) -> Path:
     return Path(data_dir) / "galleries" / f"{clip.model_id}-{space}" / name
 
 
-def media_folder(data_dir: Path, name: str) -> Path:
-    """Where the thumbnails of gallery `name` live: `media/shared` for every shared gallery, of any model
-    (thumbnails are content-addressed), or `media/private/<key>` for a private one ("sessions/<key>"),
-    deleted with it. The media folder holds JPEG thumbnails and nothing else: it is what the app serves."""
-    media = Path(data_dir) / "media"
-    key = name.partition("/")[2]
-    return media / "private" / key if key else media / "shared"
-
-
 def open_store(data_dir: Path, clip: ClipModel, name: str, ann_threshold: int) -> GalleryStore:
     """The store of gallery `name` for these weights (created empty if new), last committed state."""
     root = gallery_root(data_dir, clip, name)
     thumbs = media_folder(data_dir, name)
     if "/" not in name:
-        _move_thumbnails(root.parent / "thumbs", thumbs)
+        move_legacy_thumbnails(root.parent / "thumbs", thumbs)
     return GalleryStore(root, clip.embed_dim, ann_threshold, thumbs=thumbs)
-
-
-def _move_thumbnails(legacy: Path, thumbs: Path) -> None:
-    """Thumbnails of a gallery made before the media folder (<model folder>/thumbs, beside the databases)
-    move into it, once: the whole folder when it is new, else file by file (content-addressed: the same
-    name is the same picture)."""
-    if not legacy.is_dir():
-        return
-    thumbs.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        legacy.rename(thumbs)
-        return
-    except OSError:  # the media folder exists already (another model's thumbnails)
-        pass
-    for old in legacy.glob("*/*.jpg"):
-        target = thumbs / old.parent.name / old.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(old, target)
-    shutil.rmtree(legacy, ignore_errors=True)
 
 
 def open_gallery(data_dir: Path, clip: ClipModel, name: str, cache: VectorCache | None, settings: Settings) -> Gallery:
@@ -377,47 +343,3 @@ def _header_size(path: str) -> tuple[int, int] | None:
             return img.size
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
-
-
-def _save_thumbnail(decoded: Decoded, path: Path, source: str) -> tuple[int, int]:
-    """Write a JPEG thumbnail atomically (sessions may add the same bytes at once); original size.
-
-    A JPEG up to OWN_THUMB_MAX is its own thumbnail: no re-encode, no quality loss, and
-    hard-linked rather than copied where it can be (a link is 4x faster than a copy).
-    """
-    size = decoded.source_size
-    if Path(source).suffix.lower() in (".jpg", ".jpeg") and max(size) <= OWN_THUMB_MAX:
-        _link_or_copy(source, path)
-    elif not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        thumb = decoded.image()
-        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
-        thumb.save(tmp, "JPEG", quality=85)
-        os.replace(tmp, path)
-    return size
-
-
-def _link_or_copy(source: str, path: Path) -> None:
-    """Hard-link `source` at `path` (atomic: it appears whole or not at all), else copy it there.
-
-    A link shares the bytes, never a name: deleting or replacing the source leaves the link as
-    it was (an edit written into the source file in place would show through). Copies happen
-    across filesystems, or where the kernel refuses links to files we do not own
-    (fs.protected_hardlinks).
-    """
-    # The folder first, every time: a thread that found it missing, and made it, must not race
-    # another thread into reading "missing" as "the source is gone".
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, path)
-        return
-    except FileExistsError:  # already there (same bytes: thumbnails are content-addressed)
-        return
-    except FileNotFoundError:
-        raise  # the source is gone
-    except OSError:  # another filesystem, or links refused
-        pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, path)

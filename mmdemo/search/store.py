@@ -3,7 +3,7 @@
 Layout of `root`:
     meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash, source) + the committed generation
     index.<gen>.faiss   the vector index of generation <gen>
-    (thumbnails live in the data dir's media/ folder, which holds images only: see gallery.open_store)
+    (thumbnails live in the data dir's media/ folder, which holds images only: see mmdemo.search.thumbs)
     .lock               flock: commits exclusive, reloads shared (several processes may share a gallery)
 
 A commit writes `index.<gen+1>.faiss` (temp file, fsync, rename), then in one SQLite transaction

@@ -2,7 +2,7 @@
 
 A URL an agent is given must carry an image and nothing else: no server path, no collection token
 (a token in a link grants list, search and delete to whoever the link is passed to). Thumbnails live
-in `<data dir>/media/` (mmdemo.search.gallery.media_folder), named by content hash, in `shared/` or
+in `<data dir>/media/` (mmdemo.search.thumbs), named by content hash, in `shared/` or
 in `private/<gallery key>/` — a key is a hash of the token, which no tool accepts. The route serves
 exactly those names (checked by pattern, then resolved inside the folder), as JPEG, and nothing else;
 behind `--auth`, to logged-in users only, as Gradio's own file route does.
