@@ -8,6 +8,7 @@ import sys
 
 from mmdemo.config import Settings
 from mmdemo.serving import hosting
+from mmdemo.serving.logs import throttle_repeats
 from mmdemo.serving.starting import StartingPage
 
 
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_cli(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mmdemo").setLevel(settings.log_level.upper())
+    throttle_repeats()  # a failure every request meets is logged a few times a minute, with a count
     os.environ["GRADIO_ANALYTICS_ENABLED"] = str(settings.analytics)  # read when gradio is imported
     # Read when torch loads OpenMP. Passive: an idle OpenMP worker sleeps at once instead of
     # spinning on a core. A chat's decode steps are many small ops, and the spinning worker held a
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     backend = chat_backend(settings, manager)  # the VLM in process, or on MMDEMO_VLM_URL's server
     app = build_app(settings, manager, galleries, backend)
     serve(app, settings, ready=lambda: readiness(settings, manager, galleries, backend), before_launch=starting.stop,
-          manager=manager, theme=theme(), css=CSS)  # fmt: skip
+          manager=manager, after_launch=throttle_repeats, theme=theme(), css=CSS)  # fmt: skip
 
 
 if __name__ == "__main__":

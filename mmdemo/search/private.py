@@ -146,14 +146,6 @@ class PrivateRegistry:
         with self._lock:
             self._db.execute("DELETE FROM gallery WHERE key = ?", (key,))
 
-    def count(self, client: str | None = None) -> int:
-        """Galleries registered, in all or to `client`."""
-        with self._lock:
-            if client is None:
-                return int(self._db.execute("SELECT COUNT(*) FROM gallery").fetchone()[0])
-            query = "SELECT COUNT(*) FROM gallery WHERE owner = ?"
-            return int(self._db.execute(query, (owner_key(client),)).fetchone()[0])
-
     def sweep(self, folders: Callable[[], dict[str, float]], now: float | None = None) -> list[str]:
         """Delete galleries unused for `idle_s`, and the folders (named by key, with their last change time,
         as `folders()` lists them) that no entry owns; the keys removed."""

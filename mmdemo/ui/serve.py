@@ -17,7 +17,6 @@ from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import text
 from mmdemo.serving.guard import RequestGuard
-from mmdemo.serving.logs import throttle_repeats
 from mmdemo.serving.media import add_media_route
 from mmdemo.ui.fairness import ClientQuota, queue_lengths
 from mmdemo.ui.i18n import I18N
@@ -244,11 +243,13 @@ def serve(
     ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
     before_launch: Callable[[], None] | None = None,
     manager: ModelManager | None = None,
+    after_launch: Callable[[], None] | None = None,
     **extra: Any,
 ) -> Any:
     """Queue and launch `app` (extra launch() arguments win), with GET /ready from `ready` and GET
     /metrics on `manager`; warns when a share link has no login. `before_launch` runs just before
-    the port is bound (app.py's starting page lets go of it there)."""
+    the port is bound (app.py's starting page lets go of it there), `after_launch` once the server runs
+    (app.py throttles repeated log lines there: uvicorn's loggers have their handlers by then)."""
     if warning := share_warning(settings):
         log.warning("%s", warning)
         print(f"\n⚠️  {warning}\n", flush=True)
@@ -266,9 +267,9 @@ def serve(
     os.environ["FORWARDED_ALLOW_IPS"] = ",".join(settings.trusted_proxies)
     if before_launch is not None:
         before_launch()
-    throttle_repeats()
     launched = app.launch(**{**launch_kwargs(settings), **extra, "prevent_thread_lock": True})
-    throttle_repeats()  # uvicorn's loggers have handlers of their own now
+    if after_launch is not None:
+        after_launch()
     add_media_route(app, settings.data_dir / "media")
     if ready is not None:
         add_readiness_route(app, ready)
