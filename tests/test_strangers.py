@@ -91,7 +91,8 @@ def stranger(models, tmp_path_factory):
 def proxied(models, tmp_path_factory):
     """Behind a trusted proxy on loopback: X-Forwarded-For names the client. (url, process, data dir, env)."""
     root = tmp_path_factory.mktemp("proxied")
-    env = {"MMDEMO_TRUSTED_PROXIES": "127.0.0.1", "MMDEMO_PRELOAD": "clip,vlm", "MMDEMO_MAX_NEW_TOKENS": "256"}
+    # All of loopback is "the proxy": requests from 127.0.0.2 stand in for a proxy uvicorn would not trust by itself.
+    env = {"MMDEMO_TRUSTED_PROXIES": "127.0.0.0/8", "MMDEMO_PRELOAD": "clip,vlm", "MMDEMO_MAX_NEW_TOKENS": "256"}
     env |= {"MMDEMO_MAX_WAITING_PER_CLIENT": str(CAP)}
     url, proc = _app(root / "data", models, root / "app.log", **env)
     yield url, proc, root / "data", env
@@ -186,22 +187,27 @@ def test_one_client_cannot_take_the_open_files_and_others_still_answer(proxied, 
 # --- who a client is ---
 
 
-def _long_chat(url: str, session: str, headers: Any = None) -> tuple[str, str]:
+def _long_chat(url: str, session: str, headers: Any = None, source: str = "127.0.0.1") -> tuple[str, str]:
     """A long chat answer joined (it keeps the one chat slot busy): (session, event id) to follow."""
     body = {"data": _chat(RawClient(url), "Describe a long journey.", 256), "session_hash": session}
     body["fn_index"] = _event(RawClient(url), "chat")["id"]
-    joined = httpx.post(url + "gradio_api/queue/join", json=body, headers=headers)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as http:
+        joined = http.post(url + "gradio_api/queue/join", json=body, headers=headers)
     assert joined.status_code == 200, joined.text
     return session, joined.json()["event_id"]
 
 
-def _joins(url: str, headers_for: Any, n: int) -> tuple[list[httpx.Response], list[tuple[str, str]]]:
-    """`n` short chat joins, each with headers of its own: the answers, and the accepted (session, event id)."""
+def _joins(
+    url: str, headers_for: Any, n: int, source: str = "127.0.0.1"
+) -> tuple[list[httpx.Response], list[tuple[str, str]]]:
+    """`n` short chat joins from `source`, each with headers of its own: the answers, and the accepted
+    (session, event id)."""
     chat, body = _event(RawClient(url), "chat")["id"], _chat(RawClient(url), "Hi", 16)
     answers, accepted = [], []
+    http = httpx.Client(transport=httpx.HTTPTransport(local_address=source))
     for i in range(n):
         session = f"join-{i}-{time.time_ns()}"
-        answer = httpx.post(
+        answer = http.post(
             url + "gradio_api/queue/join",
             json={"data": body, "fn_index": chat, "session_hash": session},
             headers=headers_for(i),
@@ -209,6 +215,7 @@ def _joins(url: str, headers_for: Any, n: int) -> tuple[list[httpx.Response], li
         answers.append(answer)
         if answer.status_code == 200:
             accepted.append((session, answer.json()["event_id"]))
+    http.close()
     return answers, accepted
 
 
@@ -259,8 +266,8 @@ def test_several_forwarded_for_lines_are_read_right_to_left_past_the_trusted_pro
     def headers(i: int) -> list[tuple[str, str]]:  # the client writes the first line; the proxy adds the last
         return [("X-Forwarded-For", f"6.6.6.{i + 2}"), ("X-Forwarded-For", "198.51.100.200")]
 
-    running = _long_chat(url, "long-lines", headers(-1))
-    _, accepted = _joins(url, headers, 12)
+    running = _long_chat(url, "long-lines", headers(-1), source="127.0.0.2")
+    _, accepted = _joins(url, headers, 12, source="127.0.0.2")
     print(f"\ntwo X-Forwarded-For lines, the first fresh each time: {len(accepted)} of 12 accepted")
     assert CAP <= len(accepted) <= CAP + 1
     _finish(url, [running, *accepted])
