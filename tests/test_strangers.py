@@ -299,8 +299,8 @@ def test_a_long_query_is_refused_at_once_and_costs_others_nothing(stranger):
     busy = _search_seconds(url, "a dog on a beach")
     grown = (psutil.Process(proc.pid).memory_info().rss - rss) / 1e6
     print(
-        f"\n120,000-character re-rank query: refused within {slowest:.2f} s; another client's search {busy / idle:.2f}x "
-        f"its idle time; RSS +{grown:.0f} MB"
+        f"\n120,000-character re-rank query: refused within {slowest:.2f} s; another client's search "
+        f"{busy / idle:.2f}x its idle time; RSS +{grown:.0f} MB"
     )
     assert busy <= 2 * idle and grown < 300
 
