@@ -47,7 +47,7 @@ class Settings:
     clip_model: str = field(
         default="auto",
         metadata=_opt(
-            "CLIP model: a registry id (see README), 'ARCH:TAG' or 'ARCH:/path/to/weights' for any "
+            "CLIP model: a registry id (docs/models.md), 'ARCH:TAG' or 'ARCH:/path/to/weights' for any "
             "open_clip architecture, 'local-dir:/path' or 'hf-hub:org/repo'. auto = per profile."
         ),
     )
@@ -55,7 +55,7 @@ class Settings:
         default="en",
         metadata=_opt(
             "Main language of the visitors' queries and labels. zh: the default CLIP becomes a multilingual "
-            "one that reads Chinese (README: models). The UI itself follows each browser's language.",
+            "one that reads Chinese (docs/models.md). The UI itself follows each browser's language.",
             ("en", "zh"),
         ),
     )
@@ -63,7 +63,7 @@ class Settings:
         default="auto",
         metadata=_opt(
             "Vision-language model: a registry id or a local Hugging Face model directory. "
-            "auto = chosen from the GPU memory (README: hardware table)."
+            "auto = chosen from the GPU memory (docs/models.md: the hardware table)."
         ),
     )
     device: str = field(default="auto", metadata=_opt("Where models run (auto: cuda > mps > cpu).", DEVICES))
@@ -213,7 +213,7 @@ class Settings:
         metadata=_opt("Conversations whose KV cache is kept for prefix reuse (0 = recompute every turn)."),
     )
 
-    # --- ask your photos: the chat model over search results (README: Ask your photos) ---
+    # --- ask your photos: the chat model over search results (docs/ask.md) ---
     ask_max_images: int = field(default=8, metadata=_opt("Search results the chat model sees for one question."))
     ask_max_pixels: int = field(
         default=256 * 28 * 28, metadata=_opt("Pixels per image when asking about results or re-ranking (reduced size).")
@@ -226,7 +226,7 @@ class Settings:
         default=200, metadata=_opt("Answers one 'Ask every image' may make (images x questions).")
     )
 
-    # --- chat on an inference server (README: Scale out) ---
+    # --- chat on an inference server (docs/deploy.md: Scale out) ---
     vlm_url: str = field(
         default="",
         metadata=_opt(

@@ -75,7 +75,7 @@ def test_dockerfile_key_properties():
     assert re.search(r'^CMD \["python", "app.py"\]', text, re.M)
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", "test-artifacts", ".venv"} <= set(ignored)
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "deploy.md").read_text()
     assert "docker build -t mmdemo ." in readme and "docker run --gpus all -p 7860:7860" in readme
 
 
@@ -154,7 +154,7 @@ def test_compose_splits_the_app_from_a_healthy_vllm():
     assert app["environment"]["MMDEMO_VLM_URL"] == "http://vllm:8000/v1"
     assert app["environment"]["MMDEMO_VLM_SERVED_MODEL"] == flags["served-model-name"]
     assert app["depends_on"]["vllm"]["condition"] == "service_healthy"
-    assert "docker compose -f deploy/compose.yaml up" in (REPO / "README.md").read_text()
+    assert "docker compose -f deploy/compose.yaml up" in (REPO / "docs" / "deploy.md").read_text()
 
 
 def test_the_cpu_compose_serves_the_chat_from_llama_cpp_with_its_mmproj():
@@ -170,4 +170,4 @@ def test_the_cpu_compose_serves_the_chat_from_llama_cpp_with_its_mmproj():
     assert env["MMDEMO_VLM_SERVED_MODEL"] == alias and int(env["MMDEMO_MAX_CONTEXT_TOKENS"]) < context
     assert "/health" in " ".join(llama["healthcheck"]["test"])
     assert app["depends_on"]["llamacpp"]["condition"] == "service_healthy" and "deploy" not in llama  # no GPU
-    assert "docker compose -f deploy/compose.cpu.yaml up" in (REPO / "README.md").read_text()
+    assert "docker compose -f deploy/compose.cpu.yaml up" in (REPO / "docs" / "deploy.md").read_text()

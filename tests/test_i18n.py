@@ -113,11 +113,14 @@ def _bash_blocks(path: Path) -> list[str]:
 
 
 def test_readme_zh_cn_keeps_the_english_readmes_commands():
-    """README.zh-CN.md's command blocks are README.md's, verbatim: set-up, deploy, command line."""
-    english, chinese = _bash_blocks(REPO / "README.md"), _bash_blocks(REPO / "README.zh-CN.md")
+    """README.zh-CN.md's command blocks are the English README's and guides', verbatim: set-up, deploy, command line."""
+    english = [
+        block for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))] for block in _bash_blocks(page)
+    ]
+    chinese = _bash_blocks(REPO / "README.zh-CN.md")
     assert chinese and chinese[0] == english[0], "the two set-up commands differ"
     assert [block for block in chinese if block not in english] == []
-    assert set(english) <= set(chinese), "README.md has command blocks README.zh-CN.md lacks"
+    assert set(english) <= set(chinese), "the English README or guides have command blocks README.zh-CN.md lacks"
     headings = re.findall(r"^## (.+)$", (REPO / "README.zh-CN.md").read_text(), re.M)
     assert {"快速开始", "配置", "部署"} <= set(headings)
 

@@ -202,7 +202,7 @@ def test_an_agent_is_told_plainly_what_it_cannot_do(mcp_app):
 
 
 def test_the_readme_mcp_example_runs(mcp_app):
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "api.md").read_text()
     example = re.search(r"```python\n(# An MCP client session.*?)```", readme, re.DOTALL).group(1)
     script = example.replace("http://127.0.0.1:7860/", mcp_app)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -498,3 +498,20 @@ def test_the_library_is_indexed_as_soon_as_clip_is_resident(tiny_settings, tmp_p
     while not galleries.library_indexed() and __import__("time").monotonic() < deadline:
         galleries.wait_library(0.25)
     assert galleries.library_indexed() and len(galleries.library()) > 0
+
+
+def test_each_search_request_is_counted_once(session_manager, tiny_settings, tmp_path):
+    """The page's search, its re-rank step and Find similar each call the tab's search: one request each."""
+    from mmdemo.search.galleries import Galleries
+    from mmdemo.serving import metrics
+
+    settings = tiny_settings.replace(data_dir=tmp_path / "data")
+    tab = search_tab(settings, Galleries(settings, session_manager))
+    tab.galleries.library(wait=True)
+    counted = metrics.REQUESTS.labels("search", "ok")
+    before = counted._value.get()
+    shown, _, ids, *_ = tab.search_now("a red square", None, 4, -1.0, 0, None)
+    assert counted._value.get() == before + 1
+    tab.find_similar(ids[0], 4, -1.0, None)
+    tab.search("a red square", None, 4, -1.0, 0, None)  # the API's
+    assert counted._value.get() == before + 3

@@ -265,14 +265,14 @@ def test_stop_cancels_the_answer_event_so_it_reaches_a_zero_gpu_worker(tiny_sett
 
 
 def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):
-    """The gradio_client calls of README's "API and MCP" section, against `python app.py`."""
+    """The gradio_client calls of the "API and MCP" guide (docs/api.md), against `python app.py`."""
     import re
     import shutil
     import zipfile
 
     from tests.conftest import REPO
 
-    section = REPO.joinpath("README.md").read_text().split("## API and MCP", 1)[1]
+    section = REPO.joinpath("docs", "api.md").read_text().split("## API and MCP", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     for name, source in (("query.jpg", images[0]), ("a.jpg", images[1]), ("cat.jpg", images[2])):
@@ -281,7 +281,7 @@ def test_the_readme_api_examples_run(served_app, images, tmp_path, monkeypatch):
         archive.write(images[0], "holiday/one.png")
     code = code.replace("http://127.0.0.1:7860/", served_app[0]).replace('"clip-vit-b-32"', '"tiny-clip"')
     names: dict = {}
-    exec(compile(code, "README.md", "exec"), names)
+    exec(compile(code, "docs/api.md", "exec"), names)
     assert len(names["hits"]) == 12 and "·" in names["hits"][0]["caption"]
     assert names["report"].startswith("Indexed")
     assert len(names["mine"]) == 2  # a.jpg and the image inside photos.zip

@@ -198,7 +198,9 @@ def read_questions(path: Path) -> list[Question]:
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UserFacingError(f"{path}, line {number}: not a VQA record ({exc}); see README: eval vqa") from None
+            raise UserFacingError(
+                f"{path}, line {number}: not a VQA record ({exc}); see docs/cli.md: eval vqa"
+            ) from None
     if not questions:
         raise UserFacingError(f"{path} has no questions.")
     return questions

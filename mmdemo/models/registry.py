@@ -227,7 +227,7 @@ class VlmChoice:
 
 
 def default_vlm(gpu_total_bytes: int | None) -> VlmChoice:
-    """Pick the VLM for the hardware: see README's hardware table for the reasoning."""
+    """Pick the VLM for the hardware: see the hardware table in docs/models.md for the reasoning."""
     if gpu_total_bytes is None:
         return VlmChoice("qwen2.5-vl-3b", "none", "no GPU: the 3B model is the one that runs at usable speed")
     gb = gpu_total_bytes / GB

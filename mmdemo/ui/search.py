@@ -212,6 +212,20 @@ class SearchTab:
             (thumbnail, "score · name") pairs, a table of rank / score / name / gallery (after a re-rank
             also the CLIP rank and the chat model's P(yes)), and what the re-rank cost.
         """
+        return self._results(query, query_image, top_k, min_score, rerank, token, request, progress)
+
+    def _results(
+        self,
+        query: str,
+        query_image: dict[str, Any] | str | None,
+        top_k: float,
+        min_score: float,
+        rerank: float,
+        token: str | None,
+        request: gr.Request | None,
+        progress: gr.Progress,
+    ) -> Shown:
+        """The search behind every search event (not itself an event: each request is counted once, by its event)."""
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
         query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
@@ -250,7 +264,7 @@ class SearchTab:
         progress: gr.Progress = gr.Progress(),
     ) -> Shown:
         """The page's search: CLIP's results at once; a re-rank asked for follows (`rerank_shown`)."""
-        shown = self.search(query, query_image, top_k, min_score, 0, token, request, progress)
+        shown = self._results(query, query_image, top_k, min_score, 0, token, request, progress)
         k = self._rerank_wanted(query, query_image, rerank)
         pending = k and shown[0]
         return *shown[:4], say(request, "search.rerank_pending", k=min(k, len(shown[0]))) if pending else ""
@@ -269,7 +283,7 @@ class SearchTab:
         """The page's re-rank step, in the chat's queue: the search again (CLIP: milliseconds), re-ranked."""
         if not self._rerank_wanted(query, query_image, rerank):
             return tuple(gr.skip() for _ in range(5))
-        return self.search(query, query_image, top_k, min_score, rerank, token, request, progress)
+        return self._results(query, query_image, top_k, min_score, rerank, token, request, progress)
 
     def _rerank_wanted(self, query: Any, query_image: Any, rerank: Any) -> int:
         """How many results to re-rank (0: none). Only searches in words are re-ranked; over the cap is refused."""
@@ -351,7 +365,7 @@ class SearchTab:
         item = self._item(selected, token)
         if item is None:
             raise gr.Error(say(request, "search.click_first"), print_exception=False)
-        return self.search("", item.thumb, top_k, min_score, 0, token, request)
+        return self._results("", item.thumb, top_k, min_score, 0, token, request, gr.Progress())
 
     def _item(self, selected: tuple[str, int] | None, token: str | None) -> Any:
         if not selected:
