@@ -115,6 +115,9 @@ def spawn_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
     """`python app.py` with the tiny profile on a free port, started and not waited for: its URL."""
     port = free_port()
     env = {**os.environ, "MMDEMO_PROFILE": "tiny", "MMDEMO_DATA_DIR": str(data_dir), "MMDEMO_PORT": str(port), **env}
+    # Every test client is this machine, and the session's apps share one data dir: one client, many tests.
+    # (tests/test_strangers.py tests the per-client cap on apps of its own.)
+    env.setdefault("MMDEMO_MAX_GALLERIES_PER_CLIENT", "1000")
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return f"http://127.0.0.1:{port}/", proc

@@ -510,7 +510,7 @@ def test_each_search_request_is_counted_once(session_manager, tiny_settings, tmp
     tab.galleries.library(wait=True)
     counted = metrics.REQUESTS.labels("search", "ok")
     before = counted._value.get()
-    shown, _, ids, *_ = tab.search_now("a red square", None, 4, -1.0, 0, None)
+    _, _, ids, *_ = tab.search_now("a red square", None, 4, -1.0, 0, None)
     assert counted._value.get() == before + 1
     tab.find_similar(ids[0], 4, -1.0, None)
     tab.search("a red square", None, 4, -1.0, 0, None)  # the API's
