@@ -30,7 +30,7 @@ def timed_searches(client: RawClient, search_id: int, tag: str) -> list[float]:
     times = []
     for i in range(SEARCHES):
         start = time.perf_counter()
-        outcome = client.call(search_id, ["a dog on a beach", None, 12, -1.0, None], f"{tag}-{i}")
+        outcome = client.call(search_id, ["a dog on a beach", None, 12, -1.0, 0, None], f"{tag}-{i}")
         times.append(time.perf_counter() - start)
         if not outcome.success:
             raise SystemExit(f"a search failed: {outcome.said}")
