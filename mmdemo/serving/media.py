@@ -22,6 +22,14 @@ ROUTE = "/media"
 NAME = re.compile(r"(shared|private/[0-9a-f]{32})/[0-9a-f]{2}/[0-9a-f]{32}\.jpg")
 
 
+def base_url(request: Any, root_path: str) -> str:
+    """The app's URL as the client of `request` sees it (an MCP call reaches us with the agent's own headers)."""
+    headers = getattr(request, "headers", None) or {}
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    host = (headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1").split(",")[0].strip()
+    return f"{scheme}://{host}{root_path.rstrip('/')}"
+
+
 def media_url(base: str, thumb: str, media: Path) -> str:
     """The URL of thumbnail `thumb` (a path in the media folder `media`) for a client of the app at `base`."""
     relative = Path(thumb).resolve().relative_to(media.resolve())

@@ -48,7 +48,7 @@ from mmdemo.search.private import within_cap
 from mmdemo.search.store import Hit
 from mmdemo.serving import hosting, metrics
 from mmdemo.serving.fetch import Fetched, fetch_image
-from mmdemo.serving.media import media_url
+from mmdemo.serving.media import base_url, media_url
 from mmdemo.ui.ask import rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, text_input
 from mmdemo.ui.fairness import client_id, reroute
@@ -67,14 +67,6 @@ MCP_TOOLS = (
 )
 TOP_K_MAX = 48
 ASK_MAX_PIXELS = 512 * PATCH_AREA  # images an agent sends are asked about at the CPU chat's default size
-
-
-def _base_url(request: gr.Request | None, root_path: str) -> str:
-    """The app's URL as the client sees it (an MCP call reaches us with the agent's own headers)."""
-    headers = getattr(request, "headers", None) or {}
-    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
-    host = (headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1").split(",")[0].strip()
-    return f"{scheme}://{host}{root_path.rstrip('/')}"
 
 
 class AgentTools:
@@ -148,12 +140,12 @@ class AgentTools:
             outcome = self.asker.rerank(query, hits, rerank_k)
             hits, clip_ranks, yes = outcome.hits, outcome.clip_ranks, outcome.yes
             notes.append(rerank_said(request, outcome.run))
-        base, where = _base_url(request, self.settings.root_path), {"shared": "library", "yours": "collection"}
+        where = {"shared": "library", "yours": "collection"}
         return "\n".join(
             [
                 f"{rank}. score {hit.score:.3f}"
                 + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
-                + f" · {hit.item.name} · {where[source]} · {media_url(base, hit.item.thumb, self.media)}"
+                + f" · {hit.item.name} · {where[source]} · {self._url(request, hit.item.thumb)}"
                 for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
             ]
             + notes
@@ -193,12 +185,7 @@ class AgentTools:
         params = GenerationParams(min(512, self.settings.max_new_tokens), greedy=True)
         history, limit = ask_history(shown, question), self.settings.max_context_tokens
         text = answer(self.backend, history, self.asker.budget, params, threading.Event(), limit)
-        base = _base_url(request, self.settings.root_path)
-        return (
-            text.strip()
-            + "\n\n"
-            + "\n".join(f"[{s.rank}] {s.name} · {media_url(base, s.path, self.media)}" for s in shown)
-        )
+        return text.strip() + "\n\n" + "\n".join(f"[{s.rank}] {s.name} · {self._url(request, s.path)}" for s in shown)
 
     def ask_each(
         self, questions: str, query: str = "", top_k: int = 8, collection: str = "", request: gr.Request | None = None
@@ -332,10 +319,7 @@ class AgentTools:
         items = self.galleries.get(session_gallery(self._collection(collection, request))).store.items()
         if not items:
             return say(request, "search.mine_nothing")
-        base = _base_url(request, self.settings.root_path)
-        return "\n".join(
-            f"{it.id} · {it.name} · {it.bytes} bytes · {media_url(base, it.thumb, self.media)}" for it in items
-        )
+        return "\n".join(f"{it.id} · {it.name} · {it.bytes} bytes · {self._url(request, it.thumb)}" for it in items)
 
     def delete_images(self, collection: str, which: str = "all", request: gr.Request | None = None) -> str:
         """Delete images from your collection.
@@ -354,6 +338,10 @@ class AgentTools:
         return say(request, "search.removed", n=removed, left=len(gallery))
 
     # --- shared steps ---
+
+    def _url(self, request: gr.Request | None, thumb: str) -> str:
+        """A thumbnail's /media/ URL as this client reaches the app."""
+        return media_url(base_url(request, self.settings.root_path), thumb, self.media)
 
     def _search(
         self, query: str, image: str, top_k: int, collection: str, request: gr.Request | None
