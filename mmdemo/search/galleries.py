@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 from mmdemo.config import Settings
@@ -44,7 +45,6 @@ class Galleries:
         self._stores: OrderedDict[tuple[str, str], GalleryStore] = OrderedDict()
         caps = Caps(settings.max_galleries, settings.max_galleries_per_client, settings.gallery_idle_hours * 3600)
         self.private = PrivateRegistry(settings.data_dir, caps, self._remove_private)
-        self._swept = threading.Event()  # set to stop the sweeper
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
         self._sync_lock = threading.Lock()  # one sync of the bundled photos at a time
         self._synced: set[str] = set()  # CLIP weights whose library holds the bundled photos
@@ -175,8 +175,7 @@ class Galleries:
                     self.sweep()
                 except Exception:  # a background thread: nobody else would see it
                     log.exception("sweeping private galleries failed")
-                if self._swept.wait(every_s):
-                    return
+                time.sleep(every_s)
 
         threading.Thread(target=loop, name="mmdemo-sweep", daemon=True).start()
 
@@ -186,6 +185,8 @@ class Galleries:
         """The best `k` images for a description (or, given an image's path, like it) in the library and
         in the private gallery `private` (a session's token), tagged "shared" or "yours", best first."""
         library = self.library()
+        if private:
+            self.private.touch(private)  # in use: not swept while its visitor searches it
         mine = self.get(session_gallery(private)) if private else None
         vector = library.query_vector(query, image)  # one query vector for every gallery: they share the CLIP model
         tagged = [("shared", h) for h in library.search_vector(vector, k, min_score)]
