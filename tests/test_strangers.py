@@ -293,7 +293,8 @@ def test_a_long_query_is_refused_at_once_and_costs_others_nothing(stranger):
         start = time.perf_counter()
         with pytest.raises(Exception, match="MMDEMO_MAX_QUERY_CHARS"):
             call()
-        assert time.perf_counter() - start < 1.0
+        slowest = max(slowest, time.perf_counter() - start)
+    assert slowest < 1.0
     (agent,) = _mcp(url, [("search_images", {"query": query, "rerank": 4})])
     assert agent.isError and "at most 1000" in _said(agent)
     busy = _search_seconds(url, "a dog on a beach")
