@@ -68,7 +68,9 @@ class SearchTab:
         self.bundled = (
             sum(1 for p in gallery_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if gallery_dir.is_dir() else 0
         )
-        # Model-running events, wrapped as bound methods (names and docstrings stay the API's).
+        # Model-running events, wrapped as bound methods (names and docstrings stay the API's). The other
+        # search events call the unwrapped search, so that each request is counted once, by its own event.
+        self._results = self.search
         self.search = friendly_errors(measured("search", hosting.gpu(duration=30)(self.search)))
         self.remove_selected = friendly_errors(self.remove_selected)
         self.search_now = friendly_errors(measured("search", hosting.gpu(duration=30)(self.search_now)))
@@ -93,12 +95,7 @@ class SearchTab:
         selected = gr.State(None)  # the clicked result's (gallery, image id): never an index into newer results
         with gr.Row():
             with gr.Column(scale=4):
-                query = gr.Textbox(
-                    label=t("search.query"),
-                    placeholder=t("search.query_placeholder"),
-                    max_length=self.settings.max_query_chars,
-                    elem_id="search-query",
-                )
+                query = self._query_box()
                 with gr.Row():
                     top_k = gr.Slider(1, TOP_K_MAX, value=12, step=1, label=t("search.top_k"))
                     min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label=t("search.min_score"))
@@ -173,6 +170,15 @@ class SearchTab:
             page_rerank = {"api_visibility": "private", "preprocess": False, **chat_queue(self.settings)}
             searched.success(self.rerank_shown, inputs, outputs, **page_rerank)
 
+    def _query_box(self) -> gr.Textbox:
+        """The query, as long as a search may take (MMDEMO_MAX_QUERY_CHARS: longer is refused anyway)."""
+        return gr.Textbox(
+            label=t("search.query"),
+            placeholder=t("search.query_placeholder"),
+            max_length=self.settings.max_query_chars,
+            elem_id="search-query",
+        )
+
     def empty_table(self, request: gr.Request | None = None) -> Any:
         return table_value("search.col", COLUMNS, [], request)
 
@@ -212,20 +218,6 @@ class SearchTab:
             (thumbnail, "score · name") pairs, a table of rank / score / name / gallery (after a re-rank
             also the CLIP rank and the chat model's P(yes)), and what the re-rank cost.
         """
-        return self._results(query, query_image, top_k, min_score, rerank, token, request, progress)
-
-    def _results(
-        self,
-        query: str,
-        query_image: dict[str, Any] | str | None,
-        top_k: float,
-        min_score: float,
-        rerank: float,
-        token: str | None,
-        request: gr.Request | None,
-        progress: gr.Progress,
-    ) -> Shown:
-        """The search behind every search event (not itself an event: each request is counted once, by its event)."""
         # Gradio's preprocessing is off for this event (see upload_path): check what it would have.
         query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         k, floor = int(number(top_k, 1, TOP_K_MAX, "top_k")), number(min_score, -1.0, 1.0, "min_score")
