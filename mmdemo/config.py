@@ -121,6 +121,21 @@ class Settings:
             NEAR_DUPLICATES,
         ),
     )
+    ocr: bool = field(
+        default=True,
+        metadata=_opt("Read the text in indexed images (RapidOCR, PP-OCRv4 from its wheel) and search it with CLIP."),
+    )
+    ocr_languages: tuple[str, ...] = field(
+        default=("zh", "en"),
+        metadata=_opt("Languages the OCR reads, comma-separated: the bundled model reads zh and en (together)."),
+    )
+    ocr_max_side: int = field(default=1280, metadata=_opt("Longest side, in pixels, an image is read at."))
+    ocr_max_boxes: int = field(default=50, metadata=_opt("Lines of text kept per image (the most confident)."))
+    ocr_threads: int = field(default=0, metadata=_opt("Threads the OCR runs on; 0 = one per core."))
+    ocr_in_chat: bool = field(
+        default=True,
+        metadata=_opt("Asking about results (and Ask every image) passes each image's OCR text with the question."),
+    )
     vector_cache_mb: int = field(
         default=256,
         metadata=_opt(
@@ -352,6 +367,12 @@ class Settings:
                 ipaddress.ip_network(spec, strict=False)
             except ValueError:
                 raise ValueError(f"trusted_proxies: {spec!r} is not an address or CIDR range") from None
+        from mmdemo.models.ocr import LANGUAGES  # no heavy import: the OCR package loads on first read
+
+        if unknown := set(self.ocr_languages) - set(LANGUAGES):
+            raise ValueError(
+                f"ocr_languages: the bundled OCR model reads {', '.join(LANGUAGES)}; not {sorted(unknown)}"
+            )
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         object.__setattr__(self, "gallery_dir", Path(self.gallery_dir).expanduser())
 

@@ -13,13 +13,19 @@ from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.errors import UserFacingError
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
+from mmdemo.search import stages
+from mmdemo.search.fusion import TextHit, fuse
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
+from mmdemo.search.stages import Source
 from mmdemo.search.store import GalleryStore, Hit
+from mmdemo.text.query import TextQuery, parse
+from mmdemo.text.stage import TextStage
 
 LIBRARY = "library"
 PRIVATE = "sessions"  # private galleries live in <model folder>/sessions/<key>
 SWEEP_EVERY_S = 600.0
+FUSE_POOL = 100  # candidates each ranker brings to the fusion, at least
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +49,9 @@ class Galleries:
         self.settings, self.manager = settings, manager
         self.cache = embedding_cache(settings)
         self._stores: OrderedDict[tuple[str, str], GalleryStore] = OrderedDict()
+        self.stages = stages.build(settings)  # what indexing reads besides CLIP vectors (text, ...)
+        self.text: TextStage | None = next((s for s in self.stages.stages if isinstance(s, TextStage)), None)
+        self._backfilled: set[str] = set()  # galleries whose unread images were queued for the stages
         caps = Caps(settings.max_galleries, settings.max_galleries_per_client, settings.gallery_idle_hours * 3600)
         self.private = PrivateRegistry(settings.data_dir, caps, self._remove_private)
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
@@ -89,6 +98,8 @@ class Galleries:
             key = (clip.weights_key, name)
             if key not in self._stores:
                 self._stores[key] = open_store(self.settings.data_dir, clip, name, self.settings.ann_threshold)
+            backfill = name not in self._backfilled
+            self._backfilled.add(name)
             self._stores.move_to_end(key)
             store = self._stores[key]
             # The least recently used go first; the library stays (it is every search's, and costly to reload).
@@ -99,8 +110,10 @@ class Galleries:
         # holding an evicted store reopens its files for as long as it needs them (GalleryStore.release).
         for old in evicted:
             old.release()
+        if backfill and self.stages.stages:  # images indexed before a stage existed (or while it was off)
+            self.stages.backfill(name, [Source(it.hash, it.source, it.thumb) for it in store.items()])
         settings = self.settings
-        return Gallery(
+        gallery = Gallery(
             clip,
             store,
             self.cache,
@@ -109,6 +122,8 @@ class Galleries:
             settings.near_duplicates,
             cache_scope=name if name.startswith(f"{PRIVATE}/") else "",
         )
+        gallery.stages = lambda sources, now: self.stages.indexed(name, sources, now)
+        return gallery
 
     def open_stores(self) -> int:
         """Stores held open now (each holds its database and lock file)."""
@@ -137,6 +152,8 @@ class Galleries:
         galleries = self.settings.data_dir / "galleries"
         for root in [*galleries.glob(f"*/{name}"), *galleries.glob(f"unsaved/*/{name}")]:
             remove_tree(galleries, root.relative_to(galleries))
+        self.stages.forget(name)  # what the stages read from its images
+        self._backfilled.discard(name)
         folder, _, key = name.partition("/")
         if folder == PRIVATE:
             remove_tree(self.settings.data_dir / "media", "private", key)  # its thumbnails
@@ -152,6 +169,7 @@ class Galleries:
             (data / "galleries", f"unsaved/*/{PRIVATE}/*"),
             (data / "media", "private/*"),
             (data / "originals", f"{PRIVATE}/*"),
+            (data / "readings", f"{PRIVATE}/*"),
         ]
         for root, pattern in patterns:
             for folder in root.glob(pattern) if root.is_dir() else ():
@@ -183,15 +201,36 @@ class Galleries:
         self, query: str, image: str | None, k: int, min_score: float, private: str | None = None
     ) -> list[tuple[str, Hit]]:
         """The best `k` images for a description (or, given an image's path, like it) in the library and
-        in the private gallery `private` (a session's token), tagged "shared" or "yours", best first."""
+        in the private gallery `private` (a session's token), tagged "shared" or "yours", best first.
+
+        A description is also looked for in the images' text (mmdemo.text.query), and the two rankings
+        fused (mmdemo.search.fusion); each hit carries both scores and the text that matched."""
         library = self.library()
         if private:
             self.private.touch(private)  # in use: not swept while its visitor searches it
-        mine = self.get(session_gallery(private)) if private else None
-        vector = library.query_vector(query, image)  # one query vector for every gallery: they share the CLIP model
-        tagged = [("shared", h) for h in library.search_vector(vector, k, min_score)]
-        tagged += [("yours", h) for h in mine.search_vector(vector, k, min_score)] if mine else []
-        return sorted(tagged, key=lambda t: t[1].score, reverse=True)[:k]
+        named = [("shared", LIBRARY, library)]
+        if private:
+            named.append(("yours", session_gallery(private), self.get(session_gallery(private))))
+        words = parse(query) if image is None and self.text is not None else TextQuery()
+        # One query vector for every gallery: they share the CLIP model.
+        vector = library.query_vector(words.clip_text or query, image)
+        pool = max(k, FUSE_POOL) if not words.empty else k
+        tagged = [(tag, h) for tag, _, gallery in named for h in gallery.search_vector(vector, pool, min_score)]
+        tagged.sort(key=lambda t: t[1].score, reverse=True)
+        if words.empty:
+            return tagged[:k]
+        return fuse(tagged[:pool], self.search_text(named, words, pool), words.strict)[:k]
+
+    def search_text(self, named: list[tuple[str, str, Gallery]], words: TextQuery, limit: int) -> list[TextHit]:
+        """The images whose text matches, over (tag, name, gallery) galleries, best first."""
+        if self.text is None:
+            return []
+        found: list[TextHit] = []
+        for tag, name, gallery in named:
+            for match in self.text.search(name, words, limit):
+                if (item := gallery.store.by_hash(match.hash)) is not None:
+                    found.append(TextHit(tag, item, match))
+        return sorted(found, key=lambda hit: hit.match.rank_key, reverse=True)[:limit]
 
     def library(self, wait: bool = False) -> Gallery:
         """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then

@@ -11,21 +11,21 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
-from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, Decoded, Skipped, decode_pixels, open_image
+from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, Skipped, decode_pixels, open_image
 from mmdemo.embedding.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
-from mmdemo.search.neardup import NearIndex, perceptual_hash
-from mmdemo.search.store import GalleryStore, Hit, NewImage
+from mmdemo.search.adding import Adding, StageHook, header_row
+from mmdemo.search.neardup import NearIndex
+from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.thumbs import media_folder, move_legacy_thumbnails, save_thumbnail
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class AddReport:
 
 
 @dataclass(frozen=True)
-class _Pending:
+class Pending:
     file: ImageFile
     hash: str
     size: int
@@ -107,6 +107,7 @@ class Gallery:
         # A private gallery reuses only the vectors of its own earlier adds (`cache_scope`: its name). Shared
         # with everyone's, "3 from cache" (and how fast an add is) would tell a visitor that somebody else
         # had indexed those exact bytes.
+        self.stages: StageHook | None = None  # set by mmdemo.search.galleries: the other indexing stages
         self._space = f"images|{clip.weights_key}" + (f"|{cache_scope}" if cache_scope else "")
 
     def __len__(self) -> int:
@@ -117,75 +118,57 @@ class Gallery:
         files: Sequence[ImageFile],
         progress: Callable[[Throughput], None] | None = None,
         keep_source: bool = False,
+        read_now: bool = False,
     ) -> AddReport:
         """Index image files; see the module docstring. Nothing already committed is ever lost.
 
         With `keep_source`, each item records the path it came from (for `prune`): files that stay
         where they are (a folder, the bundled photos), not uploads, which are deleted once indexed.
+        With `read_now`, a small add's other stages (its text) run before this returns: for files
+        that go once it has (mmdemo.search.stages).
         """
         started = time.perf_counter()
         count = Throughput(len(files))
         skipped: list[Skipped] = []
         duplicates: list[tuple[str, str]] = []
         pending = self._new_files(files, count, skipped, duplicates)
+        run = Adding(self.store, self._near_index(), self.near_mode, self.commit_every, keep_source)
+        run.stages, run.read_now = self.stages, read_now
+        run.track(pending)
         persistent = self.clip.stable_weights
         cached = self.cache.get(self._space, [p.hash for p in pending], persistent) if self.cache else {}
         reuse = self._with_thumbnails([p for p in pending if p.hash in cached], count, skipped)
+        run.take([header_row(p.file, p.hash, p.size) for p in reuse], [cached[p.hash] for p in reuse])
         added = [p.file.name for p in reuse]
-        rows, vectors = [_row(p) for p in reuse], [cached[p.hash] for p in reuse]
-        sizes: dict[str, tuple[int, int]] = {}
-        near = self._near_index()
-        sources = {p.hash: str(Path(p.file.path).resolve()) for p in pending} if keep_source else {}
-        nears: list[tuple[str, str]] = []
-
-        def commit(rows: list[NewImage], vectors: list[np.ndarray]) -> None:
-            rows, vectors = self._screen(rows, vectors, near, nears, phashes)
-            if keep_source:
-                rows = [replace(row, source=sources[row.hash]) for row in rows]
-            if rows:
-                self.store.add(rows, np.stack(vectors))
-
-        phashes: dict[str, str] = {}
-
-        def on_decoded(item: _Pending, decoded: Decoded) -> None:  # on a decode thread, beside the forward pass
-            sizes[item.hash] = save_thumbnail(decoded, self.store.thumb_path(item.hash), item.file.path)
-            if near is not None:
-                phashes[item.hash] = _try_perceptual(self.store.thumb_path(item.hash))
-
-        reused = {p.hash for p in pending if p.hash in cached}
-        to_embed = [p for p in pending if p.hash not in reused]
-        for batch in embed_files(self.clip, to_embed, self.max_pixels, lambda p: p.file, on_decoded=on_decoded):
+        to_embed = [p for p in pending if p.hash not in cached]
+        for batch in embed_files(self.clip, to_embed, self.max_pixels, lambda p: p.file, on_decoded=run.on_decoded):
             skipped += batch.skipped
-            rows += [NewImage(p.hash, p.file.name, *sizes.pop(p.hash), p.size) for p in batch.items]
-            vectors += list(batch.vectors)
             added += [p.file.name for p in batch.items]
             if self.cache and batch.items:
                 fresh = {p.hash: v for p, v in zip(batch.items, batch.vectors, strict=True)}
                 self.cache.put(self._space, fresh, persistent)
+            run.take_batch(batch)
             count.advance(len(batch.items) + len(batch.skipped))
-            if len(rows) >= self.commit_every:
-                commit(rows, vectors)
-                rows, vectors = [], []
             if progress:
                 progress(count)
-        if rows:
-            commit(rows, vectors)
+        run.commit()
         if progress:
             progress(count)
-        seconds = time.perf_counter() - started
         if self.near_mode == "skip":
-            left_out = {name for name, _ in nears}
+            left_out = {name for name, _ in run.nears}
             added = [name for name in added if name not in left_out]
+        seconds = time.perf_counter() - started
+        skip_near = self.near_mode == "skip"
         return AddReport(
-            tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(nears), self.near_mode == "skip"
+            tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(run.nears), skip_near
         )
 
     def _new_files(
         self, files: Sequence[ImageFile], count: Throughput, skipped: list[Skipped], duplicates: list[tuple[str, str]]
-    ) -> list[_Pending]:
+    ) -> list[Pending]:
         """The files to index, hashed (on the decode threads): unreadable ones and duplicates of indexed
         images (or of each other) are noted in `skipped` and `duplicates` instead."""
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         seen: dict[str, str] = {}
         take_turns = self.clip.placement.device == "cpu" and not compute.on_compute_thread()
         with ThreadPoolExecutor(decode_workers()) as pool:  # a few files per task: one each took 2x longer
@@ -203,10 +186,10 @@ class Gallery:
                 count.advance(1)
                 continue
             seen[digest] = file.name
-            pending.append(_Pending(file, digest, size))
+            pending.append(Pending(file, digest, size))
         return pending
 
-    def _with_thumbnails(self, reuse: list[_Pending], count: Throughput, skipped: list[Skipped]) -> list[_Pending]:
+    def _with_thumbnails(self, reuse: list[Pending], count: Throughput, skipped: list[Skipped]) -> list[Pending]:
         """Bytes this model has embedded before: no model time, at most a thumbnail to draw (those that
         cannot be drawn are skipped)."""
         with ThreadPoolExecutor(decode_workers()) as pool:
@@ -221,43 +204,12 @@ class Gallery:
         items = [it for it in self.store.items() if it.phash]
         return NearIndex([it.phash for it in items], [it.name for it in items])
 
-    def _screen(
-        self,
-        rows: list[NewImage],
-        vectors: list[np.ndarray],
-        near: NearIndex | None,
-        found: list[tuple[str, str]],
-        known: dict[str, str],
-    ) -> tuple[list[NewImage], list[np.ndarray]]:
-        """Rows with their perceptual hash (of the thumbnail: small, upright, already on disk; `known`
-        holds those hashed while decoding); near-duplicates of what is indexed (or of earlier rows)
-        noted in `found`, and left out in skip mode."""
-        if near is None:
-            return rows, vectors
-
-        def perceptual(row: NewImage) -> str:
-            return known.pop(row.hash, None) or _try_perceptual(self.store.thumb_path(row.hash))
-
-        with ThreadPoolExecutor(decode_workers()) as pool:
-            hashes = list(pool.map(perceptual, rows))
-        kept_rows, kept_vectors = [], []
-        for row, vector, phash in zip(rows, vectors, hashes, strict=True):
-            if (original := near.match(phash)) is not None:
-                found.append((row.name, original))
-                if self.near_mode == "skip":
-                    continue
-            if phash:
-                near.add(phash, row.name)
-            kept_rows.append(replace(row, phash=phash))
-            kept_vectors.append(vector)
-        return kept_rows, kept_vectors
-
     def _hash(self, file: ImageFile, take_turns: bool) -> tuple[str, int] | Skipped:
         if take_turns:  # between model jobs, like decoding (see ingest.py)
             compute.wait_idle()
         return _try_hash(file)
 
-    def _ensure_thumbnail(self, p: _Pending) -> Skipped | None:
+    def _ensure_thumbnail(self, p: Pending) -> Skipped | None:
         path = self.store.thumb_path(p.hash)
         if path.is_file():
             return None
@@ -323,23 +275,3 @@ def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:
         return Skipped.keyed(file.name, "skip.not_found")
     except OSError as exc:
         return Skipped.keyed(file.name, "skip.unreadable", error=exc.strerror or exc)
-
-
-def _try_perceptual(path: Path) -> str:
-    try:
-        return perceptual_hash(path)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return ""  # no near-duplicate check for this one; it is indexed all the same
-
-
-def _row(p: _Pending) -> NewImage:
-    width, height = _header_size(p.file.path) or (0, 0)
-    return NewImage(p.hash, p.file.name, width, height, p.size)
-
-
-def _header_size(path: str) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None

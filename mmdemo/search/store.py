@@ -72,11 +72,31 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Scores:
+    """Why a result is where it is: each ranker's own score, and the fused one it is ranked by."""
+
+    clip: float | None = None  # cosine similarity, -1..1 (None: not among CLIP's candidates)
+    text: float | None = None  # share of the query found in the image's text, 0..1 (None: no match)
+    fused: float = 0.0  # the rank (mmdemo.search.fusion); CLIP's cosine when CLIP ranked alone
+
+
+@dataclass(frozen=True)
 class Hit:
-    """One search result."""
+    """One search result: the image, its scores, and the text read from it that matched (words marked « »)."""
 
     item: Item
-    score: float  # cosine similarity, -1..1
+    scores: Scores
+    matched: str = ""
+
+    @property
+    def score(self) -> float:
+        """What the results are ordered by (`scores.fused`)."""
+        return self.scores.fused
+
+    @property
+    def clip(self) -> float | None:
+        """CLIP's cosine similarity (None: found by its text alone)."""
+        return self.scores.clip
 
 
 class GalleryStore:
@@ -236,7 +256,7 @@ class GalleryStore:
             self._sync()
             scores, ids = self.index.search(query, k)
             return [
-                Hit(self._items[int(i)], float(s))
+                Hit(self._items[int(i)], Scores(clip=float(s), fused=float(s)))
                 for s, i in zip(scores[0], ids[0], strict=True)
                 if i >= 0 and s >= min_score
             ]

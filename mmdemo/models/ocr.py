@@ -1,0 +1,97 @@
+"""Text in images: RapidOCR's PP-OCRv4 models (Chinese + English), whose ONNX weights ship in its wheel.
+
+`OcrModel.read(pixels)` is detection → direction → recognition (RapidOCR's own pipeline), then our
+postprocessing: lines below the confidence floor dropped, the `max_boxes` most confident kept, in
+reading order, boxes in the coordinates of the pixels given. The model is loaded on first use
+(0.1 s: three small ONNX sessions), once per process, and holds ~60 MB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmdemo.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+# What the wheel's recognition model reads (PP-OCRv4 "ch": simplified Chinese and English). Other
+# languages need other recognition weights, which nothing here can download.
+LANGUAGES = ("zh", "en")
+MIN_CONFIDENCE = 0.5  # RapidOCR's own text_score default
+Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text read from an image: its words, its four corners (x, y), and how sure the model is."""
+
+    text: str
+    box: Box
+    confidence: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "box": [list(p) for p in self.box], "confidence": round(self.confidence, 4)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TextLine:
+        box = tuple((int(x), int(y)) for x, y in data["box"])
+        return cls(str(data["text"]), box, float(data["confidence"]))  # type: ignore[arg-type]
+
+
+def available() -> bool:
+    """Whether the OCR package is installed (it is in requirements.txt; a trimmed install may lack it)."""
+    try:
+        import rapidocr_onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OcrModel:
+    """RapidOCR with our limits: images reduced to `max_side`, at most `max_boxes` lines, `threads` per session."""
+
+    def __init__(self, max_side: int = 1280, max_boxes: int = 50, threads: int = 0):
+        self.max_side, self.max_boxes = max_side, max_boxes
+        self.threads = threads or os.cpu_count() or 1
+        self._engine: Any = None
+        self._lock = threading.Lock()  # RapidOCR keeps per-call state on the engine: one call at a time
+
+    def _load(self) -> Any:
+        if self._engine is None:
+            try:
+                from rapidocr_onnxruntime import RapidOCR
+            except ImportError:
+                raise UserFacingError(key="ocr.missing") from None
+            # intra-op threads: onnxruntime would otherwise spin a thread per core and keep them hot.
+            self._engine = RapidOCR(
+                intra_op_num_threads=self.threads, inter_op_num_threads=1, max_side_len=self.max_side
+            )
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)  # it logs each call's timings at INFO
+        return self._engine
+
+    def read(self, pixels: np.ndarray) -> list[TextLine]:
+        """The text lines in an (H, W, 3) RGB uint8 image, in reading order (top to bottom, left to right)."""
+        height, width = pixels.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        if scale < 1.0:  # reduced here: RapidOCR would reduce it too, after copying it whole
+            from PIL import Image
+
+            small = Image.fromarray(pixels).resize((round(width * scale), round(height * scale)), Image.BILINEAR)
+            pixels = np.asarray(small)
+        bgr = np.ascontiguousarray(pixels[:, :, ::-1])  # RapidOCR takes OpenCV's channel order
+        with self._lock:
+            found, _ = self._load()(bgr)
+        lines = [_line(box, text, score, scale) for box, text, score in found or () if float(score) >= MIN_CONFIDENCE]
+        lines = sorted(lines, key=lambda line: -line.confidence)[: self.max_boxes]
+        return sorted(lines, key=lambda line: (line.box[0][1] // 16, line.box[0][0]))
+
+
+def _line(box: Any, text: str, score: Any, scale: float) -> TextLine:
+    corners = tuple((round(float(x) / scale), round(float(y) / scale)) for x, y in box)
+    return TextLine(str(text).strip(), corners, float(score))  # type: ignore[arg-type]

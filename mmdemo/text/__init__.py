@@ -1,0 +1,1 @@
+"""Words in pictures: text read at index time (OCR), normalised, stored and searched forgivingly."""

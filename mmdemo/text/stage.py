@@ -1,0 +1,102 @@
+"""The text stage of indexing: each image read by the OCR model, its lines stored by content hash."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmdemo.embedding.images import BadImageError, decode_pixels
+from mmdemo.files import inside, remove_tree
+from mmdemo.models import compute, ocr
+from mmdemo.search.stages import Source, register
+from mmdemo.text.match import TextMatch
+from mmdemo.text.normalize import has_han
+from mmdemo.text.query import TextQuery
+from mmdemo.text.store import Reading, TextStore
+
+if TYPE_CHECKING:
+    from mmdemo.config import Settings
+
+log = logging.getLogger(__name__)
+READINGS = "readings"  # data_dir/readings/<gallery>/text.sqlite3
+OPEN_STORES = 64  # text databases held open at most (the least recently used closed)
+
+
+class TextStage:
+    """Reads the text in images (mmdemo.models.ocr) into a TextStore per gallery, and searches it."""
+
+    name = "text"
+
+    def __init__(self, data_dir: Path, model: ocr.OcrModel, max_pixels: int, languages: Sequence[str]):
+        self.root = Path(data_dir) / READINGS
+        self.model, self.max_pixels = model, max_pixels
+        self.keep_han = "zh" in languages  # the model reads both; English only drops what it took for Chinese
+        self._stores: OrderedDict[str, TextStore] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def store(self, gallery: str) -> TextStore:
+        """The readings of `gallery` (opened once; the least recently used closed beyond OPEN_STORES)."""
+        with self._lock:
+            if gallery not in self._stores:
+                self._stores[gallery] = TextStore(inside(self.root, gallery))
+            self._stores.move_to_end(gallery)
+            store = self._stores[gallery]  # the most recent: never among those closed
+            closed = [self._stores.popitem(last=False)[1] for _ in range(len(self._stores) - OPEN_STORES)]
+        for old in closed:
+            old.release()
+        return store
+
+    def pending(self, gallery: str, hashes: Sequence[str]) -> list[str]:
+        known = self.store(gallery).known(hashes)
+        return [h for h in hashes if h not in known]
+
+    def read(self, gallery: str, sources: Sequence[Source]) -> None:
+        self.store(gallery).put([self.read_one(source) for source in sources])
+
+    def read_one(self, source: Source) -> Reading:
+        """The text of one image (from its file, else its thumbnail); an unreadable one says why."""
+        path = source.path if source.path and Path(source.path).is_file() else source.thumb
+        if not compute.on_compute_thread():
+            compute.wait_idle()  # between model jobs, like the decoders (mmdemo.embedding.ingest)
+        try:
+            pixels = decode_pixels(path, self.max_pixels, Path(path).name, min_side=self.model.max_side).pixels
+            lines = self.model.read(pixels)
+        except BadImageError as exc:
+            log.info("no text read from %s: %s", Path(path).name, exc.reason)
+            return Reading(source.hash, error=exc.reason)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime, OpenCV: their own error types) indexed without text, and why
+            log.warning("no text read from %s: %s: %s", Path(path).name, type(exc).__name__, exc)
+            return Reading(source.hash, error=f"{type(exc).__name__}: {exc}")
+        if not self.keep_han:
+            lines = [line for line in lines if not has_han(line.text)]
+        return Reading(source.hash, tuple(lines))
+
+    def forget(self, gallery: str) -> None:
+        with self._lock:
+            store = self._stores.pop(gallery, None)
+        if store is not None:
+            store.release()
+        if (self.root / gallery).is_dir():
+            remove_tree(self.root, gallery)
+
+    def search(self, gallery: str, query: TextQuery, limit: int) -> list[TextMatch]:
+        return self.store(gallery).search(query, limit)
+
+    def reading(self, gallery: str, content_hash: str) -> Reading | None:
+        return self.store(gallery).get(content_hash)
+
+
+@register("text")
+def text_stage(settings: Settings) -> TextStage | None:
+    """The text stage, unless MMDEMO_OCR is off (or the OCR package is missing: said once, in the log)."""
+    if not settings.ocr:
+        return None
+    if not ocr.available():
+        log.warning("rapidocr-onnxruntime is not installed: images are indexed without their text")
+        return None
+    model = ocr.OcrModel(settings.ocr_max_side, settings.ocr_max_boxes, settings.ocr_threads)
+    return TextStage(settings.data_dir, model, settings.max_image_pixels, settings.ocr_languages)

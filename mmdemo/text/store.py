@@ -1,0 +1,160 @@
+"""The text read from a gallery's images, by content hash, searchable with SQLite FTS5.
+
+One SQLite file per gallery (`data_dir/readings/<gallery>/text.sqlite3`), apart from the CLIP
+model's store: a gallery re-indexed with another CLIP keeps its text. A `reading` row per image
+read (its lines with boxes and confidences as JSON, the text in plain and folded form, or why it
+could not be read), and an FTS5 table with the trigram tokenizer over the folded text: it finds
+any substring of three characters or more, Chinese included, from an index. Shorter words (a
+1-2 character Chinese word) are looked for with `instr` over the folded column instead. Rows are
+written in one transaction per batch (WAL), so a crash loses at most the batch being read, and
+a hash without a row is simply read again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmdemo.models.ocr import TextLine
+from mmdemo.text.match import TextMatch, match
+from mmdemo.text.normalize import fold, plain
+from mmdemo.text.query import FUZZY_FROM, TextQuery
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reading (
+    hash TEXT PRIMARY KEY,
+    lines TEXT NOT NULL,
+    plain TEXT NOT NULL,
+    folded TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS reading_fts USING fts5(hash UNINDEXED, folded, tokenize='trigram');
+"""
+MAX_CANDIDATES = 5000  # images whose text is scored per query, at most
+_CHUNK = 500  # hashes per SELECT
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the text stage read from one image: its lines, or why it could not."""
+
+    hash: str
+    lines: tuple[TextLine, ...] = ()
+    error: str = ""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+
+class TextStore:
+    """Readings of one gallery (see the module docstring); safe to share between threads."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.root / "text.sqlite3", check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
+        return self._conn
+
+    def release(self) -> None:
+        """Close the database (reopened on the next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def known(self, hashes: Iterable[str]) -> set[str]:
+        """The hashes already read (or found unreadable)."""
+        wanted, found = list(hashes), set()
+        with self._lock:
+            for start in range(0, len(wanted), _CHUNK):
+                part = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(part))
+                found |= {r[0] for r in self._db.execute(f"SELECT hash FROM reading WHERE hash IN ({marks})", part)}
+        return found
+
+    def put(self, readings: Sequence[Reading]) -> None:
+        """Store readings in one transaction (a hash read again replaces its row)."""
+        rows = [
+            (r.hash, json.dumps([line.as_dict() for line in r.lines], ensure_ascii=False), plain(r.text), fold(r.text))
+            for r in readings
+        ]
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM reading_fts WHERE hash = ?", [(r[0],) for r in rows])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO reading VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, r.error, now) for row, r in zip(rows, readings, strict=True)],
+            )
+            self._db.executemany("INSERT INTO reading_fts VALUES (?, ?)", [(r[0], r[3]) for r in rows if r[3]])
+
+    def get(self, content_hash: str) -> Reading | None:
+        """The reading of this image, if it was read."""
+        with self._lock:
+            row = self._db.execute("SELECT lines, error FROM reading WHERE hash = ?", (content_hash,)).fetchone()
+        if row is None:
+            return None
+        return Reading(content_hash, tuple(TextLine.from_dict(d) for d in json.loads(row[0])), row[1])
+
+    def count(self) -> tuple[int, int]:
+        """(images read, images with text)."""
+        with self._lock:
+            read, texted = self._db.execute("SELECT count(*), count(NULLIF(folded, '')) FROM reading").fetchone()
+        return int(read), int(texted)
+
+    def search(self, query: TextQuery, limit: int = 100) -> list[TextMatch]:
+        """Images whose text matches `query`, best first (see mmdemo.text.match)."""
+        if query.empty:
+            return []
+        hashes = self._candidates(query)
+        if not hashes:
+            return []
+        found = [m for h, text in self._texts(hashes) if (m := match(query, h, text)) is not None]
+        return sorted(found, key=lambda m: (-m.rank_key[0], -m.rank_key[1], m.hash))[:limit]
+
+    def _candidates(self, query: TextQuery) -> list[str]:
+        """Hashes whose folded text holds some piece of some word of the query (a superset of the matches)."""
+        pieces: set[str] = set()
+        for word in (*query.words, *query.required, *(fold(p) for p in query.phrases)):
+            pieces.add(word)
+            if len(word) >= FUZZY_FROM:  # one edit leaves one half intact
+                pieces |= {word[: len(word) // 2], word[len(word) // 2 :]}
+        found: set[str] = set()
+        with self._lock:
+            for piece in pieces:
+                if len(piece) >= 3:
+                    sql = "SELECT hash FROM reading_fts WHERE folded MATCH ? LIMIT ?"
+                    args: tuple[object, ...] = ('"' + piece.replace('"', '""') + '"', MAX_CANDIDATES)
+                else:
+                    sql = "SELECT hash FROM reading WHERE instr(folded, ?) > 0 LIMIT ?"
+                    args = (piece, MAX_CANDIDATES)
+                found |= {row[0] for row in self._db.execute(sql, args)}
+                if len(found) >= MAX_CANDIDATES:
+                    break
+        return sorted(found)[:MAX_CANDIDATES]
+
+    def _texts(self, hashes: list[str]) -> list[tuple[str, str]]:
+        """(hash, the lines' text) of these hashes."""
+        out: list[tuple[str, str]] = []
+        with self._lock:
+            for start in range(0, len(hashes), _CHUNK):
+                part = hashes[start : start + _CHUNK]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(f"SELECT hash, lines FROM reading WHERE hash IN ({marks})", part)
+                out += [(h, "\n".join(d["text"] for d in json.loads(lines))) for h, lines in rows]
+        return out
