@@ -51,7 +51,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_settings(data_dir: Path) -> Settings:
     """Tiny profile, nothing preloaded, fp32 (exact comparisons; bf16 is tested separately)."""
-    return Settings(profile="tiny", data_dir=data_dir, preload=(), dtype="float32")
+    # Reading text (OCR: real weights, ~0.3 s an image) is on for the tests that test it (tests/test_text.py).
+    return Settings(profile="tiny", data_dir=data_dir, preload=(), dtype="float32", ocr=False)
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +119,7 @@ def spawn_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
     # Every test client is this machine, and the session's apps share one data dir: one client, many tests.
     # (tests/test_strangers.py tests the per-client cap on apps of its own.)
     env.setdefault("MMDEMO_MAX_GALLERIES_PER_CLIENT", "1000")
+    env.setdefault("MMDEMO_OCR", "false")  # on in the apps of tests/test_text.py, which test it
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return f"http://127.0.0.1:{port}/", proc

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "remove":
             verb.add_argument("which", nargs="+", help="image ids or names (as `list` shows them)")
         verb.add_argument("--gallery", default="library", help="gallery name; the app searches 'library'")
+        if name == "list":
+            verb.add_argument("--text", action="store_true", help="also print the text read in each image")
     index.add_argument("--gallery", default="library", help="gallery name; the app searches 'library'")
     evaluate = commands.add_parser("eval", help="evaluate the models on your data").add_subparsers(
         dest="task", required=True
@@ -67,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         "--rerank", type=int, default=0, metavar="K", help="also re-rank CLIP's top K with the chat model (0 = no)"
     )
     retrieval.add_argument("--queries", type=int, default=100, help="captions to re-rank for (with --rerank)")
+    from mmdemo.commands.text import add_commands
+
+    add_commands(commands, evaluate)
     return parser
 
 
@@ -95,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval_vqa(args, settings, manager)
         if args.command == "eval" and args.task == "retrieval":
             return _eval_retrieval(args, settings, manager)
+        from mmdemo.commands.text import run as run_text
+
+        return run_text(args, settings, manager)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -120,6 +128,7 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
     from mmdemo.embedding.ingest import ImageFile
     from mmdemo.embedding.vectorcache import embedding_cache
     from mmdemo.search.gallery import open_gallery
+    from mmdemo.search.stages import Source, build
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -141,6 +150,14 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
             report = gallery.add_files([ImageFile(str(path), path.name)], show, keep_source=True)
         print(file=sys.stderr)
         print(f"{path}: " + report.summary().replace("**", ""))
+
+    def reading(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done} / {total} images", end="", file=sys.stderr, flush=True)
+
+    # The other stages (the text in the images: MMDEMO_OCR) over every image not read yet, new or older.
+    sources = [Source(it.hash, it.source, it.thumb) for it in gallery.store.items()]
+    build(settings).run_now(args.gallery, sources, reading)
+    print(file=sys.stderr)
     print(f"gallery '{args.gallery}' holds {len(gallery)} image(s) in {gallery.store.root}")
     return 0
 

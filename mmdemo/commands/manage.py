@@ -13,6 +13,7 @@ from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
+    from mmdemo.text.store import TextStore
 
 
 def ignored_files(folder: Path) -> Counter[str]:
@@ -31,8 +32,14 @@ def run(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> 
     gallery = open_gallery(settings.data_dir, manager.get("clip"), args.gallery, None, settings)
     items = gallery.store.items()
     if args.command == "list":
+        texts = _texts(settings, args.gallery) if args.text else None
         for it in items:
             print(f"{it.id}\t{it.name}\t{it.width}x{it.height}\t{it.bytes}\t{it.source or '-'}")
+            if texts is not None and (reading := texts.get(it.hash)) is not None:
+                print(
+                    "\t"
+                    + (reading.text.replace("\n", " / ") or f"(no text{': ' + reading.error if reading.error else ''})")
+                )
         print(f"{len(items)} image(s) in gallery '{args.gallery}'")
     elif args.command == "stats":
         sources = [it for it in items if it.source]
@@ -59,3 +66,12 @@ def run(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> 
         chosen = {(by_id.get(w) or by_name[w]).id for w in args.which}
         print(f"removed {gallery.remove(sorted(chosen))} image(s); gallery '{args.gallery}' holds {len(gallery)}")
     return 0
+
+
+def _texts(settings: Settings, gallery: str) -> TextStore:
+    """The text read from a gallery's images (mmdemo.text), for `list --text`."""
+    from mmdemo.files import inside
+    from mmdemo.text.stage import READINGS
+    from mmdemo.text.store import TextStore
+
+    return TextStore(inside(settings.data_dir / READINGS, gallery))

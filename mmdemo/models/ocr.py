@@ -35,6 +35,13 @@ class TextLine:
     box: Box
     confidence: float
 
+    def scaled(self, factor: float) -> TextLine:
+        """The same line with its box scaled by `factor` (to another size of the same image)."""
+        if factor == 1.0:
+            return self
+        box = tuple((round(x * factor), round(y * factor)) for x, y in self.box)
+        return TextLine(self.text, box, self.confidence)  # type: ignore[arg-type]
+
     def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "box": [list(p) for p in self.box], "confidence": round(self.confidence, 4)}
 

@@ -14,18 +14,16 @@ from mmdemo.errors import UserFacingError
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.search import stages
-from mmdemo.search.fusion import TextHit, fuse
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
+from mmdemo.search.ranking import Named, ranked
 from mmdemo.search.stages import Source
 from mmdemo.search.store import GalleryStore, Hit
-from mmdemo.text.query import TextQuery, parse
 from mmdemo.text.stage import TextStage
 
 LIBRARY = "library"
 PRIVATE = "sessions"  # private galleries live in <model folder>/sessions/<key>
 SWEEP_EVERY_S = 600.0
-FUSE_POOL = 100  # candidates each ranker brings to the fusion, at least
 log = logging.getLogger(__name__)
 
 
@@ -208,29 +206,10 @@ class Galleries:
         library = self.library()
         if private:
             self.private.touch(private)  # in use: not swept while its visitor searches it
-        named = [("shared", LIBRARY, library)]
+        named = [Named("shared", LIBRARY, library)]
         if private:
-            named.append(("yours", session_gallery(private), self.get(session_gallery(private))))
-        words = parse(query) if image is None and self.text is not None else TextQuery()
-        # One query vector for every gallery: they share the CLIP model.
-        vector = library.query_vector(words.clip_text or query, image)
-        pool = max(k, FUSE_POOL) if not words.empty else k
-        tagged = [(tag, h) for tag, _, gallery in named for h in gallery.search_vector(vector, pool, min_score)]
-        tagged.sort(key=lambda t: t[1].score, reverse=True)
-        if words.empty:
-            return tagged[:k]
-        return fuse(tagged[:pool], self.search_text(named, words, pool), words.strict)[:k]
-
-    def search_text(self, named: list[tuple[str, str, Gallery]], words: TextQuery, limit: int) -> list[TextHit]:
-        """The images whose text matches, over (tag, name, gallery) galleries, best first."""
-        if self.text is None:
-            return []
-        found: list[TextHit] = []
-        for tag, name, gallery in named:
-            for match in self.text.search(name, words, limit):
-                if (item := gallery.store.by_hash(match.hash)) is not None:
-                    found.append(TextHit(tag, item, match))
-        return sorted(found, key=lambda hit: hit.match.rank_key, reverse=True)[:limit]
+            named.append(Named("yours", session_gallery(private), self.get(session_gallery(private))))
+        return ranked(named, self.text, query, image, k, min_score)
 
     def library(self, wait: bool = False) -> Gallery:
         """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then

@@ -128,6 +128,16 @@ class Stages:
         self._enqueue(gallery, missing, 1)
         return len(missing)
 
+    def run_now(self, gallery: str, sources: Sequence[Source], progress: Callable[[str, int, int], None]) -> None:
+        """Every stage over the images it has not read, here and now (the CLI), with progress (stage, done, total)."""
+        for stage in self.stages:
+            wanted = set(stage.pending(gallery, [s.hash for s in sources]))
+            todo = [s for s in sources if s.hash in wanted]
+            for start in range(0, len(todo), BATCH):
+                progress(stage.name, start, len(todo))
+                self._run(stage, gallery, todo[start : start + BATCH])
+            progress(stage.name, len(todo), len(todo))
+
     def forget(self, gallery: str) -> None:
         for stage in self.stages:
             stage.forget(gallery)

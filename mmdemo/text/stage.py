@@ -63,8 +63,8 @@ class TextStage:
         if not compute.on_compute_thread():
             compute.wait_idle()  # between model jobs, like the decoders (mmdemo.embedding.ingest)
         try:
-            pixels = decode_pixels(path, self.max_pixels, Path(path).name, min_side=self.model.max_side).pixels
-            lines = self.model.read(pixels)
+            decoded = decode_pixels(path, self.max_pixels, Path(path).name, min_side=self.model.max_side)
+            lines = self.model.read(decoded.pixels)
         except BadImageError as exc:
             log.info("no text read from %s: %s", Path(path).name, exc.reason)
             return Reading(source.hash, error=exc.reason)
@@ -73,7 +73,9 @@ class TextStage:
             return Reading(source.hash, error=f"{type(exc).__name__}: {exc}")
         if not self.keep_han:
             lines = [line for line in lines if not has_han(line.text)]
-        return Reading(source.hash, tuple(lines))
+        # Boxes in the file's own pixels (JPEG draft mode may have decoded it smaller).
+        scale = decoded.source_size[0] / max(decoded.pixels.shape[1], 1)
+        return Reading(source.hash, tuple(line.scaled(scale) for line in lines))
 
     def forget(self, gallery: str) -> None:
         with self._lock:

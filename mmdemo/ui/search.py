@@ -11,14 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from mmdemo.ask.service import PhotoAsker, RerankOutcome
 from mmdemo.config import Settings
-from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, open_image
+from mmdemo.embedding.images import IMAGE_SUFFIXES
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
@@ -28,12 +27,13 @@ from mmdemo.serving import hosting
 from mmdemo.ui.ask import AskPanel, rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
 from mmdemo.ui.fairness import reroute
+from mmdemo.ui.fullsize import FullSize
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.mine import YourImages
 from mmdemo.ui.serve import chat_queue, clip_queue
 
 if TYPE_CHECKING:
-    from mmdemo.search.store import Item
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,29 @@ LIBRARY_WAIT_S = 120  # a search waits for the bundled photos at most this long,
 Shown = tuple[list[tuple[str, str]], Any, list[tuple[str, int]], None, str]
 
 
-COLUMNS = ("rank", "score", "name", "gallery")  # of the score table (locale keys search.col.*)
-RERANKED = ("rank", "clip_rank", "score", "yes", "name", "gallery")  # ... after a re-rank
+# Of the score table (locale keys search.col.*): score is what the results are ranked by (CLIP's cosine, or
+# the fusion of CLIP's rank and the text's: mmdemo.search.fusion), then each ranker's own, and the text matched.
+COLUMNS = ("rank", "score", "name", "gallery", "clip", "text", "read")
+RERANKED = ("rank", "clip_rank", "score", "yes", "name", "gallery", "read")  # ... after a re-rank
+
+
+def caption(hit: Hit) -> str:
+    """A result's caption: the text that matched (query words in « »), else CLIP's score; then its name."""
+    return f"{hit.matched} · {hit.item.name}" if hit.matched else f"{hit.score:.3f} · {hit.item.name}"
 
 
 def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
-    """(thumbnail, "score · name") pairs and table rows (rank, score, name, gallery) for tagged hits."""
-    shown = [(hit.item.thumb, f"{hit.score:.3f} · {hit.item.name}") for _, hit in hits]
-    table = [[rank, round(hit.score, 4), hit.item.name, source] for rank, (source, hit) in enumerate(hits, 1)]
+    """(thumbnail, caption) pairs and table rows (see COLUMNS) for tagged hits."""
+    shown = [(hit.item.thumb, caption(hit)) for _, hit in hits]
+    table = [
+        [rank, round(hit.score, 4), hit.item.name, source, _rounded(hit.scores.clip), hit.scores.text, hit.matched]
+        for rank, (source, hit) in enumerate(hits, 1)
+    ]
     return shown, table
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 class SearchTab:
@@ -63,6 +77,7 @@ class SearchTab:
         self.asker = asker
         self.ask = AskPanel(asker)
         self.mine = YourImages(settings, galleries)
+        self.full = FullSize(settings, galleries, self.mine.originals)
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         gallery_dir = settings.gallery_dir
         self.bundled = (
@@ -111,11 +126,7 @@ class SearchTab:
         found = gr.Gallery(
             label=t("search.results"), columns=4, height="auto", object_fit="contain", elem_id="search-results"
         )
-        # The clicked result at full size (the original: library files where they were indexed, uploads
-        # as kept for the session), with the image component's own download button.
-        full = gr.Image(
-            label=t("search.full_size"), type="pil", interactive=False, visible=False, elem_id="search-full"
-        )
+        self.full.render(found, result_ids, selected, token)  # the clicked result, its text read
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
         rerank_info = gr.Markdown(elem_id="search-rerank-info")  # what the re-rank cost, or why it was skipped
         table = gr.Dataframe(headers=headers("search.col", COLUMNS), label=t("search.scores"), elem_id="search-table")
@@ -136,7 +147,6 @@ class SearchTab:
         show_mine(
             add.click(self.mine.index_images, [uploads, token], [report, token], api_name="index_images", **queue)
         )
-        found.select(self.select_result, [result_ids, token], [selected, full], api_visibility="private")
         show_mine(remove.click(self.remove_selected, [selected, result_ids, token], report, api_name="remove_selected"))
         similar.click(
             self.find_similar, [selected, top_k, min_score, token], outputs, api_visibility="private", **queue
@@ -292,7 +302,7 @@ class SearchTab:
             return hits, None, say(request, "search.rerank_skipped", reason=exc.translated(language(request)))
         ranked = zip(outcome.hits, outcome.clip_ranks, outcome.yes, strict=True)
         rows = [
-            [rank, clip_rank, round(hit.score, 4), None if yes is None else round(yes, 4), hit.item.name, source]
+            [rank, clip_rank, round(hit.score, 4), _rounded(yes), hit.item.name, source, hit.matched]
             for rank, ((source, hit), clip_rank, yes) in enumerate(ranked, 1)
         ]
         return outcome.hits, table_value("search.col", RERANKED, rows, request), rerank_said(request, outcome.run)
@@ -354,52 +364,10 @@ class SearchTab:
         request: gr.Request | None = None,
     ) -> Shown:
         """Images like the selected result (image -> image search from it, in one click)."""
-        item = self._item(selected, token)
+        item = self.full.item(selected, token)
         if item is None:
             raise gr.Error(say(request, "search.click_first"), print_exception=False)
         return self._results("", item.thumb, top_k, min_score, 0, token, request, gr.Progress())
-
-    def _item(self, selected: tuple[str, int] | None, token: str | None) -> Any:
-        if not selected:
-            return None
-        source, item_id = selected
-        gallery = (
-            self.galleries.library()
-            if source == "shared"
-            else self.galleries.get(session_gallery(token))
-            if token
-            else None
-        )
-        return gallery.store.item(item_id) if gallery else None
-
-    def select_result(
-        self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData, request: gr.Request | None = None
-    ) -> tuple[Any, Any]:
-        """Remember which image was clicked (its gallery and id, not its place in the results), and
-        show it at full size."""
-        index = int(evt.index)
-        selected = (str(ids[index][0]), int(ids[index][1])) if 0 <= index < len(ids or []) else None
-        item = self._item(selected, token)
-        if item is None or selected is None:
-            return selected, gr.Image(visible=False)
-        path = self._original(item, selected[0], token)
-        try:
-            image = open_image(path, self.settings.max_image_pixels, item.name)
-        except BadImageError:  # the source moved or changed since: the thumbnail still shows it
-            image = open_image(item.thumb, self.settings.max_image_pixels, item.name)
-        label = f"{item.name} · {image.width}×{image.height}" + (
-            say(request, "search.thumbnail") if path == item.thumb else ""
-        )
-        return selected, gr.Image(image, label=label, visible=True)
-
-    def _original(self, item: Item, source: str, token: str | None) -> str:
-        """The best file to show `item` from: its indexed source (library), the kept upload (yours),
-        else its thumbnail. Only files recorded for an indexed item are ever opened."""
-        if source == "shared" and item.source and Path(item.source).is_file():
-            return item.source
-        if source == "yours" and token and (kept := self.mine.originals.find(session_gallery(token), item)):
-            return kept
-        return item.thumb
 
     def end_session(self, request: gr.Request) -> None:
         """The tab closed: drop its private gallery."""

@@ -1,0 +1,84 @@
+"""The clicked search result at full size, under the Search tab: the original image (library files where
+they were indexed, uploads as kept for the session), the text read from it with its boxes drawn, and a
+copy button for that text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from mmdemo.config import Settings
+from mmdemo.embedding.images import BadImageError, open_image
+from mmdemo.search.galleries import LIBRARY, Galleries, session_gallery
+from mmdemo.search.originals import Originals
+from mmdemo.search.store import Item
+from mmdemo.text.view import draw_boxes
+from mmdemo.ui.i18n import say, t
+
+
+class FullSize:
+    """The full-size view: `render` lays it out and wires the click on a result; `item` finds a result's image."""
+
+    def __init__(self, settings: Settings, galleries: Galleries, originals: Originals) -> None:
+        self.settings, self.galleries, self.originals = settings, galleries, originals
+
+    def render(self, found: gr.Gallery, result_ids: gr.State, selected: gr.State, token: gr.State) -> None:
+        full = gr.Image(
+            label=t("search.full_size"), type="pil", interactive=False, visible=False, elem_id="search-full"
+        )
+        words = gr.Textbox(
+            label=t("search.text_read"),
+            buttons=["copy"],
+            interactive=False,
+            visible=False,
+            lines=2,
+            max_lines=12,
+            elem_id="search-text-read",
+        )
+        found.select(self.select_result, [result_ids, token], [selected, full, words], api_visibility="private")
+
+    def item(self, selected: tuple[str, int] | None, token: str | None) -> Item | None:
+        """The image of a result (its gallery tag and id), if it is still indexed."""
+        if not selected:
+            return None
+        source, item_id = selected
+        if source == "shared":
+            return self.galleries.library().store.item(item_id)
+        return self.galleries.get(session_gallery(token)).store.item(item_id) if token else None
+
+    def select_result(
+        self, ids: list[tuple[str, int]], token: str | None, evt: gr.SelectData, request: gr.Request | None = None
+    ) -> tuple[Any, Any, Any]:
+        """Remember which image was clicked (its gallery and id, not its place in the results), and
+        show it at full size with the text read from it."""
+        index = int(evt.index)
+        selected = (str(ids[index][0]), int(ids[index][1])) if 0 <= index < len(ids or []) else None
+        item = self.item(selected, token)
+        if item is None or selected is None:
+            return selected, gr.Image(visible=False), gr.Textbox(visible=False)
+        path = self._original(item, selected[0], token)
+        try:
+            image = open_image(path, self.settings.max_image_pixels, item.name)
+        except BadImageError:  # the source moved or changed since: the thumbnail still shows it
+            image = open_image(item.thumb, self.settings.max_image_pixels, item.name)
+        label = f"{item.name} · {image.width}×{image.height}" + (
+            say(request, "search.thumbnail") if path == item.thumb else ""
+        )
+        gallery = LIBRARY if selected[0] == "shared" else session_gallery(token or "")
+        reading = self.galleries.text.reading(gallery, item.hash) if self.galleries.text else None
+        if reading is None or not reading.lines:
+            said = say(request, "search.text_none" if reading is not None else "search.text_unread")
+            return selected, gr.Image(image, label=label, visible=True), gr.Textbox(said, visible=True)
+        boxed = draw_boxes(image, [list(line.box) for line in reading.lines], item.width or image.width)
+        return selected, gr.Image(boxed, label=label, visible=True), gr.Textbox(reading.text, visible=True)
+
+    def _original(self, item: Item, source: str, token: str | None) -> str:
+        """The best file to show `item` from: its indexed source (library), the kept upload (yours),
+        else its thumbnail. Only files recorded for an indexed item are ever opened."""
+        if source == "shared" and item.source and Path(item.source).is_file():
+            return item.source
+        if source == "yours" and token and (kept := self.originals.find(session_gallery(token), item)):
+            return kept
+        return item.thumb
