@@ -19,6 +19,9 @@ ASK_INSTRUCTION = (
     "brackets, e.g. [2].\n\nQuestion: {question}"
 )
 REFERENCE = re.compile(r"\[(\d{1,3})\]")
+# The text an image's OCR read goes with it, marked as such: the model reads small print poorly itself.
+OCR_NOTE = "Text read in this image by OCR (it may hold errors): {text}"
+OCR_CHARS = 300  # of one image's OCR text in a prompt, at most
 
 
 def read_question(text: str, max_chars: int) -> str:
@@ -38,6 +41,16 @@ class Shown:
     rank: int
     name: str
     path: str
+    text: str = ""  # what OCR read in it ('' for none, or when MMDEMO_OCR_IN_CHAT is off)
+
+
+def ocr_turn(shown: Shown) -> list[dict[str, Any]]:
+    """The message that gives the model an image's OCR text (none when there is no text)."""
+    if not shown.text.strip():
+        return []
+    text = " / ".join(shown.text.split("\n"))
+    text = text if len(text) <= OCR_CHARS else text[: OCR_CHARS - 1] + "…"
+    return [{"role": "user", "content": OCR_NOTE.format(text=text)}]
 
 
 def ask_budget(max_pixels: int, max_file_pixels: int) -> ImageBudget:
@@ -54,6 +67,7 @@ def ask_history(shown: Sequence[Shown], question: str) -> list[dict[str, Any]]:
         turn += [
             {"role": "user", "content": f"[{item.rank}] {item.name}"},
             {"role": "user", "content": {"path": item.path}},
+            *ocr_turn(item),
         ]
     turn.append({"role": "user", "content": ASK_INSTRUCTION.format(n=len(shown), question=question)})
     return turn

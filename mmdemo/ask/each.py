@@ -9,7 +9,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mmdemo.ask.about import Shown, answer
+from mmdemo.ask.about import Shown, answer, ocr_turn
 from mmdemo.chat.pipeline import ChatBackend, GenerationParams
 from mmdemo.chat.prompt import ImageBudget
 from mmdemo.errors import UserFacingError
@@ -52,6 +52,7 @@ def ask_each(
                 return
             history: list[dict[str, Any]] = [
                 {"role": "user", "content": {"path": shown.path}},
+                *ocr_turn(shown),
                 {"role": "user", "content": question},
             ]
             text = answer(backend, history, budget, params, stop, max_tokens)

@@ -14,7 +14,7 @@ from mmdemo.ask.about import Shown, ask_budget
 from mmdemo.ask.rerank import Candidate, Reranked, ScoreCache, rerank
 from mmdemo.chat.prompt import ImageBudget
 from mmdemo.errors import UserFacingError
-from mmdemo.search.galleries import read_query, session_gallery
+from mmdemo.search.galleries import LIBRARY, read_query, session_gallery
 
 if TYPE_CHECKING:
     from mmdemo.chat.pipeline import ChatBackend
@@ -86,13 +86,26 @@ class PhotoAsker:
             if item is None:
                 gone += 1
             else:
-                shown.append(Shown(rank, item.name, item.thumb))
+                shown.append(self.shown(rank, item, pair[0], token))
         return Found(shown, gone)
 
     def yours(self, token: str | None) -> list[Shown]:
         """Every image of the session's private gallery."""
         items = self.galleries.get(session_gallery(token)).store.items() if token else []
-        return [Shown(rank, it.name, it.thumb) for rank, it in enumerate(items, 1)]
+        return [self.shown(rank, it, "yours", token) for rank, it in enumerate(items, 1)]
+
+    def shown_hits(self, hits: Sequence[Tagged], token: str | None) -> list[Shown]:
+        """Search hits as the chat model sees them, numbered from 1."""
+        return [self.shown(rank, hit.item, source, token) for rank, (source, hit) in enumerate(hits, 1)]
+
+    def shown(self, rank: int, item: Item, source: str, token: str | None) -> Shown:
+        """An image as the chat model sees it: with the text OCR read in it (MMDEMO_OCR_IN_CHAT)."""
+        text = ""
+        if self.settings.ocr_in_chat and (reader := self.galleries.text) is not None:
+            gallery = LIBRARY if source == "shared" else session_gallery(token or "")
+            reading = reader.reading(gallery, item.hash)
+            text = reading.text if reading else ""
+        return Shown(rank, item.name, item.thumb, text)
 
     def _pair_item(self, pair: Any, token: str | None) -> Item | None:
         # Anything in a request is the sender's choice: only a (str, int) pair names an image.

@@ -89,7 +89,9 @@ class OcrModel:
         if scale < 1.0:  # reduced here: RapidOCR would reduce it too, after copying it whole
             from PIL import Image
 
-            small = Image.fromarray(pixels).resize((round(width * scale), round(height * scale)), Image.BILINEAR)
+            small = Image.fromarray(pixels).resize(
+                (round(width * scale), round(height * scale)), Image.Resampling.BILINEAR
+            )
             pixels = np.asarray(small)
         bgr = np.ascontiguousarray(pixels[:, :, ::-1])  # RapidOCR takes OpenCV's channel order
         with self._lock:

@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from mmdemo.models import compute
 
@@ -65,10 +65,13 @@ class Stage(Protocol):
         ...
 
 
-def register(name: str) -> Callable[[Factory], Factory]:
+F = TypeVar("F", bound=Factory)
+
+
+def register(name: str) -> Callable[[F], F]:
     """Decorator of a stage's factory: builds stage `name` from Settings, or returns None when they turn it off."""
 
-    def add(factory: Factory) -> Factory:
+    def add(factory: F) -> F:
         _STAGES[name] = factory
         return factory
 

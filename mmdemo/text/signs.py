@@ -57,7 +57,7 @@ def draw_sign(photo: Image.Image, phrase: str, damage: Damage = Damage(), seed: 
     photo = photo.convert("RGB")
     if max(photo.size) < MIN_SIDE:  # small dataset photos: brought to a phone-photo-like size first
         scale = MIN_SIDE / max(photo.size)
-        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.BICUBIC)
     size = max(18, photo.width // max(6, len(phrase)))
     while True:  # the largest size whose sign fits in 85% of the photo's width
         font = ImageFont.truetype(str(font_path), size)
@@ -67,9 +67,9 @@ def draw_sign(photo: Image.Image, phrase: str, damage: Damage = Damage(), seed: 
         size = int(size * 0.9)
     pad = size // 3
     shade = int(255 * (1 - damage.contrast) * 0.6)
-    plate = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad), (255 - shade // 3,) * 3)
+    plate = Image.new("RGB", (int(right - left) + 2 * pad, int(bottom - top) + 2 * pad), (255 - shade // 3,) * 3)
     ImageDraw.Draw(plate).text((pad - left, pad - top), phrase, font=font, fill=(shade,) * 3)
-    plate = plate.convert("RGBA").rotate(damage.tilt, expand=True, resample=Image.BICUBIC)
+    plate = plate.convert("RGBA").rotate(damage.tilt, expand=True, resample=Image.Resampling.BICUBIC)
     x = rng.randint(0, max(0, photo.width - plate.width))
     y = rng.randint(photo.height // 4, max(photo.height // 4, photo.height - plate.height))
     photo.paste(plate, (x, y), plate)

@@ -19,15 +19,14 @@ Annotations are real types here (no `from __future__ import annotations`): gr.ap
 import csv
 import dataclasses
 import io
-import secrets
+import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
-from mmdemo.ask.about import Shown, answer, ask_history, read_question
+from mmdemo.ask.about import answer, ask_history, read_question
 from mmdemo.ask.each import ask_each, read_questions
 from mmdemo.ask.service import PhotoAsker
 from mmdemo.chat.media import check_attachments
@@ -40,20 +39,19 @@ from mmdemo.config import Settings
 from mmdemo.embedding.ingest import ImageFile
 from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.errors import UserFacingError
-from mmdemo.files import inside, remove_tree
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
-from mmdemo.search.galleries import Galleries, read_query, session_gallery
+from mmdemo.search.galleries import LIBRARY, Galleries, read_query, session_gallery
 from mmdemo.search.private import within_cap
-from mmdemo.search.store import Hit
+from mmdemo.search.stages import Source
 from mmdemo.serving import hosting, metrics
-from mmdemo.serving.fetch import Fetched, fetch_image
-from mmdemo.serving.media import base_url, media_url
+from mmdemo.text.store import Reading
 from mmdemo.ui.ask import rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, text_input
-from mmdemo.ui.fairness import client_id, reroute
+from mmdemo.ui.fairness import reroute
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
+from mmdemo.ui.tool_steps import TOP_K_MAX, ToolSteps
 
 MCP_TOOLS = (
     "search_images",
@@ -64,12 +62,12 @@ MCP_TOOLS = (
     "add_images",
     "list_images",
     "delete_images",
+    "read_text",
 )
-TOP_K_MAX = 48
 ASK_MAX_PIXELS = 512 * PATCH_AREA  # images an agent sends are asked about at the CPU chat's default size
 
 
-class AgentTools:
+class AgentTools(ToolSteps):
     """The machine-client tools: `render` registers them (inside the Blocks), each tool is a method."""
 
     def __init__(
@@ -94,6 +92,7 @@ class AgentTools:
             (self.add_images, clip, 120, "index"),
             (self.list_images, {}, 0, "images"),
             (self.delete_images, {}, 0, "images"),
+            (self.read_text, clip, 30, "read_text"),
         ]
         for tool, queue, gpu_seconds, feature in tools:
             fn = hosting.gpu(duration=gpu_seconds)(tool) if gpu_seconds else tool
@@ -127,7 +126,8 @@ class AgentTools:
             rerank: re-rank the top this many results of a search in words with the chat model (0 = off; slower).
         Returns:
             One line per result, best first: rank, score (cosine, -1 to 1; after a re-rank also the chat model's
-            P(yes) and the CLIP rank), name, where it is, an image URL to fetch.
+            P(yes) and the CLIP rank), name, where it is, an image URL to fetch, its id, and the text read in it
+            that matched the query (its words between « »).
         """
         query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
@@ -145,7 +145,8 @@ class AgentTools:
             [
                 f"{rank}. score {hit.score:.3f}"
                 + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
-                + f" · {hit.item.name} · {where[source]} · {self._url(request, hit.item.thumb)}"
+                + f" · {hit.item.name} · {where[source]} · {self._url(request, hit.item.thumb)} · id {hit.item.id}"
+                + (f" · text {hit.matched}" if hit.matched else "")
                 for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
             ]
             + notes
@@ -181,7 +182,7 @@ class AgentTools:
         hits = hits[:k]
         if not hits:
             return say(request, "tools.no_results")
-        shown = [Shown(rank, hit.item.name, hit.item.thumb) for rank, (_, hit) in enumerate(hits, 1)]
+        shown = self.asker.shown_hits(hits, self._token(collection, request))
         params = GenerationParams(min(512, self.settings.max_new_tokens), greedy=True)
         history, limit = ask_history(shown, question), self.settings.max_context_tokens
         text = answer(self.backend, history, self.asker.budget, params, threading.Event(), limit)
@@ -204,7 +205,7 @@ class AgentTools:
         asked = read_questions(text_input(questions, "questions"), settings.ask_each_max, settings.max_prompt_chars)
         if read_query(text_input(query, "query"), settings.max_query_chars).strip():
             hits = self._search(query, "", top_k, collection, request)
-            images = [Shown(rank, hit.item.name, hit.item.thumb) for rank, (_, hit) in enumerate(hits, 1)]
+            images = self.asker.shown_hits(hits, self._token(collection, request))
         else:
             images = self.asker.yours(self._collection(collection, request))
         if not images:
@@ -308,6 +309,45 @@ class AgentTools:
             report.summary(language(request)) + "\n\n" + say(request, "tools.collection", token=token, n=len(gallery))
         )
 
+    def read_text(self, image: str, collection: str = "", request: gr.Request | None = None) -> str:
+        """Read the text in an image (OCR: Chinese and English): each line with its box and the model's confidence.
+
+        Args:
+            image: an http(s) URL, a data URI, or the id of an indexed image (as search_images and list_images show it).
+            collection: the token add_images returned, when `image` is an id in your collection ('' for the library).
+        Returns:
+            JSON: {"image": its name, "text": all lines, "lines": [{"text", "box": four [x, y] corners in the
+            image's pixels, "confidence": 0 to 1}]}, lines top to bottom.
+        """
+        reader = self.galleries.text
+        if reader is None:
+            raise UserFacingError(key="ocr.off")
+        source = text_input(image, "image").strip()
+        if source.isdigit():
+            reading, name = self._indexed_reading(int(source), collection, request)
+        else:
+            with self._fetched([source]) as fetched:
+                reading, name = reader.read_one(Source("", str(fetched[0].path))), fetched[0].name
+        if reading.error:
+            raise UserFacingError(key="tools.unreadable", reason=reading.error)
+        lines = [line.as_dict() for line in reading.lines]
+        return json.dumps({"image": name, "text": reading.text, "lines": lines}, ensure_ascii=False)
+
+    def _indexed_reading(self, item_id: int, collection: str, request: gr.Request | None) -> tuple[Reading, str]:
+        """The stored reading of an indexed image (read now if its turn has not come yet)."""
+        name = session_gallery(self._collection(collection, request)) if collection.strip() else LIBRARY
+        gallery = self.galleries.library() if name == LIBRARY else self.galleries.get(name)
+        item = gallery.store.item(item_id)
+        if item is None:
+            raise UserFacingError(key="ocr.not_indexed", id=item_id)
+        reader = self.galleries.text
+        assert reader is not None  # checked by read_text
+        reading = reader.reading(name, item.hash)
+        if reading is None:
+            reader.read(name, [Source(item.hash, item.source, item.thumb)])
+            reading = reader.reading(name, item.hash) or Reading(item.hash)
+        return reading, item.name
+
     def list_images(self, collection: str, request: gr.Request | None = None) -> str:
         """List the images in your collection.
 
@@ -336,42 +376,6 @@ class AgentTools:
         chosen = items if wanted == {"all"} else [it for it in items if it.name in wanted or str(it.id) in wanted]
         removed = gallery.remove([it.id for it in chosen])
         return say(request, "search.removed", n=removed, left=len(gallery))
-
-    # --- shared steps ---
-
-    def _url(self, request: gr.Request | None, thumb: str) -> str:
-        """A thumbnail's /media/ URL as this client reaches the app."""
-        return media_url(base_url(request, self.settings.root_path), thumb, self.media)
-
-    def _search(
-        self, query: str, image: str, top_k: int, collection: str, request: gr.Request | None
-    ) -> list[tuple[str, Hit]]:
-        """The hits of a search in words or by an example image (fetched), in the library and the collection."""
-        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
-        query = read_query(text_input(query, "query"), self.settings.max_query_chars)
-        token = self._collection(collection, request) if collection else None
-        with self._fetched([image] if text_input(image, "image") else []) as fetched:
-            path = str(fetched[0].path) if fetched else None
-            return self.galleries.search(query, path, k, -1.0, token)
-
-    def _collection(self, token: str, request: gr.Request | None, create: bool = False) -> str:
-        """A known collection's token (marked used now), or with `create` and no token a new one of this client's."""
-        token = text_input(token, "collection").strip()
-        if not token and create:
-            return self.galleries.new_private("agent", client_id(request))
-        if not token or not self.galleries.private.touch(token):
-            raise UserFacingError(key="tools.unknown_collection", hours=f"{self.settings.gallery_idle_hours:g}")
-        return token
-
-    @contextmanager
-    def _fetched(self, sources: list[str]) -> Iterator[list[Fetched]]:
-        """The sources fetched into a folder of this call's, removed afterwards."""
-        folder = inside(self.downloads, secrets.token_hex(8))
-        limit, allowed = self.settings.max_upload_mb * 1_000_000, self.settings.url_allowed_hosts
-        try:
-            yield [fetch_image(source, folder, limit, allowed) for source in sources]
-        finally:
-            remove_tree(self.downloads, folder.relative_to(self.downloads.resolve()))
 
 
 def build(

@@ -1,0 +1,67 @@
+"""The steps the machine-client tools share (mmdemo.ui.tools): image URLs, searches, collections, fetching."""
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+
+from mmdemo.config import Settings
+from mmdemo.errors import UserFacingError
+from mmdemo.files import inside, remove_tree
+from mmdemo.search.galleries import Galleries, read_query
+from mmdemo.search.store import Hit
+from mmdemo.serving.fetch import Fetched, fetch_image
+from mmdemo.serving.media import base_url, media_url
+from mmdemo.ui.common import number, text_input
+from mmdemo.ui.fairness import client_id
+
+TOP_K_MAX = 48
+
+
+class ToolSteps:
+    """What every tool does the same way; the tools' class sets these attributes."""
+
+    settings: Settings
+    galleries: Galleries
+    downloads: Path  # fetched images, a folder per call, removed after it
+    media: Path  # where thumbnails live: what /media/... URLs name
+
+    def _url(self, request: gr.Request | None, thumb: str) -> str:
+        """A thumbnail's /media/ URL as this client reaches the app."""
+        return media_url(base_url(request, self.settings.root_path), thumb, self.media)
+
+    def _search(
+        self, query: str, image: str, top_k: int, collection: str, request: gr.Request | None
+    ) -> list[tuple[str, Hit]]:
+        """The hits of a search in words or by an example image (fetched), in the library and the collection."""
+        k = int(number(top_k, 1, TOP_K_MAX, "top_k"))
+        query = read_query(text_input(query, "query"), self.settings.max_query_chars)
+        token = self._collection(collection, request) if collection else None
+        with self._fetched([image] if text_input(image, "image") else []) as fetched:
+            path = str(fetched[0].path) if fetched else None
+            return self.galleries.search(query, path, k, -1.0, token)
+
+    def _token(self, collection: str, request: gr.Request | None) -> str | None:
+        """The collection's token when one is given (checked), else None."""
+        return self._collection(collection, request) if text_input(collection, "collection").strip() else None
+
+    def _collection(self, token: str, request: gr.Request | None, create: bool = False) -> str:
+        """A known collection's token (marked used now), or with `create` and no token a new one of this client's."""
+        token = text_input(token, "collection").strip()
+        if not token and create:
+            return self.galleries.new_private("agent", client_id(request))
+        if not token or not self.galleries.private.touch(token):
+            raise UserFacingError(key="tools.unknown_collection", hours=f"{self.settings.gallery_idle_hours:g}")
+        return token
+
+    @contextmanager
+    def _fetched(self, sources: list[str]) -> Iterator[list[Fetched]]:
+        """The sources fetched into a folder of this call's, removed afterwards."""
+        folder = inside(self.downloads, secrets.token_hex(8))
+        limit, allowed = self.settings.max_upload_mb * 1_000_000, self.settings.url_allowed_hosts
+        try:
+            yield [fetch_image(source, folder, limit, allowed) for source in sources]
+        finally:
+            remove_tree(self.downloads, folder.relative_to(self.downloads.resolve()))
