@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -16,7 +16,10 @@ from mmdemo.errors import UserFacingError
 from mmdemo.files import session_key
 from mmdemo.i18n import DEFAULT
 from mmdemo.serving import metrics
-from mmdemo.ui.i18n import language
+from mmdemo.ui.i18n import language, say
+
+if TYPE_CHECKING:
+    from mmdemo.search.stages import Stages
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -177,3 +180,15 @@ def measured(feature: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             metrics.record_request(feature, _outcome(failure), time.perf_counter() - start)
 
     return wrapper
+
+
+def indexing_said(stages: Stages | None, request: gr.Request | None) -> str:
+    """What the indexing stages are reading in the background now ('' when nothing)."""
+    if stages is None:
+        return ""
+    lines = [
+        say(request, f"stages.{name}", done=p.done, total=p.total, failed=p.failed)
+        for name, p in stages.progress.items()
+        if p.busy
+    ]
+    return "\n\n".join(lines)

@@ -150,7 +150,7 @@ class YourImages:
             found = [f for f, _ in kept]
             progress((0, len(found)), desc=say(request, "search.indexing"))
             lang = language(request)
-            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)))
+            report = mine.add_files(found, lambda c: progress((c.done, c.total), desc=c.describe(lang)), read_now=True)
             report = dataclasses.replace(report, skipped=(*report.skipped, *over))
             new = set(report.added)
             self.originals.keep(session_gallery(token), found, [it for it in mine.store.items() if it.name in new])

@@ -25,7 +25,7 @@ from mmdemo.search.galleries import Galleries, read_query, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.serving import hosting
 from mmdemo.ui.ask import AskPanel, rerank_said
-from mmdemo.ui.common import friendly_errors, measured, number, session, text_input, upload_path
+from mmdemo.ui.common import friendly_errors, indexing_said, measured, number, session, text_input, upload_path
 from mmdemo.ui.fairness import reroute
 from mmdemo.ui.fullsize import FullSize
 from mmdemo.ui.i18n import headers, language, say, t, table_value
@@ -128,6 +128,9 @@ class SearchTab:
         )
         self.full.render(found, result_ids, selected, token)  # the clicked result, its text read
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
+        # The text of images being read in the background (uploads, the library): their words are not found yet.
+        reading = gr.Markdown(elem_id="search-text-progress")
+        gr.Timer(5.0).tick(self.reading, None, reading, api_visibility="private", queue=False)
         rerank_info = gr.Markdown(elem_id="search-rerank-info")  # what the re-rank cost, or why it was skipped
         table = gr.Dataframe(headers=headers("search.col", COLUMNS), label=t("search.scores"), elem_id="search-table")
         self.ask.render(app, result_ids, selected, token)
@@ -188,6 +191,10 @@ class SearchTab:
             max_length=self.settings.max_query_chars,
             elem_id="search-query",
         )
+
+    def reading(self, request: gr.Request | None = None) -> str:
+        """What indexing reads in the background now (the text in images), '' when nothing."""
+        return indexing_said(self.galleries.stages, request)
 
     def empty_table(self, request: gr.Request | None = None) -> Any:
         return table_value("search.col", COLUMNS, [], request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -17,9 +17,12 @@ from mmdemo.models.device import gpu_memory
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.serving import metrics
-from mmdemo.ui.common import friendly_errors
+from mmdemo.ui.common import friendly_errors, indexing_said
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.serve import admin_queue, is_operator
+
+if TYPE_CHECKING:
+    from mmdemo.search.stages import Stages
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -131,12 +134,19 @@ class LoadBanner:
 class SystemTab:
     """The System tab: layout in `render`, one method per event."""
 
-    def __init__(self, settings: Settings, manager: ModelManager, backend: ChatBackend | None = None) -> None:
-        self.settings, self.manager, self.backend = settings, manager, backend
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ModelManager,
+        backend: ChatBackend | None = None,
+        stages: Stages | None = None,
+    ) -> None:
+        self.settings, self.manager, self.backend, self.stages = settings, manager, backend, stages
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
         info = gr.Markdown()
+        indexing = gr.Markdown(elem_id="system-indexing")  # the background stages (text read), while they run
         table = gr.Dataframe(
             headers=headers("system.col", COLUMNS), label=t("system.resident"), interactive=False, wrap=True
         )
@@ -147,8 +157,8 @@ class SystemTab:
             interactive=False,
             elem_id="system-traffic",
         )
-        gr.Timer(TRAFFIC_EVERY_S).tick(self.traffic, None, traffic, api_visibility="private", queue=False)
-        app.load(self.traffic, None, traffic, api_visibility="private", queue=False)
+        gr.Timer(TRAFFIC_EVERY_S).tick(self.traffic, None, [traffic, indexing], api_visibility="private", queue=False)
+        app.load(self.traffic, None, [traffic, indexing], api_visibility="private", queue=False)
         with gr.Row():
             choices = [(f"{mid} ({role})", mid) for role, mid in self.manager.aliases.items()]
             model = gr.Dropdown(
@@ -179,13 +189,14 @@ class SystemTab:
         rows = table_value("system.col", COLUMNS, model_rows(self.manager, lang), request)
         return rows, summary(self.settings, self.manager, self.backend, lang)
 
-    def traffic(self, request: gr.Request | None = None) -> Any:
-        """Requests per minute, p50 / p95 seconds and failures per feature, over the last 10 minutes."""
+    def traffic(self, request: gr.Request | None = None) -> tuple[Any, str]:
+        """Requests per minute, p50 / p95 seconds and failures per feature, over the last 10 minutes; and
+        what indexing reads in the background."""
         rows = [
             [r.feature, r.per_minute, round(r.p50_seconds, 3), round(r.p95_seconds, 3), r.failed]
             for r in metrics.TRAFFIC.rows()
         ]
-        return table_value("system.traffic_col", TRAFFIC_COLUMNS, rows, request)
+        return table_value("system.traffic_col", TRAFFIC_COLUMNS, rows, request), indexing_said(self.stages, request)
 
     def stats(self) -> list[dict[str, Any]]:
         """Resident models with device, dtype, quantization, parameters, bytes, load time."""
@@ -251,6 +262,12 @@ class SystemTab:
         return model_id
 
 
-def build(settings: Settings, manager: ModelManager, app: gr.Blocks, backend: ChatBackend | None = None) -> None:
+def build(
+    settings: Settings,
+    manager: ModelManager,
+    app: gr.Blocks,
+    backend: ChatBackend | None = None,
+    stages: Stages | None = None,
+) -> None:
     """Add the system components and events to the current Blocks."""
-    SystemTab(settings, manager, backend).render(app)
+    SystemTab(settings, manager, backend, stages).render(app)

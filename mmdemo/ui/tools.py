@@ -303,7 +303,7 @@ class AgentTools(ToolSteps):
         gallery = self.galleries.get(session_gallery(token))
         room, over = within_cap(named, len(gallery), self.settings.max_images_per_gallery)
         with self._fetched([source for source, _ in room]) as fetched:
-            report = gallery.add_files([ImageFile(str(f.path), f.name) for f in fetched])
+            report = gallery.add_files([ImageFile(str(f.path), f.name) for f in fetched], read_now=True)
         report = dataclasses.replace(report, skipped=(*report.skipped, *over))
         return (
             report.summary(language(request)) + "\n\n" + say(request, "tools.collection", token=token, n=len(gallery))
