@@ -28,6 +28,7 @@ TOOLS = {
     "add_images",
     "list_images",
     "delete_images",
+    "read_text",
 }
 
 

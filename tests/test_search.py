@@ -454,9 +454,9 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     tab = search_tab(settings, Galleries(settings, session_manager))
     _, token = tab.mine.index_images([str(big)], None, None)
     (item,) = tab.galleries.get(session_gallery(token)).store.items()
-    kept = tab._original(item, "yours", token)
+    kept = tab.full._original(item, "yours", token)
     assert kept != item.thumb and Image.open(kept).size == (900, 700)
-    assert tab._original(item, "yours", "someoneelse") == item.thumb  # another session's token: no original
+    assert tab.full._original(item, "yours", "someoneelse") == item.thumb  # another session's token: no original
     tab.galleries.drop(session_gallery(token))
     assert not Path(kept).exists()  # the kept upload goes with its gallery
     # Without quota: thumbnails only.
@@ -466,7 +466,7 @@ def test_uploads_are_kept_at_full_size_within_the_quota_and_go_with_the_gallery(
     Image.radial_gradient("L").resize((800, 600)).convert("RGB").save(big2)
     _, token = tab.mine.index_images([str(big2)], None, None)
     (item,) = tab.galleries.get(session_gallery(token)).store.items()
-    assert tab._original(item, "yours", token) == item.thumb
+    assert tab.full._original(item, "yours", token) == item.thumb
 
 
 def test_the_first_search_of_a_new_deployment_finds_the_bundled_photos(tiny_settings, tmp_path):

@@ -118,7 +118,7 @@ def test_mcp_schema_lists_the_tools_for_agents_only(tiny_settings, launch):
     # The schema lists every endpoint with its kind; an MCP client is offered the "tool" ones only.
     tools = {tool["name"]: tool for tool in json.loads(body) if tool["meta"]["mcp_type"] == "tool"}
     assert set(tools) == {"search_images", "ask_image", "ask_results", "ask_each", "classify_image", "add_images",
-                          "list_images", "delete_images"}  # fmt: skip
+                          "list_images", "delete_images", "read_text"}  # fmt: skip
     assert "Zero-shot classify" in tools["classify_image"]["description"]
     # Every public endpoint's every argument has its meaning (from the docstring's Args), tool or not:
     # the API page and MCP clients read the same descriptions.

@@ -97,8 +97,28 @@ class OcrModel:
         with self._lock:
             found, _ = self._load()(bgr)
         lines = [_line(box, text, score, scale) for box, text, score in found or () if float(score) >= MIN_CONFIDENCE]
-        lines = sorted(lines, key=lambda line: -line.confidence)[: self.max_boxes]
-        return sorted(lines, key=lambda line: (line.box[0][1] // 16, line.box[0][0]))
+        return reading_order(sorted(lines, key=lambda line: -line.confidence)[: self.max_boxes])
+
+
+def reading_order(lines: list[TextLine]) -> list[TextLine]:
+    """Rows top to bottom, each left to right: a line joins a row when its middle lies within the row's first
+    line's height (a tilted sign's words have slightly different tops)."""
+    rows: list[list[TextLine]] = []
+    for line in sorted(lines, key=lambda line: _middle(line)[1]):
+        if rows and abs(_middle(line)[1] - _middle(rows[-1][0])[1]) <= _height(rows[-1][0]) / 2:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda line: _middle(line)[0])]
+
+
+def _middle(line: TextLine) -> tuple[float, float]:
+    return sum(x for x, _ in line.box) / 4, sum(y for _, y in line.box) / 4
+
+
+def _height(line: TextLine) -> float:
+    ys = [y for _, y in line.box]
+    return max(ys) - min(ys)
 
 
 def _line(box: Any, text: str, score: Any, scale: float) -> TextLine:
