@@ -50,8 +50,10 @@ RERANKED = ("rank", "clip_rank", "score", "yes", "name", "gallery", "read")  # .
 
 
 def caption(hit: Hit) -> str:
-    """A result's caption: the text that matched (query words in « »), else CLIP's score; then its name."""
-    return f"{hit.matched} · {hit.item.name}" if hit.matched else f"{hit.score:.3f} · {hit.item.name}"
+    """A result's caption: the text that matched (query words in « »), else CLIP's cosine; then its name."""
+    if hit.matched:
+        return f"{hit.matched} · {hit.item.name}"
+    return f"{hit.clip if hit.clip is not None else hit.score:.3f} · {hit.item.name}"
 
 
 def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
