@@ -7,7 +7,7 @@ ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     GRADIO_ANALYTICS_ENABLED=False
 RUN apt-get update && apt-get install -y --no-install-recommends software-properties-common curl \
     && add-apt-repository -y ppa:deadsnakes/ppa && apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv libgl1 libglib2.0-0t64 \
     && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

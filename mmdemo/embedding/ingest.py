@@ -97,20 +97,7 @@ def embed_files(
     # itself a model job: its decoders would wait for it forever).
     take_turns = not overlap and not compute.on_compute_thread()
 
-    def load(item: T) -> np.ndarray | Skipped:
-        if take_turns:
-            compute.wait_idle()
-        file = path_of(item)
-        try:
-            decoded = decode_pixels(file.path, max_pixels, file.name, min_side=clip.input_size)
-        except BadImageError as exc:
-            return exc.skipped
-        if on_decoded is not None:
-            try:
-                on_decoded(item, decoded)
-            except OSError as exc:  # e.g. its thumbnail: the disk is full, or the file just went
-                return Skipped.keyed(file.name, "skip.not_stored", error=exc.strerror or exc)
-        return decoded.pixels
+    load = _Loader(path_of, max_pixels, clip.input_size, take_turns, on_decoded)
 
     def decode(chunk: Sequence[T]) -> list[np.ndarray | Skipped]:
         return [load(item) for item in chunk]
@@ -132,6 +119,32 @@ def embed_files(
                     pending.append(submit(pool, index + ahead))
                 items = tuple(files[index * turn + number * size + i] for i in kept)
                 yield EmbeddedBatch(items, vectors, skipped)
+
+
+@dataclass(frozen=True)
+class _Loader(Generic[T]):
+    """One file decoded on a decoder thread (between model jobs when `take_turns`), `on_decoded` run on it."""
+
+    path_of: Callable[[T], ImageFile]
+    max_pixels: int
+    min_side: int
+    take_turns: bool
+    on_decoded: Callable[[T, Decoded], None] | None
+
+    def __call__(self, item: T) -> np.ndarray | Skipped:
+        if self.take_turns:
+            compute.wait_idle()
+        file = self.path_of(item)
+        try:
+            decoded = decode_pixels(file.path, self.max_pixels, file.name, min_side=self.min_side)
+        except BadImageError as exc:
+            return exc.skipped
+        if self.on_decoded is not None:
+            try:
+                self.on_decoded(item, decoded)
+            except OSError as exc:  # e.g. its thumbnail: the disk is full, or the file just went
+                return Skipped.keyed(file.name, "skip.not_stored", error=exc.strerror or exc)
+        return decoded.pixels
 
 
 def chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:

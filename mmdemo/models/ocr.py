@@ -52,12 +52,17 @@ class TextLine:
 
 
 def available() -> bool:
-    """Whether the OCR package is installed (it is in requirements.txt; a trimmed install may lack it)."""
+    """Whether the OCR package imports (it is in requirements.txt; a trimmed install may lack it)."""
+    return not missing()
+
+
+def missing() -> str:
+    """Why the OCR package does not import ('' when it does): not installed, or OpenCV's libGL absent."""
     try:
         import rapidocr_onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as exc:
+        return str(exc)
+    return ""
 
 
 class OcrModel:

@@ -94,11 +94,11 @@ class TextStage:
 
 @register("text")
 def text_stage(settings: Settings) -> TextStage | None:
-    """The text stage, unless MMDEMO_OCR is off (or the OCR package is missing: said once, in the log)."""
+    """The text stage, unless MMDEMO_OCR is off (or the OCR package does not import: said in the log)."""
     if not settings.ocr:
         return None
-    if not ocr.available():
-        log.warning("rapidocr-onnxruntime is not installed: images are indexed without their text")
+    if why := ocr.missing():
+        log.warning("images are indexed without their text: the OCR package does not import (%s)", why)
         return None
     model = ocr.OcrModel(settings.ocr_max_side, settings.ocr_max_boxes, settings.ocr_threads)
     return TextStage(settings.data_dir, model, settings.max_image_pixels, settings.ocr_languages)
