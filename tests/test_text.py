@@ -221,3 +221,19 @@ def test_eval_text_search_reaches_the_recall_goals_on_the_generated_set(tmp_path
         assert result[language]["fused_r@1"] >= 0.9 and result[language]["fused_r@5"] >= 0.95, (language, result)
         assert result[language]["clip_r@5"] < 0.5  # random CLIP: the text found them
     assert result["all"]["cer"] < 0.1
+
+
+def test_an_image_the_ocr_cannot_read_is_indexed_without_text_and_says_why(text_settings, tmp_path, caplog):
+    from mmdemo.search.stages import Source
+    from mmdemo.text.stage import text_stage
+
+    stage = text_stage(text_settings)
+    assert stage is not None
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with caplog.at_level("INFO", logger="mmdemo.text.stage"):
+        stage.read("library", [Source("ab" * 16, str(broken))])
+    reading = stage.reading("library", "ab" * 16)
+    assert reading is not None and reading.lines == () and reading.error  # stored: not read again at each start
+    assert stage.pending("library", ["ab" * 16]) == []
+    assert "broken.jpg" in caplog.text

@@ -57,12 +57,12 @@ def available() -> bool:
 
 
 def missing() -> str:
-    """Why the OCR package does not import ('' when it does): not installed, or OpenCV's libGL absent."""
-    try:
-        import rapidocr_onnxruntime  # noqa: F401
-    except ImportError as exc:
-        return str(exc)
-    return ""
+    """Why the OCR cannot run ('' when it can): its package is not installed. Cheap: nothing is imported
+    (OpenCV and onnxruntime load with the model, on first use; if they fail there, e.g. without libGL,
+    the stage reads nothing and says why in the log, and the images are read at a later start)."""
+    import importlib.util
+
+    return "" if importlib.util.find_spec("rapidocr_onnxruntime") else "rapidocr-onnxruntime is not installed"
 
 
 class OcrModel:
@@ -78,7 +78,8 @@ class OcrModel:
         if self._engine is None:
             try:
                 from rapidocr_onnxruntime import RapidOCR
-            except ImportError:
+            except ImportError as exc:
+                log.error("the OCR model cannot be loaded: %s", exc)
                 raise UserFacingError(key="ocr.missing") from None
             # intra-op threads: onnxruntime would otherwise spin a thread per core and keep them hot.
             self._engine = RapidOCR(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmdemo.embedding.images import BadImageError, decode_pixels
+from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models import compute, ocr
 from mmdemo.search.stages import Source, register
@@ -68,6 +69,8 @@ class TextStage:
         except BadImageError as exc:
             log.info("no text read from %s: %s", Path(path).name, exc.reason)
             return Reading(source.hash, error=exc.reason)
+        except UserFacingError:  # the model itself cannot load: nothing stored, read again at a later start
+            raise
         except Exception as exc:  # noqa: BLE001 (onnxruntime, OpenCV: their own error types) indexed without text, and why
             log.warning("no text read from %s: %s: %s", Path(path).name, type(exc).__name__, exc)
             return Reading(source.hash, error=f"{type(exc).__name__}: {exc}")
