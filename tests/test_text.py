@@ -84,6 +84,8 @@ def test_text_search_forgives_case_width_spacing_and_ocr_confusions(tmp_path):
     assert found("text:room") == ["room"] and found("text:hotel room") == []
     match = store.search(parse("2041"))[0]
     assert match.marked == "INV0ICE «2041»" and match.exact == 2
+    store.put([Reading("plate", (ocr.TextLine("XY99 ABC", box, 0.9),))])  # read again: replaced, index too
+    assert found("RE16") == [] and found("xy99") == ["plate"] and store.count() == (4, 4)
 
 
 def test_a_word_painted_on_an_upload_finds_it_in_english_and_chinese(text_settings, session_manager, tmp_path):

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS reading (
     error TEXT NOT NULL DEFAULT '',
     at REAL NOT NULL
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS reading_fts USING fts5(hash UNINDEXED, folded, tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS reading_fts USING fts5(folded, tokenize='trigram');
 """
 MAX_CANDIDATES = 5000  # images whose text is scored per query, at most
 _CHUNK = 500  # hashes per SELECT
@@ -96,12 +96,23 @@ class TextStore:
         now = time.time()
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM reading_fts WHERE hash = ?", [(r[0],) for r in rows])
-            self._db.executemany(
-                "INSERT OR REPLACE INTO reading VALUES (?, ?, ?, ?, ?, ?)",
-                [(*row, r.error, now) for row, r in zip(rows, readings, strict=True)],
-            )
-            self._db.executemany("INSERT INTO reading_fts VALUES (?, ?)", [(r[0], r[3]) for r in rows if r[3]])
+            for start in range(0, len(rows), _CHUNK):
+                part = rows[start : start + _CHUNK]
+                self._replace(part, [(*row, r.error, now) for row, r in zip(part, readings[start:], strict=False)])
+
+    def _replace(self, rows: list[tuple[str, str, str, str]], values: list[tuple[object, ...]]) -> None:
+        """Within put's transaction: these rows written, their FTS rows too (they share the rowid: replaced by
+        rowid, an indexed delete rather than a scan of the FTS table)."""
+        hashes = [row[0] for row in rows]
+        marks = ",".join("?" * len(hashes))
+        old = self._db.execute(f"SELECT rowid FROM reading WHERE hash IN ({marks})", hashes).fetchall()
+        self._db.executemany("DELETE FROM reading_fts WHERE rowid = ?", old)
+        self._db.executemany("INSERT OR REPLACE INTO reading VALUES (?, ?, ?, ?, ?, ?)", values)
+        self._db.execute(
+            f"INSERT INTO reading_fts (rowid, folded) SELECT rowid, folded FROM reading WHERE hash IN ({marks})"
+            " AND folded != ''",
+            hashes,
+        )
 
     def get(self, content_hash: str) -> Reading | None:
         """The reading of this image, if it was read."""
@@ -138,7 +149,10 @@ class TextStore:
         with self._lock:
             for piece in pieces:
                 if len(piece) >= 3:
-                    sql = "SELECT hash FROM reading_fts WHERE folded MATCH ? LIMIT ?"
+                    sql = (
+                        "SELECT r.hash FROM reading_fts f JOIN reading r ON r.rowid = f.rowid"
+                        " WHERE f.folded MATCH ? LIMIT ?"
+                    )
                     args: tuple[object, ...] = ('"' + piece.replace('"', '""') + '"', MAX_CANDIDATES)
                 else:
                     sql = "SELECT hash FROM reading WHERE instr(folded, ?) > 0 LIMIT ?"
