@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 # languages need other recognition weights, which nothing here can download.
 LANGUAGES = ("zh", "en")
 MIN_CONFIDENCE = 0.5  # RapidOCR's own text_score default
+REC_BATCH = 6  # lines recognised per step (RapidOCR's rec_batch_num)
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
 
 
@@ -88,22 +90,45 @@ class OcrModel:
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)  # it logs each call's timings at INFO
         return self._engine
 
-    def read(self, pixels: np.ndarray) -> list[TextLine]:
-        """The text lines in an (H, W, 3) RGB uint8 image, in reading order (top to bottom, left to right)."""
+    def read(self, pixels: np.ndarray, between: Callable[[], object] = lambda: None) -> list[TextLine]:
+        """The text lines in an (H, W, 3) RGB uint8 image, in reading order (top to bottom, left to right).
+
+        RapidOCR's own steps (detect, turn, recognise six lines at a time), with `between()` called after
+        each: on the compute thread, mmdemo.models.compute.between_steps, so that a search waits for one
+        step of an image (tens of milliseconds), not the whole image.
+        """
         height, width = pixels.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         if scale < 1.0:  # reduced here: RapidOCR would reduce it too, after copying it whole
             from PIL import Image
 
-            small = Image.fromarray(pixels).resize(
-                (round(width * scale), round(height * scale)), Image.Resampling.BILINEAR
-            )
+            size = (round(width * scale), round(height * scale))
+            small = Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)
             pixels = np.asarray(small)
         bgr = np.ascontiguousarray(pixels[:, :, ::-1])  # RapidOCR takes OpenCV's channel order
         with self._lock:
-            found, _ = self._load()(bgr)
-        lines = [_line(box, text, score, scale) for box, text, score in found or () if float(score) >= MIN_CONFIDENCE]
+            found = _steps(self._load(), bgr, between)
+        lines = [_line(box, text, score, scale) for box, text, score in found if float(score) >= MIN_CONFIDENCE]
         return reading_order(sorted(lines, key=lambda line: -line.confidence)[: self.max_boxes])
+
+
+def _steps(engine: Any, bgr: np.ndarray, between: Callable[[], object]) -> list[tuple[Any, str, float]]:
+    """RapidOCR.__call__'s pipeline, step by step (its methods: docs/private-apis.md): (box, text, score)."""
+    raw_h, raw_w = bgr.shape[:2]
+    img, ratio_h, ratio_w = engine.preprocess(bgr)
+    img, record = engine.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h, "ratio_w": ratio_w}})
+    boxes, _ = engine.auto_text_det(img)
+    if boxes is None:
+        return []
+    between()
+    crops, _, _ = engine.text_cls(engine.get_crop_img_list(img, boxes))
+    recognised: list[Any] = []
+    for start in range(0, len(crops), REC_BATCH):
+        between()
+        part, _ = engine.text_rec(crops[start : start + REC_BATCH], False)
+        recognised += part
+    corners = engine._get_origin_points(boxes, record, raw_h, raw_w)
+    return [(box, str(rec[0]), float(rec[1])) for box, rec in zip(corners, recognised, strict=True)]
 
 
 def reading_order(lines: list[TextLine]) -> list[TextLine]:

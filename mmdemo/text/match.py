@@ -26,8 +26,9 @@ class TextMatch:
         return self.exact, self.score
 
 
-def match(query: TextQuery, content_hash: str, text: str) -> TextMatch | None:
-    """The match of `query` in an image's `text`, or None (see mmdemo.text.query for the rules)."""
+def match(query: TextQuery, content_hash: str, text: str, marked: bool = True) -> TextMatch | None:
+    """The match of `query` in an image's `text`, or None (see mmdemo.text.query for the rules); without
+    `marked`, its score alone (the lines are not marked: scoring many candidates, few are shown)."""
     folded = fold(text)
     squashed = squash(text)
     if any(squash(phrase) not in squashed for phrase in query.phrases):
@@ -52,7 +53,7 @@ def match(query: TextQuery, content_hash: str, text: str) -> TextMatch | None:
     if not spans or (not query.strict and share < MIN_SHARE):
         return None
     exact_level = 2 if len(query.whole) >= 2 and query.whole in folded else 1 if every_exact else 0
-    return TextMatch(content_hash, round(share, 4), exact_level, mark(text, spans))
+    return TextMatch(content_hash, round(share, 4), exact_level, mark(text, spans) if marked else "")
 
 
 def mark(text: str, pieces: list[str]) -> str:

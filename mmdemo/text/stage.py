@@ -65,7 +65,9 @@ class TextStage:
             compute.wait_idle()  # between model jobs, like the decoders (mmdemo.embedding.ingest)
         try:
             decoded = decode_pixels(path, self.max_pixels, Path(path).name, min_side=self.model.max_side)
-            lines = self.model.read(decoded.pixels)
+            # On the compute thread, as a long job with safe points: model work takes turns there (a visitor's
+            # search runs between two steps of an image; beside it, both would fight for the cores).
+            lines = compute.run(self.model.read, decoded.pixels, compute.between_steps, long=True)
         except BadImageError as exc:
             log.info("no text read from %s: %s", Path(path).name, exc.reason)
             return Reading(source.hash, error=exc.reason)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mmdemo.models.ocr import TextLine
 from mmdemo.text.match import TextMatch, match
-from mmdemo.text.normalize import fold, plain
+from mmdemo.text.normalize import fold, has_han, plain
 from mmdemo.text.query import FUZZY_FROM, TextQuery
 
 _SCHEMA = """
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS reading (
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS reading_fts USING fts5(folded, tokenize='trigram');
 """
-MAX_CANDIDATES = 5000  # images whose text is scored per query, at most
+MAX_CANDIDATES = 2000  # images holding every word of a query scored, at most
+MAX_BROAD = 200  # images holding some word (or a piece of one) scored, at most: the best ranked by BM25
 _CHUNK = 500  # hashes per SELECT
 
 
@@ -129,38 +130,65 @@ class TextStore:
         return int(read), int(texted)
 
     def search(self, query: TextQuery, limit: int = 100) -> list[TextMatch]:
-        """Images whose text matches `query`, best first (see mmdemo.text.match)."""
+        """Images whose text matches `query`, best first (see mmdemo.text.match).
+
+        First the images holding every word as typed (folded), found by the index alone; only when they are
+        fewer than `limit`, those holding any word or a piece of one (for the one edit forgiven), scored here.
+        """
         if query.empty:
             return []
-        hashes = self._candidates(query)
-        if not hashes:
-            return []
-        found = [m for h, text in self._texts(hashes) if (m := match(query, h, text)) is not None]
-        return sorted(found, key=lambda m: (-m.rank_key[0], -m.rank_key[1], m.hash))[:limit]
+        terms = [*query.words, *query.required, *(fold(p) for p in query.phrases)]
+        found = self._every(terms)
+        if len(found) < limit:
+            found.update(self._any(terms, exclude=set(found)))
+        scored = [m for h, text in found.items() if (m := match(query, h, text, marked=False)) is not None]
+        best = sorted(scored, key=lambda m: (-m.rank_key[0], -m.rank_key[1], m.hash))[:limit]
+        # Marked in the lines as read (case and punctuation kept), for the few shown.
+        lines = dict(self._texts([m.hash for m in best]))
+        return [match(query, m.hash, lines[m.hash]) or m for m in best]
 
-    def _candidates(self, query: TextQuery) -> list[str]:
-        """Hashes whose folded text holds some piece of some word of the query (a superset of the matches)."""
-        pieces: set[str] = set()
-        for word in (*query.words, *query.required, *(fold(p) for p in query.phrases)):
-            pieces.add(word)
-            if len(word) >= FUZZY_FROM:  # one edit leaves one half intact
-                pieces |= {word[: len(word) // 2], word[len(word) // 2 :]}
-        found: set[str] = set()
+    def _every(self, terms: list[str]) -> dict[str, str]:
+        """hash -> plain text of the images whose folded text holds every term."""
+        long_terms = [t for t in terms if len(t) >= 3]
+        short_terms = [t for t in terms if len(t) < 3]
+        where = " AND ".join(["instr(r.folded, ?) > 0"] * len(short_terms)) or "1"
+        if long_terms:
+            sql = (
+                "SELECT r.hash, r.plain FROM reading_fts f JOIN reading r ON r.rowid = f.rowid"
+                f" WHERE f.folded MATCH ? AND {where} LIMIT ?"
+            )
+            args: list[object] = [" AND ".join(_quoted(t) for t in long_terms), *short_terms, MAX_CANDIDATES]
+        else:
+            sql = f"SELECT r.hash, r.plain FROM reading r WHERE {where} LIMIT ?"
+            args = [*short_terms, MAX_CANDIDATES]
         with self._lock:
-            for piece in pieces:
-                if len(piece) >= 3:
-                    sql = (
-                        "SELECT r.hash FROM reading_fts f JOIN reading r ON r.rowid = f.rowid"
-                        " WHERE f.folded MATCH ? LIMIT ?"
-                    )
-                    args: tuple[object, ...] = ('"' + piece.replace('"', '""') + '"', MAX_CANDIDATES)
-                else:
-                    sql = "SELECT hash FROM reading WHERE instr(folded, ?) > 0 LIMIT ?"
-                    args = (piece, MAX_CANDIDATES)
-                found |= {row[0] for row in self._db.execute(sql, args)}
-                if len(found) >= MAX_CANDIDATES:
-                    break
-        return sorted(found)[:MAX_CANDIDATES]
+            return dict(self._db.execute(sql, args).fetchall())
+
+    def _any(self, terms: list[str], exclude: set[str]) -> dict[str, str]:
+        """hash -> plain text of images whose folded text holds some term of three characters or more, or a
+        half of one of five or more (one edit leaves one half intact), or a short Chinese term."""
+        pieces: set[str] = set()
+        short: set[str] = set()
+        for term in terms:
+            if len(term) >= 3:
+                pieces.add(term)
+            elif has_han(term):
+                short.add(term)
+            if len(term) >= FUZZY_FROM:
+                pieces |= {half for half in (term[: len(term) // 2], term[len(term) // 2 :]) if len(half) >= 3}
+        found: dict[str, str] = {}
+        with self._lock:
+            if pieces:
+                # The best-ranked (BM25: the rarer pieces, the more of them) of what holds any piece.
+                sql = (
+                    "SELECT r.hash, r.plain FROM reading_fts f JOIN reading r ON r.rowid = f.rowid"
+                    " WHERE f.folded MATCH ? ORDER BY f.rank LIMIT ?"
+                )
+                found.update(self._db.execute(sql, (" OR ".join(map(_quoted, sorted(pieces))), MAX_BROAD)))
+            for term in sorted(short):
+                sql = "SELECT hash, plain FROM reading WHERE instr(folded, ?) > 0 LIMIT ?"
+                found.update(self._db.execute(sql, (term, MAX_CANDIDATES)))
+        return {h: text for h, text in found.items() if h not in exclude}
 
     def _texts(self, hashes: list[str]) -> list[tuple[str, str]]:
         """(hash, the lines' text) of these hashes."""
@@ -172,3 +200,8 @@ class TextStore:
                 rows = self._db.execute(f"SELECT hash, lines FROM reading WHERE hash IN ({marks})", part)
                 out += [(h, "\n".join(d["text"] for d in json.loads(lines))) for h, lines in rows]
         return out
+
+
+def _quoted(term: str) -> str:
+    """A term as an FTS5 string (a substring for the trigram tokenizer)."""
+    return '"' + term.replace('"', '""') + '"'
