@@ -54,6 +54,7 @@ class _Scheduler:
         self.idle.set()
         self.thread: threading.Thread | None = None
         self.long_waits_since: float | None = None  # when the first waiting long job began to wait
+        self.last_short = 0.0  # when the last short job (light ones aside) ended
 
     def put(self, job: Callable[[], None], long: bool, counted: bool) -> None:
         with self.cond:
@@ -76,6 +77,7 @@ class _Scheduler:
                 self.pending_long -= 1
             elif counted:
                 self.pending_short -= 1
+                self.last_short = time.monotonic()
                 if self.pending_short == 0:
                     self.idle.set()
 
@@ -265,3 +267,22 @@ def wait_idle(timeout: float | None = None) -> bool:
     blocking this module exists to avoid.
     """
     return _scheduler.idle.wait(timeout)
+
+
+def wait_quiet(gap: float, timeout: float) -> bool:
+    """Block until no short job has run or waited for `gap` seconds, or `timeout` passed; True if quiet.
+
+    For background work that should stay out of visitors' way (reading the text of a library): between
+    two of its jobs, it waits for a pause in their requests. Under a steady stream of them it still
+    goes on every `timeout` seconds, so it is slowed down, never starved.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        _scheduler.idle.wait(max(deadline - time.monotonic(), 0))
+        quiet_at = _scheduler.last_short + gap
+        now = time.monotonic()
+        if _scheduler.idle.is_set() and now >= quiet_at:
+            return True
+        if now >= deadline:
+            return False
+        time.sleep(min(quiet_at - now, deadline - now) if _scheduler.idle.is_set() else 0.001)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 8  # images read per transaction in the background
+QUIET_S = 0.2  # in the background, an image is read once visitors' model jobs have paused this long...
+PATIENCE_S = 2.0  # ... or after this long, under a steady stream of them
 INLINE_MAX = 32  # an add this small is read on its own request (its files may not outlive it)
 Factory = Callable[["Settings"], "Stage | None"]  # None: the settings turn the stage off
 _STAGES: dict[str, Factory] = {}
@@ -56,8 +58,9 @@ class Stage(Protocol):
         """The hashes of `gallery` not read yet."""
         ...
 
-    def read(self, gallery: str, sources: Sequence[Source]) -> None:
-        """Read these images and store what was read in one transaction (an unreadable one is stored as such)."""
+    def read(self, gallery: str, sources: Sequence[Source], background: bool = False) -> None:
+        """Read these images and store what was read in one transaction (an unreadable one is stored as such).
+        In the `background`, each image waits for a pause in visitors' model jobs first (`quiet`)."""
         ...
 
     def forget(self, gallery: str) -> None:
@@ -167,8 +170,7 @@ class Stages:
         while True:
             job = self._queue.get()
             for stage in self.stages:
-                compute.wait_idle()  # between model jobs: a visitor's search goes first
-                self._run(stage, job.gallery, job.sources)
+                self._run(stage, job.gallery, job.sources, background=True)
                 with self._lock:
                     self.progress[stage.name].done += len(job.sources)
             with self._idle:
@@ -178,11 +180,11 @@ class Stages:
                         progress.done = progress.total = 0
                     self._idle.notify_all()
 
-    def _run(self, stage: Stage, gallery: str, sources: Sequence[Source]) -> None:
+    def _run(self, stage: Stage, gallery: str, sources: Sequence[Source], background: bool = False) -> None:
         try:
             wanted = set(stage.pending(gallery, [s.hash for s in sources]))
             if wanted:
-                stage.read(gallery, [s for s in sources if s.hash in wanted])
+                stage.read(gallery, [s for s in sources if s.hash in wanted], background)
         except Exception:  # one stage failing must not stop indexing, nor the other stages
             log.exception("indexing stage %s failed on %d image(s) of %s", stage.name, len(sources), gallery)
             with self._lock:
@@ -197,3 +199,8 @@ def build(settings: Settings) -> Stages:
         importlib.import_module(module)
     stages = [factory(settings) for factory in _STAGES.values()]
     return Stages([stage for stage in stages if stage is not None])
+
+
+def quiet() -> None:
+    """Before a background stage reads an image: wait for a pause in visitors' model jobs (at most PATIENCE_S)."""
+    compute.wait_quiet(QUIET_S, PATIENCE_S)

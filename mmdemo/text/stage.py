@@ -13,7 +13,7 @@ from mmdemo.embedding.images import BadImageError, decode_pixels
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models import compute, ocr
-from mmdemo.search.stages import Source, register
+from mmdemo.search.stages import Source, quiet, register
 from mmdemo.text.match import TextMatch
 from mmdemo.text.normalize import has_han
 from mmdemo.text.query import TextQuery
@@ -55,13 +55,15 @@ class TextStage:
         known = self.store(gallery).known(hashes)
         return [h for h in hashes if h not in known]
 
-    def read(self, gallery: str, sources: Sequence[Source]) -> None:
-        self.store(gallery).put([self.read_one(source) for source in sources])
+    def read(self, gallery: str, sources: Sequence[Source], background: bool = False) -> None:
+        self.store(gallery).put([self.read_one(source, background) for source in sources])
 
-    def read_one(self, source: Source) -> Reading:
+    def read_one(self, source: Source, background: bool = False) -> Reading:
         """The text of one image (from its file, else its thumbnail); an unreadable one says why."""
         path = source.path if source.path and Path(source.path).is_file() else source.thumb
-        if not compute.on_compute_thread():
+        if background:
+            quiet()  # the library's text waits for a pause in visitors' searches and chats
+        elif not compute.on_compute_thread():
             compute.wait_idle()  # between model jobs, like the decoders (mmdemo.embedding.ingest)
         try:
             decoded = decode_pixels(path, self.max_pixels, Path(path).name, min_side=self.model.max_side)
