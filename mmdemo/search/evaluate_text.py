@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mmdemo.text.stage import TextStage
 
 KS = (1, 5, 10)
-RANKERS = ("clip", "text", "fused")
+RANKERS = ("substring", "clip", "text", "fused")  # substring: the query as typed in the raw OCR text (a baseline)
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,15 @@ def evaluate(named: Named, text: TextStage, queries: Sequence[Query]) -> dict[st
     """Each query ranked by each ranker over the gallery; results per language (and "all")."""
     results: dict[str, LanguageResult] = {}
     by_name = {item.name: item for item in named.gallery.store.items()}
+    raw = {
+        name: reading.text.lower() for name, item in by_name.items() if (reading := text.reading(named.name, item.hash))
+    }
     for q in queries:
         for language in {q.language, "all"}:
             result = results.setdefault(language, LanguageResult())
-            for ranker, names in _rankings(named, text, q.query).items():
+            rankings = _rankings(named, text, q.query)
+            rankings["substring"] = [name for name, words in raw.items() if q.query.lower() in words][: max(KS)]
+            for ranker, names in rankings.items():
                 result.ranks[ranker].append(names.index(q.file) + 1 if q.file in names else None)
             if q.truth and (item := by_name.get(q.file)) is not None:
                 reading = text.reading(named.name, item.hash)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from mmdemo.search.fusion import TextHit, fuse
@@ -43,14 +43,22 @@ def ranked(
     tagged.sort(key=lambda pair: pair[1].score, reverse=True)
     if words.empty or text is None:
         return tagged[:k]
-    return fuse(tagged[:pool], text_hits(named, text, words, pool), words.strict)[:k]
+    best = fuse(tagged[:pool], text_hits(named, text, words, pool, marked=0), words.strict)[:k]
+    # Only the hits shown have their text marked (the lines read, the query's words between « »).
+    names = {n.tag: n.name for n in named}
+    return [
+        (tag, replace(hit, matched=text.mark(names[tag], words, hit.item.hash)) if hit.scores.text is not None else hit)
+        for tag, hit in best
+    ]
 
 
-def text_hits(named: Sequence[Named], text: TextStage, words: TextQuery, limit: int) -> list[TextHit]:
-    """The indexed images whose text matches, over the galleries, best first."""
+def text_hits(
+    named: Sequence[Named], text: TextStage, words: TextQuery, limit: int, marked: int | None = None
+) -> list[TextHit]:
+    """The indexed images whose text matches, over the galleries, best first (the first `marked` marked)."""
     found: list[TextHit] = []
     for n in named:
-        for match in text.search(n.name, words, limit):
+        for match in text.search(n.name, words, limit, marked):
             if (item := n.gallery.store.by_hash(match.hash)) is not None:
                 found.append(TextHit(n.tag, item, match))
     return sorted(found, key=lambda hit: hit.match.rank_key, reverse=True)[:limit]

@@ -92,8 +92,11 @@ class TextStage:
         if (self.root / gallery).is_dir():
             remove_tree(self.root, gallery)
 
-    def search(self, gallery: str, query: TextQuery, limit: int) -> list[TextMatch]:
-        return self.store(gallery).search(query, limit)
+    def search(self, gallery: str, query: TextQuery, limit: int, marked: int | None = None) -> list[TextMatch]:
+        return self.store(gallery).search(query, limit, marked)
+
+    def mark(self, gallery: str, query: TextQuery, content_hash: str) -> str:
+        return self.store(gallery).mark(query, content_hash)
 
     def reading(self, gallery: str, content_hash: str) -> Reading | None:
         return self.store(gallery).get(content_hash)

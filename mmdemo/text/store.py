@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS reading (
 CREATE VIRTUAL TABLE IF NOT EXISTS reading_fts USING fts5(folded, tokenize='trigram');
 """
 MAX_CANDIDATES = 2000  # images holding every word of a query scored, at most
-MAX_BROAD = 200  # images holding some word (or a piece of one) scored, at most: the best ranked by BM25
+MAX_BROAD = 200  # images holding some word (or a piece of one) scored per pass, at most
 _CHUNK = 500  # hashes per SELECT
 
 
@@ -129,23 +129,32 @@ class TextStore:
             read, texted = self._db.execute("SELECT count(*), count(NULLIF(folded, '')) FROM reading").fetchone()
         return int(read), int(texted)
 
-    def search(self, query: TextQuery, limit: int = 100) -> list[TextMatch]:
-        """Images whose text matches `query`, best first (see mmdemo.text.match).
+    def search(self, query: TextQuery, limit: int = 100, marked: int | None = None) -> list[TextMatch]:
+        """Images whose text matches `query`, best first (see mmdemo.text.match); the first `marked` (all by
+        default) with their lines marked, the others unmarked (`mark` marks one later).
 
-        First the images holding every word as typed (folded), found by the index alone; only when they are
-        fewer than `limit`, those holding any word or a piece of one (for the one edit forgiven), scored here.
+        First the images holding every word as typed (folded), found by the index alone; while they are fewer
+        than `limit`, those holding any word, then any half of a long word (for the one edit forgiven).
         """
         if query.empty:
             return []
         terms = [*query.words, *query.required, *(fold(p) for p in query.phrases)]
         found = self._every(terms)
-        if len(found) < limit:
-            found.update(self._any(terms, exclude=set(found)))
+        for fuzzy in (False, True):  # any word; then, still too few, any half of a long word (one edit)
+            if len(found) < limit:
+                found.update(self._any(terms, set(found), fuzzy))
         scored = [m for h, text in found.items() if (m := match(query, h, text, marked=False)) is not None]
         best = sorted(scored, key=lambda m: (-m.rank_key[0], -m.rank_key[1], m.hash))[:limit]
         # Marked in the lines as read (case and punctuation kept), for the few shown.
-        lines = dict(self._texts([m.hash for m in best]))
-        return [match(query, m.hash, lines[m.hash]) or m for m in best]
+        shown = best[:marked] if marked is not None else best
+        lines = dict(self._texts([m.hash for m in shown]))
+        return [match(query, m.hash, lines[m.hash]) or m for m in shown] + best[len(shown) :]
+
+    def mark(self, query: TextQuery, content_hash: str) -> str:
+        """The lines of this image that match `query`, the query's words marked ('' when none)."""
+        text = dict(self._texts([content_hash])).get(content_hash, "")
+        found = match(query, content_hash, text)
+        return found.marked if found else ""
 
     def _every(self, terms: list[str]) -> dict[str, str]:
         """hash -> plain text of the images whose folded text holds every term."""
@@ -164,25 +173,26 @@ class TextStore:
         with self._lock:
             return dict(self._db.execute(sql, args).fetchall())
 
-    def _any(self, terms: list[str], exclude: set[str]) -> dict[str, str]:
+    def _any(self, terms: list[str], exclude: set[str], fuzzy: bool) -> dict[str, str]:
         """hash -> plain text of images whose folded text holds some term of three characters or more, or a
-        half of one of five or more (one edit leaves one half intact), or a short Chinese term."""
+        short Chinese term; `fuzzy`: a half of a term of five or more instead (one edit leaves a half intact)."""
         pieces: set[str] = set()
         short: set[str] = set()
         for term in terms:
-            if len(term) >= 3:
-                pieces.add(term)
-            elif has_han(term):
-                short.add(term)
-            if len(term) >= FUZZY_FROM:
+            if fuzzy and len(term) >= FUZZY_FROM:
                 pieces |= {half for half in (term[: len(term) // 2], term[len(term) // 2 :]) if len(half) >= 3}
+            elif not fuzzy and len(term) >= 3:
+                pieces.add(term)
+            elif not fuzzy and has_han(term):
+                short.add(term)
         found: dict[str, str] = {}
         with self._lock:
             if pieces:
-                # The best-ranked (BM25: the rarer pieces, the more of them) of what holds any piece.
+                # Unordered: ranking by BM25 here cost 20 ms over 100k texts, and these hold a word or piece each
+                # (those holding every word were found first).
                 sql = (
                     "SELECT r.hash, r.plain FROM reading_fts f JOIN reading r ON r.rowid = f.rowid"
-                    " WHERE f.folded MATCH ? ORDER BY f.rank LIMIT ?"
+                    " WHERE f.folded MATCH ? LIMIT ?"
                 )
                 found.update(self._db.execute(sql, (" OR ".join(map(_quoted, sorted(pieces))), MAX_BROAD)))
             for term in sorted(short):
