@@ -15,6 +15,9 @@ import pytest
 # Tests never reach a model hub: a missing file must fail at once, not after a network timeout.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Reading text (OCR: real weights, ~0.3 s an image) is off in every app and command the tests start, but for
+# the tests of it (tests/test_text.py, tests/test_text_app.py), which turn it on.
+os.environ.setdefault("MMDEMO_OCR", "false")
 
 from mmdemo.config import Settings
 
@@ -51,7 +54,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_settings(data_dir: Path) -> Settings:
     """Tiny profile, nothing preloaded, fp32 (exact comparisons; bf16 is tested separately)."""
-    # Reading text (OCR: real weights, ~0.3 s an image) is on for the tests that test it (tests/test_text.py).
     return Settings(profile="tiny", data_dir=data_dir, preload=(), dtype="float32", ocr=False)
 
 
@@ -119,7 +121,6 @@ def spawn_app(data_dir: Path, log: Path, **env: str) -> tuple[str, subprocess.Po
     # Every test client is this machine, and the session's apps share one data dir: one client, many tests.
     # (tests/test_strangers.py tests the per-client cap on apps of its own.)
     env.setdefault("MMDEMO_MAX_GALLERIES_PER_CLIENT", "1000")
-    env.setdefault("MMDEMO_OCR", "false")  # on in the apps of tests/test_text.py, which test it
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return f"http://127.0.0.1:{port}/", proc

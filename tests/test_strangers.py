@@ -321,7 +321,7 @@ def test_an_api_search_that_reranks_waits_in_the_chat_queue(stranger):
     before = waits()
     shown, table, *_ = client.predict("a dog", None, 8, -1.0, 3, api_name="/search")
     after = waits()
-    assert shown and len(table["data"][0]) == 6  # re-ranked: both ranks and P(yes)
+    assert shown and len(table["data"][0]) == 7  # re-ranked: both ranks, P(yes) and the text matched
     assert after.get("vlm", 0) == before.get("vlm", 0) + 1 and after.get("clip", 0) == before.get("clip", 0)
     client.predict("a dog", "", 4, "", 2, api_name="/search_images")
     assert waits().get("vlm", 0) == after.get("vlm", 0) + 1

@@ -89,6 +89,7 @@ def test_an_agent_reads_the_text_of_an_indexed_image_and_of_a_data_uri(sign_app,
     line = text(found)
     assert "gate.jpg" in line and " · text «GATE" in line  # "«GATE» «B22» EXIT", or "«GATEB22»EXIT" as OCR read it
     item_id = line.split(" · id ")[1].split(" ")[0]
+    assert re.search(r" · http://\S+/media/\S+\.jpg$", line)  # the image URL stays last
     _, (of_id,) = call(sign_app, [("read_text", {"image": item_id})])
     read = json.loads(text(of_id))
     assert read["image"] == "gate.jpg" and "EXIT" in read["text"]

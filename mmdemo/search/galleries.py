@@ -17,11 +17,10 @@ from mmdemo.search import stages
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
 from mmdemo.search.ranking import Named, ranked
-from mmdemo.search.stages import Source
+from mmdemo.search.stages import LIBRARY, Source
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.text.stage import TextStage
 
-LIBRARY = "library"
 PRIVATE = "sessions"  # private galleries live in <model folder>/sessions/<key>
 SWEEP_EVERY_S = 600.0
 log = logging.getLogger(__name__)

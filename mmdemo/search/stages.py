@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LIBRARY = "library"  # the shared gallery's name (the others are private: mmdemo.search.private)
 BATCH = 8  # images read per transaction in the background
 QUIET_S = 0.2  # in the background, an image is read once visitors' model jobs have paused this long...
 PATIENCE_S = 2.0  # ... or after this long, under a steady stream of them

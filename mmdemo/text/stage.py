@@ -13,7 +13,7 @@ from mmdemo.embedding.images import BadImageError, decode_pixels
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models import compute, ocr
-from mmdemo.search.stages import Source, quiet, register
+from mmdemo.search.stages import LIBRARY, Source, quiet, register
 from mmdemo.text.match import TextMatch
 from mmdemo.text.normalize import has_han
 from mmdemo.text.query import TextQuery
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READINGS = "readings"  # data_dir/readings/<gallery>/text.sqlite3
-OPEN_STORES = 64  # text databases held open at most (the least recently used closed)
+# Text databases held open at most besides the library's (the least recently used closed): each holds three
+# files (the database, its WAL and shared memory), and a flood of agents' collections must not add up.
+OPEN_STORES = 8
 
 
 class TextStage:
@@ -46,7 +48,8 @@ class TextStage:
                 self._stores[gallery] = TextStore(inside(self.root, gallery))
             self._stores.move_to_end(gallery)
             store = self._stores[gallery]  # the most recent: never among those closed
-            closed = [self._stores.popitem(last=False)[1] for _ in range(len(self._stores) - OPEN_STORES)]
+            others = [name for name in self._stores if name != LIBRARY]  # oldest first: the current one is last
+            closed = [self._stores.pop(name) for name in others[: max(len(others) - OPEN_STORES, 0)]]
         for old in closed:
             old.release()
         return store

@@ -126,8 +126,8 @@ class AgentTools(ToolSteps):
             rerank: re-rank the top this many results of a search in words with the chat model (0 = off; slower).
         Returns:
             One line per result, best first: rank, score (cosine, -1 to 1; after a re-rank also the chat model's
-            P(yes) and the CLIP rank), name, where it is, an image URL to fetch, its id, and the text read in it
-            that matched the query (its words between « »).
+            P(yes) and the CLIP rank), name, where it is, its id, the text read in it that matched the query
+            (its words between « »), and last an image URL to fetch.
         """
         query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
@@ -145,8 +145,9 @@ class AgentTools(ToolSteps):
             [
                 f"{rank}. score {hit.score:.3f}"
                 + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
-                + f" · {hit.item.name} · {where[source]} · {self._url(request, hit.item.thumb)} · id {hit.item.id}"
+                + f" · {hit.item.name} · {where[source]} · id {hit.item.id}"
                 + (f" · text {hit.matched}" if hit.matched else "")
+                + f" · {self._url(request, hit.item.thumb)}"
                 for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
             ]
             + notes
