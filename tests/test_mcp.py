@@ -88,7 +88,7 @@ def text(result: Any) -> str:
     return "\n".join(c.text for c in result.content if c.type == "text")
 
 
-def test_an_agent_sees_eight_described_tools_and_no_ui_internals(mcp_app):
+def test_an_agent_sees_nine_described_tools_and_no_ui_internals(mcp_app):
     tools, _ = call(mcp_app, [])
     assert {t.name for t in tools} == TOOLS
     for tool in tools:
