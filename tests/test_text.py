@@ -192,13 +192,17 @@ def test_kill_9_during_the_text_stage_loses_nothing(tmp_path):
     assert f"text: {len(phrases) - read_before} / {len(phrases) - read_before} images" in out  # only the rest
     assert _read_count(data) == len(phrases)
     cli = [sys.executable, "-m", "mmdemo", "search", "room 117", "--profile", "tiny", "--data-dir", str(data)]
-    found = subprocess.run(cli, cwd=REPO, capture_output=True, text=True, timeout=300, check=True).stdout
+    on = {**os.environ, "MMDEMO_OCR": "true"}
+    found = subprocess.run(cli, cwd=REPO, env=on, capture_output=True, text=True, timeout=300, check=True).stdout
     first = found.splitlines()[0]  # "1  <id>  room17.jpg  clip 0.150  «ROOM» «117»" (or as OCR read it: «RO0M»)
     assert first.split("\t")[2] == "room17.jpg" and "«117»" in first and "«RO" in first
     listed = subprocess.run(
         [sys.executable, "-m", "mmdemo", "list", "--text", "--profile", "tiny", "--data-dir", str(data)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
+        cwd=REPO, env=on, capture_output=True, text=True, timeout=300, check=True,
     ).stdout  # fmt: skip
+    # With reading text off, `search` is CLIP's alone (no text marked), not an error.
+    off = subprocess.run(cli, cwd=REPO, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert len(off.splitlines()) == 10 and "«" not in off
     assert re.search(r"\n\tRO[O0]M( / | )?103\n", listed), listed  # the lines read, in reading order
 
 

@@ -56,11 +56,13 @@ def _reader(settings: Settings) -> TextStage:
 
     stage = text_stage(settings)
     if stage is None:
-        raise UserFacingError(key="ocr.missing")
+        raise UserFacingError(key="ocr.off" if not settings.ocr else "ocr.missing")
     return stage
 
 
-def _indexed(settings: Settings, manager: ModelManager, name: str, folder: Path | None, stage: TextStage) -> Gallery:
+def _indexed(
+    settings: Settings, manager: ModelManager, name: str, folder: Path | None, stage: TextStage | None
+) -> Gallery:
     """The gallery `name`, with `folder` added to it and every image's text read (progress on stderr)."""
     from mmdemo.embedding.vectorcache import embedding_cache
     from mmdemo.search.gallery import open_gallery
@@ -73,16 +75,18 @@ def _indexed(settings: Settings, manager: ModelManager, name: str, folder: Path 
     def show(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done} / {total} images", end="", file=sys.stderr, flush=True)
 
-    sources = [Source(it.hash, it.source, it.thumb) for it in gallery.store.items()]
-    Stages([stage]).run_now(name, sources, show)
-    print(file=sys.stderr)
+    if stage is not None:
+        sources = [Source(it.hash, it.source, it.thumb) for it in gallery.store.items()]
+        Stages([stage]).run_now(name, sources, show)
+        print(file=sys.stderr)
     return gallery
 
 
 def _search(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
     from mmdemo.search.ranking import Named, ranked
+    from mmdemo.text.stage import text_stage
 
-    stage = _reader(settings)
+    stage = text_stage(settings)  # None with MMDEMO_OCR=false: CLIP alone
     gallery = _indexed(settings, manager, args.gallery, None, stage)
     for rank, (_, hit) in enumerate(ranked([Named("", args.gallery, gallery)], stage, args.query, None, args.k, -1), 1):
         clip = "-" if hit.clip is None else f"{hit.clip:.3f}"
