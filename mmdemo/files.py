@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sqlite3
 from pathlib import Path
 
 
@@ -46,3 +47,15 @@ def remove_tree(root: Path, *parts: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def open_database(path: Path, schema: str = "", timeout: float = 5.0) -> sqlite3.Connection:
+    """A SQLite database (its folder made) as mmdemo uses each: one connection shared by threads under the
+    caller's lock, autocommit (transactions are explicit `BEGIN`s), WAL (readers never see a half-written
+    batch, and other processes read while one writes), `schema` applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+    conn.execute("PRAGMA journal_mode=WAL")
+    if schema:
+        conn.executescript(schema)
+    return conn

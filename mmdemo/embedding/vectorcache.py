@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmdemo.files import open_database
+
 if TYPE_CHECKING:
     from mmdemo.config import Settings
 
@@ -54,11 +56,8 @@ class VectorCache:
         if self.path is None:
             return None
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             # One connection, used under self._lock from whichever worker thread calls.
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")  # readers never see a half-written batch
-            self._db.execute(_SCHEMA)
+            self._db = open_database(self.path, _SCHEMA)
         return self._db
 
     def get(self, space: str, keys: Sequence[str], persistent: bool) -> dict[str, np.ndarray]:

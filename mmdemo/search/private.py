@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +33,7 @@ from typing import TypeVar
 
 from mmdemo.embedding.images import Skipped
 from mmdemo.errors import UserFacingError
+from mmdemo.files import open_database
 
 T = TypeVar("T")
 
@@ -92,9 +92,7 @@ class PrivateRegistry:
         self.caps, self.remove_folders = caps, remove_folders
         data_dir.mkdir(parents=True, exist_ok=True)
         self._path, self._lock_path = data_dir / "private.sqlite3", data_dir / "private.lock"
-        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(self._path, _SCHEMA, timeout=30)
         self._lock = threading.Lock()  # one statement sequence at a time on the one connection
 
     @contextlib.contextmanager

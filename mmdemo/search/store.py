@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mmdemo.files import open_database
 from mmdemo.search.index import VectorIndex
 
 _SCHEMA = """
@@ -130,8 +131,7 @@ class GalleryStore:
     @property
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn = open_database(self.root / "meta.sqlite3")
         return self._conn
 
     def release(self) -> None:

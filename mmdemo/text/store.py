@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmdemo.files import open_database
 from mmdemo.models.ocr import TextLine
 from mmdemo.text.match import TextMatch, match
 from mmdemo.text.normalize import fold, has_han, plain
@@ -65,10 +66,7 @@ class TextStore:
     @property
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.root / "text.sqlite3", check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn = open_database(self.root / "text.sqlite3", _SCHEMA)
         return self._conn
 
     def release(self) -> None:
