@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -19,8 +18,15 @@ from mmdemo.search.stages import Source
 from mmdemo.search.store import GalleryStore, NewImage
 from mmdemo.search.thumbs import save_thumbnail
 
-if TYPE_CHECKING:
-    from mmdemo.search.gallery import Pending
+
+@dataclass(frozen=True)
+class Pending:
+    """A file to add: not indexed yet (nor a duplicate within the add), hashed."""
+
+    file: ImageFile
+    hash: str
+    size: int
+
 
 # The stages' hook: the images a commit added, and whether the add's caller waits for them to be read.
 StageHook = Callable[[Sequence[Source], bool], None]

@@ -23,7 +23,7 @@ from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
-from mmdemo.search.adding import Adding, StageHook, header_row
+from mmdemo.search.adding import Adding, Pending, StageHook, header_row
 from mmdemo.search.neardup import NearIndex
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.thumbs import media_folder, move_legacy_thumbnails, save_thumbnail
@@ -68,13 +68,6 @@ class AddReport:
         lines += [f"- {text(near, language, name=n, first=f)}" for n, f in self.near_duplicates]
         lines += [f"- {text('search.skipped', language, name=s.name, reason=s.said(language))}" for s in self.skipped]
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Pending:
-    file: ImageFile
-    hash: str
-    size: int
 
 
 def content_hash(path: str | Path) -> tuple[str, int]:
