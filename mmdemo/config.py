@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmdemo.flags import ENV_PREFIX, build_parser, parse_value
+from mmdemo.flags import cli_values, env_values
 
 PROFILES = ("default", "tiny", "random")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -23,6 +23,7 @@ QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
 VLM_SERVERS = ("auto", "vllm", "sglang", "llamacpp", "other")
 NEAR_DUPLICATES = ("report", "skip", "off")
 METRICS_ACCESS = ("operators", "everyone", "off")
+OCR_LANGUAGES = ("zh", "en")  # what the OCR model in rapidocr-onnxruntime's wheel (PP-OCRv4 "ch") reads
 SECRETS = ("vlm_api_key",)  # never printed
 
 
@@ -67,13 +68,9 @@ class Settings:
         ),
     )
     device: str = field(default="auto", metadata=_opt("Where models run (auto: cuda > mps > cpu).", DEVICES))
-    dtype: str = field(
-        default="auto",
-        metadata=_opt("Weights dtype (auto: bf16 on GPUs and bf16-capable CPUs, else fp16/fp32).", DTYPES),
-    )
+    dtype: str = field(default="auto", metadata=_opt("Weights dtype (auto: bf16 where fast, else fp16/fp32).", DTYPES))
     quantization: str = field(
-        default="auto",
-        metadata=_opt("VLM weight quantization with bitsandbytes (CUDA only).", QUANTIZATIONS),
+        default="auto", metadata=_opt("VLM quantization, bitsandbytes (CUDA only).", QUANTIZATIONS)
     )
     preload: tuple[str, ...] = field(
         default=("clip", "vlm"),
@@ -97,10 +94,7 @@ class Settings:
             "trying again (the operator's Retry load in System tries at once). 0 = until then."
         ),
     )
-    data_dir: Path = field(
-        default=Path("~/.cache/mmdemo"),
-        metadata=_opt("Where indexes, caches and built tiny models are stored."),
-    )
+    data_dir: Path = field(default=Path("~/.cache/mmdemo"), metadata=_opt("Indexes, caches, built tiny models."))
     gallery_dir: Path = field(
         default=Path(__file__).resolve().parents[1] / "gallery",
         metadata=_opt("Bundled gallery indexed for every visitor (read-only)."),
@@ -126,8 +120,10 @@ class Settings:
         metadata=_opt("Read the text in indexed images (RapidOCR, PP-OCRv4 from its wheel) and search it with CLIP."),
     )
     ocr_languages: tuple[str, ...] = field(
-        default=("zh", "en"),
-        metadata=_opt("Languages the OCR reads, comma-separated: the bundled model reads zh and en (together)."),
+        default=OCR_LANGUAGES,
+        metadata=_opt(
+            "Languages the OCR reads, comma-separated: the bundled model reads both, together.", OCR_LANGUAGES
+        ),
     )
     ocr_max_side: int = field(default=1280, metadata=_opt("Longest side, in pixels, an image is read at."))
     ocr_max_boxes: int = field(default=50, metadata=_opt("Lines of text kept per image (the most confident)."))
@@ -157,9 +153,7 @@ class Settings:
 
     # --- limits (what one request may ask for) ---
     max_upload_mb: int = field(default=50, metadata=_opt("Largest uploaded file, in MB."))
-    max_image_pixels: int = field(
-        default=64_000_000, metadata=_opt("Largest image accepted, in pixels (Pillow's bomb guard).")
-    )
+    max_image_pixels: int = field(default=64_000_000, metadata=_opt("Largest image, in pixels (Pillow's bomb guard)."))
     originals_mb: int = field(
         default=200,
         metadata=_opt(
@@ -188,9 +182,7 @@ class Settings:
     max_images_per_gallery: int = field(
         default=2000, metadata=_opt("Images one private gallery (a session's uploads, a collection) may hold.")
     )
-    gallery_idle_hours: float = field(
-        default=24.0, metadata=_opt("A private gallery unused this long is deleted (by any replica's sweep).")
-    )
+    gallery_idle_hours: float = field(default=24.0, metadata=_opt("A private gallery unused this long is deleted."))
     open_galleries: int = field(
         default=64,
         metadata=_opt(
@@ -234,12 +226,8 @@ class Settings:
         default=256 * 28 * 28, metadata=_opt("Pixels per image when asking about results or re-ranking (reduced size).")
     )
     rerank_max: int = field(default=32, metadata=_opt("Search results one re-rank may score, at most."))
-    rerank_batch: int = field(
-        default=8, metadata=_opt("Images per re-rank prefill in process (concurrent requests on a server).")
-    )
-    ask_each_max: int = field(
-        default=200, metadata=_opt("Answers one 'Ask every image' may make (images x questions).")
-    )
+    rerank_batch: int = field(default=8, metadata=_opt("Images per re-rank prefill (requests at once on a server)."))
+    ask_each_max: int = field(default=200, metadata=_opt("Answers one 'Ask every image' makes at most."))
 
     # --- chat on an inference server (docs/deploy.md: Scale out) ---
     vlm_url: str = field(
@@ -358,21 +346,15 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_opt("Python logging level."))
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # every field that declares its choices
-            choices = f.metadata["choices"]
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+        for f in dataclasses.fields(self):  # every field that declares its choices (a list field: each item)
+            choices, value = f.metadata["choices"], getattr(self, f.name)
+            if choices and not set(value if isinstance(value, tuple) else [value]) <= set(choices):
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
         for spec in self.trusted_proxies:
             try:
                 ipaddress.ip_network(spec, strict=False)
             except ValueError:
                 raise ValueError(f"trusted_proxies: {spec!r} is not an address or CIDR range") from None
-        from mmdemo.models.ocr import LANGUAGES  # no heavy import: the OCR package loads on first read
-
-        if unknown := set(self.ocr_languages) - set(LANGUAGES):
-            raise ValueError(
-                f"ocr_languages: the bundled OCR model reads {', '.join(LANGUAGES)}; not {sorted(unknown)}"
-            )
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         object.__setattr__(self, "gallery_dir", Path(self.gallery_dir).expanduser())
 
@@ -400,20 +382,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then `MMDEMO_<FIELD>` variables, then keyword overrides."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = parse_value(cls, f.name, raw)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**env_values(cls, os.environ if environ is None else environ), **overrides})
 
     @classmethod
     def from_cli(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse CLI flags (`--clip-model ...`) on top of the environment."""
         base = cls.from_env(environ)
-        parser = build_parser(base, SECRETS)
-        args = vars(parser.parse_args(argv))
-        changed = {k: parse_value(cls, k, v) if isinstance(v, str) else v for k, v in args.items() if v is not None}
-        return base.replace(**changed)
+        return base.replace(**cli_values(base, argv, SECRETS))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -62,5 +62,24 @@ def build_parser(defaults: Any, secrets: Collection[str] = ()) -> argparse.Argum
         if _types(cls)[f.name] is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, default=None, choices=f.metadata["choices"], help=help_text)
+            # A list field's choices are its items' (the dataclass checks them): the flag itself is "a,b".
+            choices = None if isinstance(current, tuple) else f.metadata["choices"]
+            parser.add_argument(flag, default=None, choices=choices, help=help_text)
     return parser
+
+
+def env_values(cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of dataclass `cls` that `MMDEMO_<FIELD>` variables in `environ` set, parsed."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        raw = environ.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = parse_value(cls, f.name, raw)
+    return values
+
+
+def cli_values(defaults: Any, argv: Sequence[str] | None, secrets: Collection[str]) -> dict[str, Any]:
+    """The fields that flags in `argv` set (`--clip-model ...`), parsed; `defaults` (a dataclass) shown in --help."""
+    cls = type(defaults)
+    args = vars(build_parser(defaults, secrets).parse_args(argv))
+    return {k: parse_value(cls, k, v) if isinstance(v, str) else v for k, v in args.items() if v is not None}

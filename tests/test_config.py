@@ -62,3 +62,10 @@ def test_readme_documents_every_setting():
     assert "docs/configuration.md" in readme
     assert "pip install -r requirements.txt && python app.py" in readme
     assert "pip install -r requirements-dev.txt && pytest" in readme
+
+
+def test_a_list_settings_items_are_checked_against_its_choices():
+    assert Settings.from_cli(["--ocr-languages", "en"], environ={}).ocr_languages == ("en",)
+    assert Settings.from_env({"MMDEMO_OCR_LANGUAGES": "zh,en"}).ocr_languages == ("zh", "en")
+    with pytest.raises(ValueError, match="ocr_languages must be one of zh, en"):
+        Settings.from_env({"MMDEMO_OCR_LANGUAGES": "zh,ja"})

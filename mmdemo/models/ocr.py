@@ -21,9 +21,6 @@ from mmdemo.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
-# What the wheel's recognition model reads (PP-OCRv4 "ch": simplified Chinese and English). Other
-# languages need other recognition weights, which nothing here can download.
-LANGUAGES = ("zh", "en")
 MIN_CONFIDENCE = 0.5  # RapidOCR's own text_score default
 REC_BATCH = 6  # lines recognised per step (RapidOCR's rec_batch_num)
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
