@@ -100,14 +100,7 @@ class ChatTab:
         with gr.Accordion(t("chat.settings"), open=False):
             controls = render_controls(self.settings, self.default_max_pixels)
             gr.Markdown(t("chat.quantization_note"))
-        examples = sorted(ASSETS.glob("*.jpg"))[:2]
-        if examples:
-            (one, one_zh), (two, two_zh) = EXAMPLE_PROMPTS
-            both = [str(p) for p in examples]
-            rows = [(one, [both[0]]), (one_zh, [both[-1]]), (two, both), (two_zh, both)]
-            gr.Examples(
-                [[{"text": text, "files": files}] for text, files in rows], inputs=[box], label=t("chat.examples")
-            )
+        self._examples(box)
 
         queue = chat_queue(self.settings)
         event = box.submit(self.chat, [box, chatbot, *controls], [chatbot, box], api_name="chat", **queue)
@@ -136,6 +129,18 @@ class ChatTab:
             lambda: ([], None), None, [chatbot, box], api_visibility="private"
         )
         app.unload(self.forget)  # the tab closed: stop its generation and free its cache
+
+    @staticmethod
+    def _examples(box: gr.MultimodalTextbox) -> None:
+        """Example messages under the box: the bundled photos with a question in English and in Chinese."""
+        examples = sorted(ASSETS.glob("*.jpg"))[:2]
+        if examples:
+            (one, one_zh), (two, two_zh) = EXAMPLE_PROMPTS
+            both = [str(p) for p in examples]
+            rows = [(one, [both[0]]), (one_zh, [both[-1]]), (two, both), (two_zh, both)]
+            gr.Examples(
+                [[{"text": text, "files": files}] for text, files in rows], inputs=[box], label=t("chat.examples")
+            )
 
     # --- handlers ---
 
