@@ -258,3 +258,22 @@ def test_text_databases_held_open_stay_few_however_many_galleries(text_settings)
     open_now = [name for name, store in stage._stores.items() if store._conn is not None]
     assert len(open_now) == OPEN_STORES + 1 and "library" in open_now
     assert stage.reading(f"sessions/{0:032x}", f"{0:032x}") is not None  # a closed one opens again
+
+
+def test_the_background_queue_is_bounded(text_settings, monkeypatch, caplog):
+    """Images waiting to be read are capped in total (a flood of big uploads cannot grow the queue without end):
+    beyond the cap an add's images are left for a later backfill, and said so."""
+    from mmdemo.search import stages
+    from mmdemo.search.stages import Source, Stages
+    from mmdemo.text.stage import text_stage
+
+    monkeypatch.setattr(stages, "MAX_QUEUED", 10)
+    stage = text_stage(text_settings)
+    assert stage is not None
+    queue = Stages([stage])
+    queue._thread = object()  # type: ignore[assignment]  # no worker: what is queued stays queued
+    queue.backfill("library", [Source(f"{n:032x}", "/nonexistent.jpg") for n in range(8)])
+    with caplog.at_level("WARNING", logger="mmdemo.search.stages"):
+        queue.indexed("library", [Source(f"{n:032x}", "/nonexistent.jpg") for n in range(8, 12)])
+    assert queue.progress["text"].total == 8 and queue._queue.qsize() == 1
+    assert "left for a later backfill" in caplog.text

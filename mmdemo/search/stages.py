@@ -36,6 +36,9 @@ BATCH = 8  # images read per transaction in the background
 QUIET_S = 0.2  # in the background, an image is read once visitors' model jobs have paused this long...
 PATIENCE_S = 2.0  # ... or after this long, under a steady stream of them
 INLINE_MAX = 32  # an add this small is read on its own request (its files may not outlive it)
+# Images waiting for the background thread, at most (~400 bytes each). Beyond, an add's images are left for the
+# backfill of the gallery's next opening by a process (the next start): the queue's memory stays bounded.
+MAX_QUEUED = 100_000
 Factory = Callable[["Settings"], "Stage | None"]  # None: the settings turn the stage off
 _STAGES: dict[str, Factory] = {}
 STAGE_MODULES = ("mmdemo.text.stage",)  # imported by `build`: each registers its stage
@@ -158,6 +161,12 @@ class Stages:
         if not self.stages or not sources:
             return
         with self._lock:
+            waiting = max(p.total - p.done for p in self.progress.values())
+            if waiting + len(sources) > MAX_QUEUED:
+                log.warning(
+                    "%d image(s) of %s left for a later backfill: %d wait already", len(sources), gallery, waiting
+                )
+                return
             for stage in self.stages:
                 self.progress[stage.name].total += len(sources)
             for start in range(0, len(sources), BATCH):
