@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +33,11 @@ IMAGE_SUFFIXES = {
     ".pgm",
     ".pbm",
     ".pnm",
+    ".heic",  # phones' photos (iPhones write HEIC by default): pillow-heif's opener, registered on first use
+    ".heif",
+    ".avif",  # Pillow's own AVIF plugin (Pillow >= 11.3)
 }
+HEIF_SUFFIXES = {".heic", ".heif"}
 
 
 class BadImageError(UserFacingError):
@@ -78,6 +84,19 @@ class Decoded:
         return Image.fromarray(self.pixels)
 
 
+@functools.cache
+def register_formats() -> bool:
+    """Teach Pillow HEIC/HEIF (pillow-heif), once; False when the package does not import (then such files
+    are skipped as not images, and the log says why)."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError as exc:
+        logging.getLogger(__name__).warning("HEIC photos cannot be read: %s", exc)
+        return False
+    register_heif_opener()
+    return True
+
+
 def open_image(path: str | Path, max_pixels: int, name: str | None = None, min_side: int = 0) -> Image.Image:
     """Decode an image fully into RGB, honouring EXIF orientation, or raise BadImageError.
 
@@ -91,6 +110,7 @@ def open_image(path: str | Path, max_pixels: int, name: str | None = None, min_s
     the result's `info["source_size"]`.
     """
     name = name or Path(path).name
+    register_formats()
     with _reading(name), Image.open(path) as img:
         _check_pixels(img, max_pixels, name)
         return _load(img, min_side)
@@ -105,6 +125,7 @@ def decode_pixels(path: str | Path, max_pixels: int, name: str | None = None, mi
     that libjpeg rejects, goes through open_image, whose errors name the file and the problem.
     """
     name = name or Path(path).name
+    register_formats()
     with _reading(name), Image.open(path) as img:
         _check_pixels(img, max_pixels, name)
         pixels = _decode_plain_jpeg(img, min_side)
