@@ -24,6 +24,7 @@ VLM_SERVERS = ("auto", "vllm", "sglang", "llamacpp", "other")
 NEAR_DUPLICATES = ("report", "skip", "off")
 METRICS_ACCESS = ("operators", "everyone", "off")
 OCR_LANGUAGES = ("zh", "en")  # what the OCR model in rapidocr-onnxruntime's wheel (PP-OCRv4 "ch") reads
+PLACE_DETAILS = ("city", "exact")
 SECRETS = ("vlm_api_key",)  # never printed
 
 
@@ -131,6 +132,18 @@ class Settings:
     ocr_in_chat: bool = field(
         default=True,
         metadata=_opt("Asking about results (and Ask every image) passes each image's OCR text with the question."),
+    )
+    photo_facts: bool = field(
+        default=True,
+        metadata=_opt("Read each image's date, camera and GPS place (EXIF; places named offline) for the filters."),
+    )
+    library_places: str = field(
+        default="city",
+        metadata=_opt(
+            "How the shared library's places are shown: the city only (no coordinates), or the exact place. "
+            "A visitor's own uploads always show theirs, to them only.",
+            PLACE_DETAILS,
+        ),
     )
     vector_cache_mb: int = field(
         default=256,

@@ -248,14 +248,15 @@ def test_an_image_the_ocr_cannot_read_is_indexed_without_text_and_says_why(text_
 def test_text_databases_held_open_stay_few_however_many_galleries(text_settings):
     """A flood of agents' collections must not hold a text database (three files each) open per collection."""
     from mmdemo.search.stages import Source
-    from mmdemo.text.stage import OPEN_STORES, text_stage
+    from mmdemo.search.held import OPEN_STORES
+    from mmdemo.text.stage import text_stage
 
     stage = text_stage(text_settings)
     assert stage is not None
     stage.pending("library", ["00" * 16])
     for n in range(3 * OPEN_STORES):
         stage.read(f"sessions/{n:032x}", [Source(f"{n:032x}", "/nonexistent.jpg")])
-    open_now = [name for name, store in stage._stores.items() if store._conn is not None]
+    open_now = [name for name, store in stage.stores._stores.items() if store._conn is not None]
     assert len(open_now) == OPEN_STORES + 1 and "library" in open_now
     assert stage.reading(f"sessions/{0:032x}", f"{0:032x}") is not None  # a closed one opens again
 

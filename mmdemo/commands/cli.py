@@ -69,9 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         "--rerank", type=int, default=0, metavar="K", help="also re-rank CLIP's top K with the chat model (0 = no)"
     )
     retrieval.add_argument("--queries", type=int, default=100, help="captions to re-rank for (with --rerank)")
-    from mmdemo.commands.text import add_commands
+    from mmdemo.commands import photos as photo_commands
+    from mmdemo.commands import text as text_commands
 
-    add_commands(commands, evaluate)
+    text_commands.add_commands(commands, evaluate)
+    photo_commands.add_commands(evaluate)
     return parser
 
 
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval_vqa(args, settings, manager)
         if args.command == "eval" and args.task == "retrieval":
             return _eval_retrieval(args, settings, manager)
+        if args.command == "eval" and args.task in ("make-photo-set", "filters"):
+            from mmdemo.commands.photos import run as run_photos
+
+            return run_photos(args, settings, manager)
         from mmdemo.commands.text import run as run_text
 
         return run_text(args, settings, manager)
@@ -155,7 +161,7 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
         print(f"\r{stage}: {done} / {total} images", end="", file=sys.stderr, flush=True)
 
     # The other stages (the text in the images: MMDEMO_OCR) over every image not read yet, new or older.
-    sources = [Source(it.hash, it.source, it.thumb) for it in gallery.store.items()]
+    sources = [Source(it.hash, it.source, it.thumb, bool(it.source)) for it in gallery.store.items()]
     build(settings).run_now(args.gallery, sources, reading)
     print(file=sys.stderr)
     print(f"gallery '{args.gallery}' holds {len(gallery)} image(s) in {gallery.store.root}")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +17,16 @@ from mmdemo.config import Settings
 if TYPE_CHECKING:
     from mmdemo.models.manager import ModelManager
     from mmdemo.search.gallery import Gallery
+    from mmdemo.search.stages import Stage
     from mmdemo.text.stage import TextStage
 
 
 def add_commands(commands: Any, evaluate: Any) -> None:
     """The subcommands of this module, added to the CLI's parser (mmdemo.commands.cli)."""
     search = commands.add_parser("search", help="search a gallery by words (CLIP and the text read, fused)")
-    search.add_argument("query", help='words; "quoted phrase" exact; text:word required in the text')
+    search.add_argument(
+        "query", help='words; "quoted phrase" exact; text:word; filters: taken:2019 place:paris camera:fuji has:gps ...'
+    )
     search.add_argument("--gallery", default="library", help="gallery name; the app searches 'library'")
     search.add_argument("-k", type=int, default=10, help="results")
     text = evaluate.add_parser("text-search", help="R@1/5/10 of CLIP, text and fused; OCR character error rate")
@@ -61,9 +65,9 @@ def _reader(settings: Settings) -> TextStage:
 
 
 def _indexed(
-    settings: Settings, manager: ModelManager, name: str, folder: Path | None, stage: TextStage | None
+    settings: Settings, manager: ModelManager, name: str, folder: Path | None, stages: Sequence[Stage]
 ) -> Gallery:
-    """The gallery `name`, with `folder` added to it and every image's text read (progress on stderr)."""
+    """The gallery `name`, with `folder` added to it and every stage read (progress on stderr)."""
     from mmdemo.embedding.vectorcache import embedding_cache
     from mmdemo.search.gallery import open_gallery
     from mmdemo.search.stages import Source, Stages
@@ -75,22 +79,31 @@ def _indexed(
     def show(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done} / {total} images", end="", file=sys.stderr, flush=True)
 
-    if stage is not None:
-        sources = [Source(it.hash, it.source, it.thumb) for it in gallery.store.items()]
-        Stages([stage]).run_now(name, sources, show)
+    if stages:
+        sources = [Source(it.hash, it.source, it.thumb, bool(it.source)) for it in gallery.store.items()]
+        Stages(stages).run_now(name, sources, show)
         print(file=sys.stderr)
     return gallery
 
 
 def _search(args: argparse.Namespace, settings: Settings, manager: ModelManager) -> int:
+    from mmdemo.photos.facts import said
+    from mmdemo.search import stages
+    from mmdemo.search.filtering import Filtering
     from mmdemo.search.ranking import Named, ranked
-    from mmdemo.text.stage import text_stage
 
-    stage = text_stage(settings)  # None with MMDEMO_OCR=false: CLIP alone
-    gallery = _indexed(settings, manager, args.gallery, None, stage)
-    for rank, (_, hit) in enumerate(ranked([Named("", args.gallery, gallery)], stage, args.query, None, args.k, -1), 1):
+    built = stages.build(settings)  # the text (None with MMDEMO_OCR=false: CLIP alone), dates and places
+    text = next((s for s in built.stages if s.name == "text"), None)
+    photos = next((s for s in built.stages if s.name == "photo"), None)
+    gallery = _indexed(settings, manager, args.gallery, None, built.stages)
+    facts = Filtering(photos, text)  # type: ignore[arg-type]  # the stages by name: a TextStage, a PhotoStage
+    hits = ranked([Named("", args.gallery, gallery)], text, args.query, None, args.k, -1, facts)  # type: ignore[arg-type]
+    exact = settings.library_places == "exact" or args.gallery != "library"
+    for rank, (_, hit) in enumerate(hits, 1):
         clip = "-" if hit.clip is None else f"{hit.clip:.3f}"
-        print(f"{rank}\t{hit.item.id}\t{hit.item.name}\tclip {clip}\t{hit.matched}")
+        print(
+            f"{rank}\t{hit.item.id}\t{hit.item.name}\tclip {clip}\t{hit.matched}\t{said(hit.facts, exact=exact).line()}"
+        )
     return 0
 
 
@@ -102,7 +115,7 @@ def _eval(args: argparse.Namespace, settings: Settings, manager: ModelManager) -
     stage = _reader(settings)
     name = "eval-text-" + hashlib.blake2b(str(args.images.resolve()).encode(), digest_size=6).hexdigest()
     started = time.perf_counter()
-    gallery = _indexed(settings, manager, name, args.images, stage)
+    gallery = _indexed(settings, manager, name, args.images, [stage])
     print(f"indexed {len(gallery)} images (CLIP and text) in {time.perf_counter() - started:.1f} s")
     results = evaluate(Named("", name, gallery), stage, queries)
     print(f"model: {manager.resolve_id('clip')}  queries: {len(queries)}")

@@ -82,7 +82,8 @@ class Adding:
             return
         added = self.store.add(rows, np.stack(vectors))
         if self.stages is not None and added:
-            self.stages([Source(it.hash, self.paths.get(it.hash, ""), it.thumb) for it in added], self.read_now)
+            kept = self.keep_source
+            self.stages([Source(it.hash, self.paths.get(it.hash, ""), it.thumb, kept) for it in added], self.read_now)
 
     def _screened(self) -> tuple[list[NewImage], list[np.ndarray]]:
         """Rows with their perceptual hash (of the thumbnail: small, upright, already on disk);

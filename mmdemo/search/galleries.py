@@ -13,7 +13,9 @@ from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.errors import UserFacingError
 from mmdemo.files import remove_tree
 from mmdemo.models.manager import ModelManager
+from mmdemo.photos.stage import PhotoStage
 from mmdemo.search import stages
+from mmdemo.search.filtering import Filtering
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
 from mmdemo.search.ranking import Named, ranked
@@ -48,6 +50,8 @@ class Galleries:
         self._stores: OrderedDict[tuple[str, str], GalleryStore] = OrderedDict()
         self.stages = stages.build(settings)  # what indexing reads besides CLIP vectors (text, ...)
         self.text: TextStage | None = next((s for s in self.stages.stages if isinstance(s, TextStage)), None)
+        self.photos: PhotoStage | None = next((s for s in self.stages.stages if isinstance(s, PhotoStage)), None)
+        self.filtering = Filtering(self.photos, self.text)  # the query's filters, and each hit's facts
         self._backfilled: set[str] = set()  # galleries whose unread images were queued for the stages
         caps = Caps(settings.max_galleries, settings.max_galleries_per_client, settings.gallery_idle_hours * 3600)
         self.private = PrivateRegistry(settings.data_dir, caps, self._remove_private)
@@ -108,7 +112,7 @@ class Galleries:
         for old in evicted:
             old.release()
         if backfill and self.stages.stages:  # images indexed before a stage existed (or while it was off)
-            self.stages.backfill(name, [Source(it.hash, it.source, it.thumb) for it in store.items()])
+            self.stages.backfill(name, [Source(it.hash, it.source, it.thumb, bool(it.source)) for it in store.items()])
         settings = self.settings
         gallery = Gallery(
             clip,
@@ -208,7 +212,7 @@ class Galleries:
         named = [Named("shared", LIBRARY, library)]
         if private:
             named.append(Named("yours", session_gallery(private), self.get(session_gallery(private))))
-        return ranked(named, self.text, query, image, k, min_score)
+        return ranked(named, self.text, query, image, k, min_score, self.filtering)
 
     def library(self, wait: bool = False) -> Gallery:
         """The shared gallery. The bundled photos are indexed into it once per CLIP weights (then

@@ -222,9 +222,11 @@ class Gallery:
         """Remove images by id; returns how many were removed."""
         return len(self.store.remove(ids))
 
-    def search_vector(self, query: np.ndarray, k: int, min_score: float = -1.0) -> list[Hit]:
-        """The k nearest images to a unit query vector, best first."""
-        return self.store.search(query.reshape(1, -1).astype(np.float32), k, min_score)
+    def search_vector(
+        self, query: np.ndarray, k: int, min_score: float = -1.0, allowed: np.ndarray | None = None
+    ) -> list[Hit]:
+        """The k nearest images to a unit query vector, best first (among the `allowed` ids, if given)."""
+        return self.store.search(query.reshape(1, -1).astype(np.float32), k, min_score, allowed)
 
     def query_vector(self, text: str | None = None, image: str | Path | None = None) -> np.ndarray:
         """The unit vector of a search: of the image at `image` if given, else of the description."""

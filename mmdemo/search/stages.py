@@ -1,12 +1,13 @@
 """Indexing in stages: what is read from an image besides its CLIP vector, each in a room of its own.
 
 Adding an image commits its CLIP vector first (it is searchable at once); then each registered
-stage reads what it reads from the same file (text for now; dates and places, video scenes next)
+stage reads what it reads from the same file (its text; its date, camera and place; video scenes next)
 and stores it by content hash in tables of its own, apart from the CLIP model's store, so that a
 gallery indexed again with another CLIP reads nothing twice. A stage is a class with a `name` that
 `register` records; `Stages` runs every enabled one:
 
-- inline, for a small add whose files go away after it (an upload, an agent's collection);
+- inline, for a small add whose files go away after it (an upload, an agent's collection), and for
+  every add of a stage that only reads a file's header (`inline`: EXIF), whatever the add's size;
 - in the background, on one thread, for the rest: the library, big uploads, and the backfill of
   images indexed before a stage existed (found when a gallery is first opened). The thread takes
   turns with the model jobs (searches, chats) between images, and reads in batches of a few images,
@@ -41,7 +42,7 @@ INLINE_MAX = 32  # an add this small is read on its own request (its files may n
 MAX_QUEUED = 100_000
 Factory = Callable[["Settings"], "Stage | None"]  # None: the settings turn the stage off
 _STAGES: dict[str, Factory] = {}
-STAGE_MODULES = ("mmdemo.text.stage",)  # imported by `build`: each registers its stage
+STAGE_MODULES = ("mmdemo.text.stage", "mmdemo.photos.stage")  # imported by `build`: each registers its stage
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,14 @@ class Source:
     hash: str
     path: str
     thumb: str = ""
+    kept: bool = False  # the file stays where it is (the library's folders), not an upload deleted after the add
 
 
 class Stage(Protocol):
     """One thing read from each image, stored by content hash per gallery."""
 
     name: str
+    inline: bool  # cheap (a file's header): read with every add, whatever its size, while its files exist
 
     def pending(self, gallery: str, hashes: Sequence[str]) -> list[str]:
         """The hashes of `gallery` not read yet."""
@@ -104,6 +107,7 @@ class _Job:
     number: int
     gallery: str = field(compare=False)
     sources: tuple[Source, ...] = field(compare=False)
+    stages: tuple[Stage, ...] = field(compare=False, default=())
 
 
 class Stages:
@@ -123,11 +127,11 @@ class Stages:
         """Images just committed to `gallery`: read now (`now` and few) or queued for the background thread."""
         if not self.stages or not sources:
             return
-        if now and len(sources) <= INLINE_MAX:
-            for stage in self.stages:
+        here = now and len(sources) <= INLINE_MAX
+        for stage in self.stages:
+            if here or stage.inline:
                 self._run(stage, gallery, sources)
-            return
-        self._enqueue(gallery, sources, 0 if now else 1)
+        self._enqueue(gallery, sources, 0 if now else 1, [s for s in self.stages if not (here or s.inline)])
 
     def backfill(self, gallery: str, sources: Sequence[Source]) -> int:
         """Queue the images of `gallery` that some stage has not read yet; returns how many."""
@@ -135,7 +139,7 @@ class Stages:
         for stage in self.stages:
             wanted |= set(stage.pending(gallery, [s.hash for s in sources]))
         missing = [s for s in sources if s.hash in wanted]
-        self._enqueue(gallery, missing, 1)
+        self._enqueue(gallery, missing, 1, self.stages)
         return len(missing)
 
     def run_now(self, gallery: str, sources: Sequence[Source], progress: Callable[[str, int, int], None]) -> None:
@@ -157,8 +161,8 @@ class Stages:
         with self._idle:
             return self._idle.wait_for(lambda: self._jobs == 0, timeout)
 
-    def _enqueue(self, gallery: str, sources: Sequence[Source], priority: int) -> None:
-        if not self.stages or not sources:
+    def _enqueue(self, gallery: str, sources: Sequence[Source], priority: int, stages: Sequence[Stage]) -> None:
+        if not stages or not sources:
             return
         with self._lock:
             waiting = max(p.total - p.done for p in self.progress.values())
@@ -167,11 +171,12 @@ class Stages:
                     "%d image(s) of %s left for a later backfill: %d wait already", len(sources), gallery, waiting
                 )
                 return
-            for stage in self.stages:
+            for stage in stages:
                 self.progress[stage.name].total += len(sources)
             for start in range(0, len(sources), BATCH):
                 self._jobs += 1
-                self._queue.put(_Job(priority, next(self._numbers), gallery, tuple(sources[start : start + BATCH])))
+                part = tuple(sources[start : start + BATCH])
+                self._queue.put(_Job(priority, next(self._numbers), gallery, part, tuple(stages)))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="mmdemo-stages", daemon=True)
                 self._thread.start()
@@ -179,7 +184,7 @@ class Stages:
     def _work(self) -> None:
         while True:
             job = self._queue.get()
-            for stage in self.stages:
+            for stage in job.stages:
                 self._run(stage, job.gallery, job.sources, background=True)
                 with self._lock:
                     self.progress[stage.name].done += len(job.sources)

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from mmdemo.files import open_database
+from mmdemo.photos.store import Facts
 from mmdemo.search.index import VectorIndex
 
 _SCHEMA = """
@@ -83,11 +84,13 @@ class Scores:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the image, its scores, and the text read from it that matched (words marked « »)."""
+    """One search result: the image, its scores, the text read from it that matched (words marked « »), and
+    what its EXIF says."""
 
     item: Item
     scores: Scores
     matched: str = ""
+    facts: Facts | None = None  # its date, camera and place (mmdemo.photos), when read
 
     @property
     def score(self) -> float:
@@ -250,11 +253,13 @@ class GalleryStore:
                 self._commit([], gone)
             return gone
 
-    def search(self, query: np.ndarray, k: int, min_score: float = -1.0) -> list[Hit]:
-        """The k best images for a unit query vector, best first, at least `min_score`."""
+    def search(
+        self, query: np.ndarray, k: int, min_score: float = -1.0, allowed: np.ndarray | None = None
+    ) -> list[Hit]:
+        """The k best images for a unit query vector, best first, at least `min_score` (among `allowed` ids)."""
         with self._lock:
             self._sync()
-            scores, ids = self.index.search(query, k)
+            scores, ids = self.index.search(query, k, allowed)
             return [
                 Hit(self._items[int(i)], Scores(clip=float(s), fused=float(s)))
                 for s, i in zip(scores[0], ids[0], strict=True)

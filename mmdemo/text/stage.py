@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +11,8 @@ from mmdemo.embedding.images import BadImageError, decode_pixels
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models import compute, ocr
-from mmdemo.search.stages import LIBRARY, Source, quiet, register
+from mmdemo.search.held import HeldStores
+from mmdemo.search.stages import Source, quiet, register
 from mmdemo.text.match import TextMatch
 from mmdemo.text.normalize import has_han
 from mmdemo.text.query import TextQuery
@@ -24,35 +23,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READINGS = "readings"  # data_dir/readings/<gallery>/text.sqlite3
-# Text databases held open at most besides the library's (the least recently used closed): each holds three
-# files (the database, its WAL and shared memory), and a flood of agents' collections must not add up.
-OPEN_STORES = 8
 
 
 class TextStage:
     """Reads the text in images (mmdemo.models.ocr) into a TextStore per gallery, and searches it."""
 
     name = "text"
+    inline = False  # the OCR takes ~0.3 s an image: big adds are read in the background
 
     def __init__(self, data_dir: Path, model: ocr.OcrModel, max_pixels: int, languages: Sequence[str]):
         self.root = Path(data_dir) / READINGS
         self.model, self.max_pixels = model, max_pixels
         self.keep_han = "zh" in languages  # the model reads both; English only drops what it took for Chinese
-        self._stores: OrderedDict[str, TextStore] = OrderedDict()
-        self._lock = threading.Lock()
+        self.stores: HeldStores[TextStore] = HeldStores(lambda gallery: TextStore(inside(self.root, gallery)))
 
     def store(self, gallery: str) -> TextStore:
         """The readings of `gallery` (opened once; the least recently used closed beyond OPEN_STORES)."""
-        with self._lock:
-            if gallery not in self._stores:
-                self._stores[gallery] = TextStore(inside(self.root, gallery))
-            self._stores.move_to_end(gallery)
-            store = self._stores[gallery]  # the most recent: never among those closed
-            others = [name for name in self._stores if name != LIBRARY]  # oldest first: the current one is last
-            closed = [self._stores.pop(name) for name in others[: max(len(others) - OPEN_STORES, 0)]]
-        for old in closed:
-            old.release()
-        return store
+        return self.stores.get(gallery)
 
     def pending(self, gallery: str, hashes: Sequence[str]) -> list[str]:
         known = self.store(gallery).known(hashes)
@@ -88,10 +75,7 @@ class TextStage:
         return Reading(source.hash, tuple(line.scaled(scale) for line in lines))
 
     def forget(self, gallery: str) -> None:
-        with self._lock:
-            store = self._stores.pop(gallery, None)
-        if store is not None:
-            store.release()
+        self.stores.drop(gallery)
         if (self.root / gallery).is_dir():
             remove_tree(self.root, gallery)
 

@@ -40,6 +40,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS reading_fts USING fts5(folded, tokenize='trig
 MAX_CANDIDATES = 2000  # images holding every word of a query scored, at most
 MAX_BROAD = 200  # images holding some word (or a piece of one) scored per pass, at most
 _CHUNK = 500  # hashes per SELECT
+HAS_TEXT_CONFIDENCE = 0.8  # a line read at least this surely makes an image one that `has:text`
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class TextStore:
         self.root = Path(root)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self.writes = 0  # this process's commits: with SQLite's data_version, tells a cached table it is stale
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -98,6 +100,7 @@ class TextStore:
             for start in range(0, len(rows), _CHUNK):
                 part = rows[start : start + _CHUNK]
                 self._replace(part, [(*row, r.error, now) for row, r in zip(part, readings[start:], strict=False)])
+            self.writes += 1
 
     def _replace(self, rows: list[tuple[str, str, str, str]], values: list[tuple[object, ...]]) -> None:
         """Within put's transaction: these rows written, their FTS rows too (they share the rowid: replaced by
@@ -120,6 +123,21 @@ class TextStore:
         if row is None:
             return None
         return Reading(content_hash, tuple(TextLine.from_dict(d) for d in json.loads(row[0])), row[1])
+
+    def version(self) -> tuple[int, int]:
+        """Changes when anything was written, by this process or another."""
+        with self._lock:
+            return self.writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def with_text(self) -> set[str]:
+        """The hashes of the images some text was read from (the `has:text` filter): a line of two characters
+        or more, read with confidence (a lone, doubtful character is the OCR seeing shapes in leaves)."""
+        sql = (
+            "SELECT hash FROM reading WHERE folded != '' AND EXISTS (SELECT 1 FROM json_each(lines)"
+            " WHERE json_extract(value, '$.confidence') >= ? AND length(json_extract(value, '$.text')) >= 2)"
+        )
+        with self._lock:
+            return {row[0] for row in self._db.execute(sql, (HAS_TEXT_CONFIDENCE,))}
 
     def count(self) -> tuple[int, int]:
         """(images read, images with text)."""

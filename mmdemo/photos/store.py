@@ -1,0 +1,119 @@
+"""The dates, cameras and places read from a gallery's images, by content hash.
+
+One SQLite file per gallery (`data_dir/readings/<gallery>/photo.sqlite3`), beside the text stage's:
+a gallery re-indexed with another CLIP keeps them. Coordinates are kept (the `place:` filter measures
+distances); what is shown of them is the caller's choice (mmdemo.photos.facts.PlaceDetail).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmdemo.files import open_database
+from mmdemo.photos.exif import Exif
+from mmdemo.photos.places import Place
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS photo (
+    hash TEXT PRIMARY KEY,
+    taken TEXT NOT NULL,
+    offset TEXT NOT NULL,
+    taken_from TEXT NOT NULL,
+    make TEXT NOT NULL,
+    model TEXT NOT NULL,
+    lat REAL,
+    lon REAL,
+    place TEXT NOT NULL,
+    city TEXT NOT NULL,
+    region TEXT NOT NULL,
+    country TEXT NOT NULL,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+_CHUNK = 500  # hashes per SELECT
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the photo stage read from one image."""
+
+    hash: str
+    exif: Exif
+    place: Place = field(default_factory=Place)
+
+
+class PhotoStore:
+    """The facts of one gallery (see the module docstring); safe to share between threads."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.writes = 0  # this process's commits: with SQLite's data_version, tells a cached table it is stale
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_database(self.root / "photo.sqlite3", _SCHEMA)
+        return self._conn
+
+    def release(self) -> None:
+        """Close the database (reopened on the next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def version(self) -> tuple[int, int]:
+        """Changes when anything was written, by this process or another."""
+        with self._lock:
+            return self.writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def known(self, hashes: Iterable[str]) -> set[str]:
+        """The hashes already read (or found unreadable)."""
+        hashes = list(hashes)
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(hashes), _CHUNK):
+                part = hashes[start : start + _CHUNK]
+                marks = ",".join("?" * len(part))
+                found |= {row[0] for row in self._db.execute(f"SELECT hash FROM photo WHERE hash IN ({marks})", part)}
+        return found
+
+    def put(self, facts: Sequence[Facts]) -> None:
+        """Store (or replace) facts, in one transaction."""
+        now = time.time()
+        rows = [(f.hash, *_columns(f), now) for f in facts]
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(f"INSERT OR REPLACE INTO photo VALUES ({','.join('?' * 14)})", rows)
+            self.writes += 1
+
+    def get(self, content_hash: str) -> Facts | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM photo WHERE hash = ?", (content_hash,)).fetchone()
+        return _facts(row) if row else None
+
+    def every(self) -> list[Facts]:
+        """Every image's facts (for the filters' table, mmdemo.photos.table)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM photo").fetchall()
+        return [_facts(row) for row in rows]
+
+
+def _columns(f: Facts) -> tuple[object, ...]:
+    e, p = f.exif, f.place
+    place = (p.name, p.city, p.region, p.country)
+    return (e.taken, e.offset, e.taken_from, e.make, e.model, e.lat, e.lon, *place, e.error)
+
+
+def _facts(row: tuple[object, ...]) -> Facts:
+    h, taken, offset, source, make, model, lat, lon, name, city, region, country, error, _ = row
+    exif = Exif(str(taken), str(offset), str(source), str(make), str(model), lat, lon, str(error))  # type: ignore[arg-type]
+    return Facts(str(h), exif, Place(str(name), str(city), str(region), str(country)))
