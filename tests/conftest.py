@@ -34,6 +34,8 @@ E2E_FIXTURES = {
     "mcp_app",
     "launch",
     "chat_client",
+    "sign_app",
+    "photo_app",
 }
 SHARED = REPO.parent / "shared"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent (a user's clone)")

@@ -247,8 +247,8 @@ def test_an_image_the_ocr_cannot_read_is_indexed_without_text_and_says_why(text_
 
 def test_text_databases_held_open_stay_few_however_many_galleries(text_settings):
     """A flood of agents' collections must not hold a text database (three files each) open per collection."""
-    from mmdemo.search.stages import Source
     from mmdemo.search.held import OPEN_STORES
+    from mmdemo.search.stages import Source
     from mmdemo.text.stage import text_stage
 
     stage = text_stage(text_settings)

@@ -58,12 +58,13 @@ def test_api_search_carries_the_matched_text_and_read_text_returns_lines(sign_ap
     client = Client(sign_app, verbose=False)
     _library_read(client)
     shown, table, *_ = client.predict("inv0ice", None, 4, -1.0, 0, None, api_name="/search")
-    assert table["headers"][4:] == ["CLIP", "text match", "text read (matched words in « »)"]
+    assert table["headers"][4:7] == ["CLIP", "text match", "text read (matched words in « »)"]
     first = dict(zip(table["headers"], table["data"][0], strict=True))
     assert first["name"] == "receipt.jpg" and first["text match"] == 1.0 and first["CLIP"] is not None
     # The text as OCR read it (the space may be lost), the query's word marked.
     assert re.fullmatch(r"«INVOICE» ?2041", first["text read (matched words in « »)"])
-    assert re.fullmatch(r"«INVOICE» ?2041 · receipt\.jpg", shown[0]["caption"])
+    # Then when it was taken: no EXIF, so the library file's own time, marked as such.
+    assert re.fullmatch(r"«INVOICE» ?2041 · receipt\.jpg\n.* \(file time\)", shown[0]["caption"])
     if CJK:
         table = client.predict("出口", None, 4, -1.0, 0, None, api_name="/search")[1]
         assert table["data"][0][2] == "beach.jpg"

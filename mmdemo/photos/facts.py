@@ -54,3 +54,9 @@ def public(facts: Facts | None, exact: bool) -> dict[str, object]:
     if exact:
         out |= {"place": place.name, "lat": exif.lat, "lon": exif.lon}
     return {key: value for key, value in out.items() if value not in ("", None)}
+
+
+def exact_places(source: str, library_places: str) -> bool:
+    """Whether a hit's exact place (nearest place, coordinates) may be shown: a visitor's own images ("yours")
+    always, to that visitor; the shared library's only with MMDEMO_LIBRARY_PLACES=exact."""
+    return source != "shared" or library_places == "exact"

@@ -67,14 +67,14 @@ def make_photo_set(photos: list[Path], out: Path, per_city: int = 5, seed: int =
             suffix = (".jpg", ".jpg", ".heic", ".jpg", ".avif")[n % 5]
             name = f"trips/{city.replace(' ', '-')}/{when:%Y%m%d}-{n:02d}{suffix}"
             sign = SIGN_WORDS[n] if city == "paris" and n < len(SIGN_WORDS) else ""
-            exif = _exif(when, offset, make, model, (lat, lon))
+            exif = exif_for(when, offset, make, model, (lat, lon))
             _save(next(pool), out / name, exif, sign)
             taken, camera = f"{when:%Y-%m-%d %H:%M:%S}", f"{make} {model}"
             rows.append(Truth(name, taken, "exif", camera, city, country, str(lat), str(lon), sign))
     for n in range(6):  # a phone's photos with no GPS fix: date and camera only
         when = datetime(2023, 7, 1 + n, 18, 0, 0)
         name = f"phone/IMG_{n:04d}{'.heic' if n % 2 else '.jpg'}"
-        _save(next(pool), out / name, _exif(when, "+01:00", "Apple", "iPhone 13 Pro", None), "")
+        _save(next(pool), out / name, exif_for(when, "+01:00", "Apple", "iPhone 13 Pro", None), "")
         rows.append(Truth(name, f"{when:%Y-%m-%d %H:%M:%S}", "exif", "Apple iPhone 13 Pro"))
     for n in range(6):  # scans: no EXIF at all; the file's own time says when (the library's files keep theirs)
         when = datetime(2017, 12, 24, 12, 0, 0) + timedelta(days=n)
@@ -95,7 +95,7 @@ def read_truth(path: Path) -> list[Truth]:
         return [Truth(**row) for row in csv.DictReader(f)]
 
 
-def _exif(when: datetime, offset: str, make: str, model: str, point: tuple[float, float] | None) -> Image.Exif:
+def exif_for(when: datetime, offset: str, make: str, model: str, point: tuple[float, float] | None) -> Image.Exif:
     exif = Image.Exif()
     exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = make, model
     details = exif.get_ifd(ExifTags.IFD.Exif)

@@ -15,7 +15,7 @@ from mmdemo.files import inside, remove_tree
 from mmdemo.photos import places
 from mmdemo.photos.exif import Exif, read_exif
 from mmdemo.photos.store import Facts, PhotoStore
-from mmdemo.search.held import HeldStores
+from mmdemo.search.held import OPEN_STORES, HeldStores
 from mmdemo.search.stages import Source, register
 
 if TYPE_CHECKING:
@@ -31,10 +31,12 @@ class PhotoStage:
     name = "photo"
     inline = True
 
-    def __init__(self, data_dir: Path, name_places: bool = True):
+    def __init__(self, data_dir: Path, name_places: bool = True, keep_open: int = OPEN_STORES):
         self.root = Path(data_dir) / READINGS
         self.name_places = name_places
-        self.stores: HeldStores[PhotoStore] = HeldStores(lambda gallery: PhotoStore(inside(self.root, gallery)))
+        self.stores: HeldStores[PhotoStore] = HeldStores(
+            lambda gallery: PhotoStore(inside(self.root, gallery)), keep_open
+        )
 
     def store(self, gallery: str) -> PhotoStore:
         return self.stores.get(gallery)
@@ -82,4 +84,4 @@ def photo_stage(settings: Settings) -> PhotoStage | None:
     """The photo stage, unless MMDEMO_PHOTO_FACTS is off."""
     if not settings.photo_facts:
         return None
-    return PhotoStage(settings.data_dir)
+    return PhotoStage(settings.data_dir, keep_open=min(OPEN_STORES, settings.open_galleries))

@@ -96,7 +96,7 @@ class VectorIndex:
         bits = np.zeros(int(allowed.max()) + 1, bool)
         bits[allowed] = True
         bitmap = np.packbits(bits, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bitmap))
+        selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # its size in bytes
         params: FaissIndex  # SWIG objects (see FaissIndex): their keyword arguments are not in faiss's stubs
         if self.kind == "ivf":
             share = len(allowed) / max(len(self), 1)

@@ -11,7 +11,7 @@ from mmdemo.embedding.images import BadImageError, decode_pixels
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
 from mmdemo.models import compute, ocr
-from mmdemo.search.held import HeldStores
+from mmdemo.search.held import OPEN_STORES, HeldStores
 from mmdemo.search.stages import Source, quiet, register
 from mmdemo.text.match import TextMatch
 from mmdemo.text.normalize import has_han
@@ -31,11 +31,20 @@ class TextStage:
     name = "text"
     inline = False  # the OCR takes ~0.3 s an image: big adds are read in the background
 
-    def __init__(self, data_dir: Path, model: ocr.OcrModel, max_pixels: int, languages: Sequence[str]):
+    def __init__(
+        self,
+        data_dir: Path,
+        model: ocr.OcrModel,
+        max_pixels: int,
+        languages: Sequence[str],
+        keep_open: int = OPEN_STORES,
+    ):
         self.root = Path(data_dir) / READINGS
         self.model, self.max_pixels = model, max_pixels
         self.keep_han = "zh" in languages  # the model reads both; English only drops what it took for Chinese
-        self.stores: HeldStores[TextStore] = HeldStores(lambda gallery: TextStore(inside(self.root, gallery)))
+        self.stores: HeldStores[TextStore] = HeldStores(
+            lambda gallery: TextStore(inside(self.root, gallery)), keep_open
+        )
 
     def store(self, gallery: str) -> TextStore:
         """The readings of `gallery` (opened once; the least recently used closed beyond OPEN_STORES)."""
@@ -98,4 +107,5 @@ def text_stage(settings: Settings) -> TextStage | None:
         log.warning("images are indexed without their text: the OCR package does not import (%s)", why)
         return None
     model = ocr.OcrModel(settings.ocr_max_side, settings.ocr_max_boxes, settings.ocr_threads)
-    return TextStage(settings.data_dir, model, settings.max_image_pixels, settings.ocr_languages)
+    keep = min(OPEN_STORES, settings.open_galleries)  # its databases open follow the galleries'
+    return TextStage(settings.data_dir, model, settings.max_image_pixels, settings.ocr_languages, keep)

@@ -1,6 +1,6 @@
 """The clicked search result at full size, under the Search tab: the original image (library files where
-they were indexed, uploads as kept for the session), the text read from it with its boxes drawn, and a
-copy button for that text."""
+they were indexed, uploads as kept for the session) labelled with when, with what and where it was taken,
+the text read from it with its boxes drawn, and a copy button for that text."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import gradio as gr
 
 from mmdemo.config import Settings
 from mmdemo.embedding.images import BadImageError, open_image
+from mmdemo.photos.facts import exact_places, said
 from mmdemo.search.galleries import LIBRARY, Galleries, session_gallery
 from mmdemo.search.originals import Originals
 from mmdemo.search.store import Item
 from mmdemo.text.view import draw_boxes
-from mmdemo.ui.i18n import say, t
+from mmdemo.ui.i18n import language, say, t
 
 
 class FullSize:
@@ -63,16 +64,28 @@ class FullSize:
             image = open_image(path, self.settings.max_image_pixels, item.name)
         except BadImageError:  # the source moved or changed since: the thumbnail still shows it
             image = open_image(item.thumb, self.settings.max_image_pixels, item.name)
-        label = f"{item.name} · {image.width}×{image.height}" + (
-            say(request, "search.thumbnail") if path == item.thumb else ""
-        )
         gallery = LIBRARY if selected[0] == "shared" else session_gallery(token or "")
+        label = " · ".join(
+            part
+            for part in (
+                f"{item.name} · {image.width}×{image.height}"
+                + (say(request, "search.thumbnail") if path == item.thumb else ""),
+                self._facts(gallery, selected[0], item, request),
+            )
+            if part
+        )
         reading = self.galleries.text.reading(gallery, item.hash) if self.galleries.text else None
         if reading is None or not reading.lines:
             said = say(request, "search.text_none" if reading is not None else "search.text_unread")
             return selected, gr.Image(image, label=label, visible=True), gr.Textbox(said, visible=True)
         boxed = draw_boxes(image, [list(line.box) for line in reading.lines], item.width or image.width)
         return selected, gr.Image(boxed, label=label, visible=True), gr.Textbox(reading.text, visible=True)
+
+    def _facts(self, gallery: str, source: str, item: Item, request: gr.Request | None) -> str:
+        """When, with what and where it was taken (the exact place only where allowed: mmdemo.photos.facts)."""
+        photos = self.galleries.photos
+        facts = photos.facts(gallery, item.hash) if photos else None
+        return said(facts, language(request), exact_places(source, self.settings.library_places)).line()
 
     def _original(self, item: Item, source: str, token: str | None) -> str:
         """The best file to show `item` from: its indexed source (library), the kept upload (yours),

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 
@@ -30,10 +30,9 @@ from mmdemo.ui.fairness import reroute
 from mmdemo.ui.fullsize import FullSize
 from mmdemo.ui.i18n import headers, language, say, t, table_value
 from mmdemo.ui.mine import YourImages
+from mmdemo.ui.search_filters import FilterControls
+from mmdemo.ui.search_results import COLUMNS, RERANKED, results, rounded
 from mmdemo.ui.serve import chat_queue, clip_queue
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +40,6 @@ TOP_K_MAX = 48  # results per search
 LIBRARY_WAIT_S = 120  # a search waits for the bundled photos at most this long, then answers from what is indexed
 # gallery, table (value), ids, selection, the re-rank's line
 Shown = tuple[list[tuple[str, str]], Any, list[tuple[str, int]], None, str]
-
-
-# Of the score table (locale keys search.col.*): score is what the results are ranked by (CLIP's cosine, or
-# the fusion of CLIP's rank and the text's: mmdemo.search.fusion), then each ranker's own, and the text matched.
-COLUMNS = ("rank", "score", "name", "gallery", "clip", "text", "read")
-RERANKED = ("rank", "clip_rank", "score", "yes", "name", "gallery", "read")  # ... after a re-rank
-
-
-def caption(hit: Hit) -> str:
-    """A result's caption: the text that matched (query words in « »), else CLIP's cosine; then its name."""
-    if hit.matched:
-        return f"{hit.matched} · {hit.item.name}"
-    return f"{hit.clip if hit.clip is not None else hit.score:.3f} · {hit.item.name}"
-
-
-def results(hits: list[tuple[str, Hit]]) -> tuple[list[tuple[str, str]], list[list[Any]]]:
-    """(thumbnail, caption) pairs and table rows (see COLUMNS) for tagged hits."""
-    shown = [(hit.item.thumb, caption(hit)) for _, hit in hits]
-    table = [
-        [rank, round(hit.score, 4), hit.item.name, source, _rounded(hit.scores.clip), hit.scores.text, hit.matched]
-        for rank, (source, hit) in enumerate(hits, 1)
-    ]
-    return shown, table
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 class SearchTab:
@@ -113,6 +85,7 @@ class SearchTab:
         with gr.Row():
             with gr.Column(scale=4):
                 query = self._query_box()
+                FilterControls().render(query)
                 with gr.Row():
                     top_k = gr.Slider(1, TOP_K_MAX, value=12, step=1, label=t("search.top_k"))
                     min_score = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label=t("search.min_score"))
@@ -253,7 +226,7 @@ class SearchTab:
         table, line = None, ""
         if rerank_k and hits:
             hits, table, line = self._reranked(query, hits, rerank_k, request)
-        shown, rows = results(hits)
+        shown, rows = results(hits, language(request), self.settings.library_places)
         # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
         return (
             shown,
@@ -311,7 +284,7 @@ class SearchTab:
             return hits, None, say(request, "search.rerank_skipped", reason=exc.translated(language(request)))
         ranked = zip(outcome.hits, outcome.clip_ranks, outcome.yes, strict=True)
         rows = [
-            [rank, clip_rank, round(hit.score, 4), _rounded(yes), hit.item.name, source, hit.matched]
+            [rank, clip_rank, round(hit.score, 4), rounded(yes), hit.item.name, source, hit.matched]
             for rank, ((source, hit), clip_rank, yes) in enumerate(ranked, 1)
         ]
         return outcome.hits, table_value("search.col", RERANKED, rows, request), rerank_said(request, outcome.run)

@@ -16,6 +16,8 @@ from mmdemo.serving.fetch import Fetched, fetch_image
 from mmdemo.serving.media import base_url, media_url
 from mmdemo.ui.common import number, text_input
 from mmdemo.ui.fairness import client_id
+from mmdemo.ui.i18n import language
+from mmdemo.ui.search_results import facts_of
 
 TOP_K_MAX = 48
 
@@ -42,6 +44,11 @@ class ToolSteps:
         with self._fetched([image] if text_input(image, "image") else []) as fetched:
             path = str(fetched[0].path) if fetched else None
             return self.galleries.search(query, path, k, -1.0, token)
+
+    def _facts(self, source: str, hit: Hit, request: gr.Request | None) -> list[str]:
+        """When, with what camera and where a hit was taken, as shown (exact places in a collection only)."""
+        said = facts_of(source, hit, language(request), self.settings.library_places)
+        return [part for part in (said.taken, said.camera, said.place) if part]
 
     def _token(self, collection: str, request: gr.Request | None) -> str | None:
         """The collection's token when one is given (checked), else None."""

@@ -119,7 +119,9 @@ class AgentTools(ToolSteps):
         (and in your collection).
 
         Args:
-            query: what to look for, in words, e.g. "a dog on a beach". Leave empty to search by `image`.
+            query: what to look for, in words, e.g. "a dog on a beach", with filters if wanted: taken:2019,
+                after:2019-06-01, before:2020-01-01, place:paris, place:"cape town", camera:fuji, has:gps,
+                has:text, folder:trips, text:word, sort:newest. Filters alone list what passes, newest first.
             image: an example image, as an http(s) URL or a data:image/...;base64 URI. Leave empty to search by `query`.
             top_k: how many results to return, 1 to 48.
             collection: the token add_images returned, to search your own images too ('' for the library only).
@@ -127,7 +129,7 @@ class AgentTools(ToolSteps):
         Returns:
             One line per result, best first: rank, score (cosine, -1 to 1; after a re-rank also the chat model's
             P(yes) and the CLIP rank), name, where it is, its id, the text read in it that matched the query
-            (its words between « »), and last an image URL to fetch.
+            (its words between « »), when, with what camera and where it was taken, and last an image URL.
         """
         query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
@@ -147,6 +149,7 @@ class AgentTools(ToolSteps):
                 + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
                 + f" · {hit.item.name} · {where[source]} · id {hit.item.id}"
                 + (f" · text {hit.matched}" if hit.matched else "")
+                + "".join(f" · {part}" for part in self._facts(source, hit, request))
                 + f" · {self._url(request, hit.item.thumb)}"
                 for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
             ]
