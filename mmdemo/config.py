@@ -133,10 +133,7 @@ class Settings:
         default=True,
         metadata=_opt("Asking about results (and Ask every image) passes each image's OCR text with the question."),
     )
-    photo_facts: bool = field(
-        default=True,
-        metadata=_opt("Read each image's date, camera and GPS place (EXIF; places named offline) for the filters."),
-    )
+    photo_facts: bool = field(default=True, metadata=_opt("Read each image's date, camera and GPS place (EXIF)."))
     library_places: str = field(
         default="city",
         metadata=_opt(

@@ -13,7 +13,7 @@ import pytest
 from mmdemo.errors import UserFacingError
 from mmdemo.photos import places
 from mmdemo.photos.exif import read_exif
-from mmdemo.photos.filters import split, with_filter
+from mmdemo.photos.filters import described, split, with_filter
 from mmdemo.photos.samples import exif_for, make_photo_set
 from mmdemo.text.signs import draw_sign
 from tests.conftest import SHARED, needs_shared
@@ -103,6 +103,8 @@ def test_filters_are_parsed_and_mistakes_are_said_in_the_visitors_language():
     query = with_filter("dog place:rome", "place", "cape town")
     assert query == 'dog place:"cape town"' and with_filter(query, "place", None) == "dog"
     assert split(with_filter("dog", "after", "2019-06-01"))[0].after == datetime(2019, 6, 1)
+    # What the chat model's re-rank reads: the words, not the filters (which chose the candidates).
+    assert described("a dog place:paris text:exit taken:2019") == "a dog exit" and described("place:paris") == ""
 
 
 @pytest.mark.parametrize("kind", [0, 5_000])  # exact, then IVF past its threshold
@@ -142,6 +144,12 @@ def test_each_operator_finds_exactly_its_photos_in_the_generated_set(photo_setti
         Named("", LIBRARY, library), None, galleries.filtering, read_truth(tmp_path / "set" / "truth.csv")
     )
     assert len(results) == sum(not needs_text for *_, needs_text in QUERIES)
+    # What is served (thumbnails: small JPEGs are their own) carries no GPS position.
+    from PIL import ExifTags, Image
+
+    thumbs = [Image.open(item.thumb).getexif() for item in library.store.items()]
+    assert len(thumbs) == 52 and not any(exif.get_ifd(ExifTags.IFD.GPSInfo) for exif in thumbs)
+    assert sum(bool(exif) for exif in thumbs) == 3  # the phone's JPEGs without a fix stay their own thumbnail
     assert [(r.query, r.precision, r.recall) for r in results if (r.precision, r.recall) != (1.0, 1.0)] == []
     # Filters alone list what passes, newest first (or oldest); words rank within them.
     listed = galleries.search("place:japan", None, 20, -1.0)

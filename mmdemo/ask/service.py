@@ -14,6 +14,7 @@ from mmdemo.ask.about import Shown, ask_budget
 from mmdemo.ask.rerank import Candidate, Reranked, ScoreCache, rerank
 from mmdemo.chat.prompt import ImageBudget
 from mmdemo.errors import UserFacingError
+from mmdemo.photos.filters import described
 from mmdemo.search.galleries import LIBRARY, read_query, session_gallery
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class PhotoAsker:
         """The top `k` of `hits` (fewer when there are fewer) in the chat model's order, the rest after them.
         UserFacingError when the chat model cannot answer (the caller keeps CLIP's order and says why)."""
         self.check_rerank(k)
-        query = read_query(query, self.settings.max_query_chars)  # the text CLIP saw, for every caller
+        # The words CLIP saw, for every caller (a query's filters chose the candidates: mmdemo.photos.filters).
+        query = described(read_query(query, self.settings.max_query_chars))
         k = min(k, len(hits))
         candidates = [Candidate(hit.item.hash, hit.item.thumb, hit.score) for _, hit in hits[:k]]
         run = rerank(self.backend, query, candidates, self.budget, self.cache, self.settings.rerank_batch)

@@ -61,4 +61,4 @@ def _eval(args: argparse.Namespace, settings: Settings, manager: ModelManager) -
     if args.json:
         figures = {r.query: {"expected": r.expected, "precision": r.precision, "recall": r.recall} for r in results}
         args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
-    return 0 if all(r.precision == 1.0 and r.recall == 1.0 for r in results) else 1
+    return 0 if all(r.perfect for r in results) else 1

@@ -77,6 +77,16 @@ def split(query: str) -> tuple[Filters, str]:
     return _filters(typed), " ".join("".join(rest).split())
 
 
+def described(query: str) -> str:
+    """What a query says in words, for a reader (the chat model's re-rank): its filters left out, `text:`
+    words kept as words; '' for filters alone, or a query with a mistake in its filters."""
+    try:
+        rest = split(query)[1]
+    except UserFacingError:
+        return ""
+    return " ".join(word[5:] if word.lower().startswith("text:") else word for word in rest.split())
+
+
 def _filters(typed: dict[str, list[str]]) -> Filters:
     has = tuple(dict.fromkeys(v.lower() for v in typed.get("has", [])))
     for value in has:

@@ -16,7 +16,7 @@ from mmdemo.photos import places
 from mmdemo.photos.exif import Exif, read_exif
 from mmdemo.photos.store import Facts, PhotoStore
 from mmdemo.search.held import OPEN_STORES, HeldStores
-from mmdemo.search.stages import Source, register
+from mmdemo.search.stages import Source, quiet, register
 
 if TYPE_CHECKING:
     from mmdemo.config import Settings
@@ -46,6 +46,8 @@ class PhotoStage:
         return [h for h in hashes if h not in known]
 
     def read(self, gallery: str, sources: Sequence[Source], background: bool = False) -> None:
+        if background:
+            quiet()  # a backfill's batch waits for a pause in visitors' searches and chats, like the text stage
         self.store(gallery).put(self.read_all(sources))
 
     def read_all(self, sources: Sequence[Source]) -> list[Facts]:

@@ -9,16 +9,14 @@ that are matched once each.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from mmdemo.photos import places
 from mmdemo.photos.filters import Filters
-from mmdemo.photos.store import Facts
+from mmdemo.photos.store import Columns
 
 _EPOCH = datetime(1970, 1, 1)
 
@@ -28,32 +26,45 @@ def seconds(moment: datetime) -> float:
     return (moment - _EPOCH).total_seconds()
 
 
-@dataclass(frozen=True)
-class Row:
-    """What the table needs of one indexed image."""
-
-    id: int
-    hash: str
-    name: str  # its path in the gallery ("trips/2019/x.jpg")
-
-
 class FactsTable:
     """Columns aligned with `ids` (see the module docstring)."""
 
-    def __init__(self, rows: Sequence[Row], facts: Sequence[Facts], with_text: set[str]):
-        by_hash = {f.hash: f for f in facts}
-        found = [by_hash.get(row.hash) for row in rows]
-        self.ids = np.array([row.id for row in rows], np.int64)
-        self.taken = np.array([_when(f) for f in found], np.float64)
-        self.lat = np.array([_num(f.exif.lat) if f else np.nan for f in found], np.float64)
-        self.lon = np.array([_num(f.exif.lon) if f else np.nan for f in found], np.float64)
-        self.has_text = np.array([row.hash in with_text for row in rows], bool)
-        self.cameras, self.camera = _codes([_camera(f) for f in found])
-        self.folders, self.folder = _codes([str(PurePosixPath(row.name).parent).casefold() for row in rows])
-        self.places, self.place = _codes([f.place if f else places.Place() for f in found])
+    def __init__(
+        self, ids: np.ndarray, hashes: Sequence[str], names: Sequence[str], facts: Columns, with_text: set[str]
+    ):
+        """`ids`, `hashes` and `names` (paths in the gallery) of its images, in id order; the facts read of them."""
+        self.ids = np.asarray(ids, np.int64)
+        row_of = {h: n for n, h in enumerate(hashes)}
+        rows = np.fromiter((row_of.get(h, -1) for h in facts.hashes), np.int64, len(facts.hashes))
+        known = rows >= 0
+        at = rows[known]
+        self.taken, self.lat, self.lon = (
+            _column(len(self.ids), at, values, known) for values in (facts.taken, facts.lat, facts.lon)
+        )
+        self.has_text = np.fromiter((h in with_text for h in hashes), bool, len(hashes))
+        cameras, codes = _codes(facts.camera)  # few distinct values: folded once each
+        self.cameras, self.camera = (
+            ["", *(places.folded(c) for c in cameras)],
+            _spread(len(self.ids), at, codes[known] + 1),
+        )
+        named, codes = _codes(facts.places)
+        self.places = [places.Place(), *(places.Place(*p) for p in named)]
+        self.place = _spread(len(self.ids), at, codes[known] + 1)
+        folders, self.folder = _codes([name.rpartition("/")[0] for name in names])
+        self.folders = [places.folded(folder) for folder in folders]
+        self._passing: dict[Filters, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def passing(self, filters: Filters) -> np.ndarray:
+        """The ids that pass `filters`, ascending; the same array for the same filters while this table lives
+        (a search asked again, a re-rank's second pass: the index keeps what it built from it)."""
+        if (ids := self._passing.get(filters)) is None:
+            if len(self._passing) >= 16:
+                self._passing.pop(next(iter(self._passing)))
+            ids = self._passing[filters] = self.ids[self.mask(filters)]
+        return ids
 
     def mask(self, filters: Filters) -> np.ndarray:
         """Which rows pass every filter."""
@@ -122,23 +133,23 @@ def date_key(taken: np.ndarray, oldest: bool = False) -> np.ndarray:
     return np.where(np.isnan(taken), np.inf, taken if oldest else -taken)
 
 
-def _when(facts: Facts | None) -> float:
-    if facts is None or not facts.exif.taken:
-        return np.nan
-    return seconds(datetime.fromisoformat(facts.exif.taken))
+def _column(size: int, rows: np.ndarray, values: Sequence[float | None], known: np.ndarray) -> np.ndarray:
+    """A float column of `size` rows: `values` (None as NaN) at `rows`, NaN elsewhere."""
+    column = np.full(size, np.nan)
+    column[rows] = np.array(values, np.float64)[known] if len(values) else []
+    return column
 
 
-def _num(value: float | None) -> float:
-    return np.nan if value is None else float(value)
-
-
-def _camera(facts: Facts | None) -> str:
-    return places.folded(f"{facts.exif.make} {facts.exif.model}") if facts else ""
+def _spread(size: int, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """A code column of `size` rows: `codes` at `rows`, 0 (nothing known) elsewhere."""
+    column = np.zeros(size, np.int32)
+    column[rows] = codes
+    return column
 
 
 def _in_folder(path: str, words: list[str]) -> bool:
-    parts = [places.folded(part) for part in PurePosixPath(path).parts]
-    return any(word in part for word in words for part in parts if part != ".")
+    """Whether a folder of `path` (folded, "/"-separated) holds one of the words."""
+    return any(word in part for word in words for part in path.split("/") if part)
 
 
 def _codes(values: list[Any]) -> tuple[list[Any], np.ndarray]:

@@ -7,6 +7,7 @@ its stages read changes; a filter is then a mask over it, and its ids go into th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmdemo.photos.filters import Filters
-from mmdemo.photos.table import FactsTable, Row, date_key
+from mmdemo.photos.store import Columns
+from mmdemo.photos.table import FactsTable, date_key
 from mmdemo.search.held import OPEN_STORES
 from mmdemo.search.store import Hit, Scores
 
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
     from mmdemo.text.stage import TextStage
 
 
+log = logging.getLogger(__name__)
+BUILD_HERE_MAX = 20_000  # a table this small is rebuilt by the search that finds it stale (~50 ms)
+
+
 class Filtering:
     """Filters over the galleries searched, with the facts each hit shows."""
 
@@ -33,25 +39,50 @@ class Filtering:
         self.photos, self.text = photos, text
         self._tables: OrderedDict[str, tuple[tuple[object, ...], FactsTable]] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: set[str] = set()  # galleries whose table is being rebuilt in the background
 
     def table(self, named: Named) -> FactsTable:
-        """The facts table of a gallery, as it is now (rebuilt only after a change)."""
+        """The facts table of a gallery: rebuilt after a change — here and now for a small gallery; for a big
+        one (a rebuild takes seconds a million images) on a thread of its own, the last table answering
+        meanwhile (what changed since is found by the filters once the rebuild is done)."""
+        version = self._version(named)
+        with self._lock:
+            cached = self._tables.get(named.name)
+            if cached is not None:
+                self._tables.move_to_end(named.name)
+                if cached[0] == version:
+                    return cached[1]
+                if len(cached[1]) > BUILD_HERE_MAX:
+                    if named.name not in self._building:
+                        self._building.add(named.name)
+                        threading.Thread(target=self._rebuild, args=(named, version), daemon=True).start()
+                    return cached[1]
+        return self._build(named, version)
+
+    def _version(self, named: Named) -> tuple[object, ...]:
         store = named.gallery.store
-        version = (
+        return (
             id(store),
             store.generation,
             self.photos.store(named.name).version() if self.photos else None,
             self.text.store(named.name).version() if self.text else None,
         )
-        with self._lock:
-            cached = self._tables.get(named.name)
-            if cached is not None and cached[0] == version:
-                self._tables.move_to_end(named.name)
-                return cached[1]
-        rows = [Row(it.id, it.hash, it.name) for it in store.items()]
-        facts = self.photos.store(named.name).every() if self.photos else []
+
+    def _rebuild(self, named: Named, version: tuple[object, ...]) -> None:
+        try:
+            self._build(named, version)
+        except Exception:  # a background thread: nobody else would see it; the last table stays
+            log.exception("rebuilding the facts table of %s failed", named.name)
+        finally:
+            with self._lock:
+                self._building.discard(named.name)
+
+    def _build(self, named: Named, version: tuple[object, ...]) -> FactsTable:
+        items = named.gallery.store.items()  # in id order: the ids stay sorted (mmdemo.search.ranking relies on it)
+        ids = np.fromiter((it.id for it in items), np.int64, len(items))
+        facts = self.photos.store(named.name).columns() if self.photos else Columns([], [], [], [], [], [])
         with_text = self.text.store(named.name).with_text() if self.text else set()
-        table = FactsTable(rows, facts, with_text)
+        table = FactsTable(ids, [it.hash for it in items], [it.name for it in items], facts, with_text)
         with self._lock:
             self._tables[named.name] = (version, table)
             self._tables.move_to_end(named.name)
@@ -61,8 +92,7 @@ class Filtering:
 
     def allowed(self, named: Named, filters: Filters) -> np.ndarray:
         """The ids of `named`'s images that pass `filters`."""
-        table = self.table(named)
-        return table.ids[table.mask(filters)]
+        return self.table(named).passing(filters)
 
     def listing(self, named: Sequence[Named], filters: Filters, k: int) -> list[tuple[str, Hit]]:
         """The images that pass `filters`, newest first (`sort:oldest`: oldest), at most `k`: a search of

@@ -40,6 +40,9 @@ class VectorIndex:
         self.ann_threshold = ann_threshold  # 0: always exact
         self.index: FaissIndex = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._views: tuple[np.ndarray, Any, np.ndarray] | None = None  # (ids, torch vectors, row of each id)
+        # What the last filter's ids were turned into (rows, a mask, a selector), kept with those ids: the same
+        # filter searched again (a re-rank's second pass, new words) costs nothing more (mmdemo.photos.table).
+        self._filter: tuple[np.ndarray, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -56,7 +59,7 @@ class VectorIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under ids; may switch to IVF when the size crosses `ann_threshold`."""
-        self._views = None
+        self._views = self._filter = None
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.asarray(ids, np.int64))
         if self.kind == "exact" and self.ann_threshold and len(self) > self.ann_threshold:
@@ -66,7 +69,7 @@ class VectorIndex:
         """Remove ids; returns how many were there."""
         import faiss
 
-        self._views = None
+        self._views = self._filter = None
         return int(self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, np.int64))))
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,24 +91,37 @@ class VectorIndex:
         return scores, ids
 
     def _selected(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's search restricted to `allowed` by a bitmap ID selector (one bit per id: built in
-        microseconds, where a hash set of a million ids takes tens of milliseconds). An IVF index probes
-        more lists the fewer vectors are allowed (up to 4x), so that enough candidates remain."""
+        """FAISS's search restricted to `allowed` by a bitmap ID selector (one bit per id: built in a
+        millisecond for a million, where a hash set of them takes tens). An IVF index probes more lists the
+        fewer vectors are allowed (up to 2x), so that enough candidates remain."""
+        import faiss
+
+        selector = self._built(allowed, self._selector)
+        params: FaissIndex  # SWIG objects (see FaissIndex): their keyword arguments are not in faiss's stubs
+        if self.kind == "ivf":
+            share = len(allowed) / max(len(self), 1)
+            nprobe = min(int(self.index.nlist), int(np.ceil(self.index.nprobe * min(2.0, share**-0.25))))
+            params = getattr(faiss, "SearchParametersIVF")(sel=selector[0], nprobe=nprobe)  # noqa: B009
+        else:
+            params = getattr(faiss, "SearchParameters")(sel=selector[0])  # noqa: B009
+        scores, ids = self.index.search(queries, k, params=params)
+        return scores, ids
+
+    def _built(self, allowed: np.ndarray, build: Any) -> Any:
+        """build(allowed), kept while the same `allowed` array is searched again (see __init__)."""
+        if self._filter is None or self._filter[0] is not allowed:
+            self._filter = (allowed, build(allowed))
+        return self._filter[1]
+
+    @staticmethod
+    def _selector(allowed: np.ndarray) -> tuple[Any, np.ndarray]:
+        """A FAISS bitmap selector of these ids, with the bitmap it reads (kept alive beside it)."""
         import faiss
 
         bits = np.zeros(int(allowed.max()) + 1, bool)
         bits[allowed] = True
         bitmap = np.packbits(bits, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # its size in bytes
-        params: FaissIndex  # SWIG objects (see FaissIndex): their keyword arguments are not in faiss's stubs
-        if self.kind == "ivf":
-            share = len(allowed) / max(len(self), 1)
-            nprobe = min(int(self.index.nlist), int(np.ceil(self.index.nprobe * min(4.0, 1 / np.sqrt(share)))))
-            params = getattr(faiss, "SearchParametersIVF")(sel=selector, nprobe=nprobe)  # noqa: B009
-        else:
-            params = getattr(faiss, "SearchParameters")(sel=selector)  # noqa: B009
-        scores, ids = self.index.search(queries, k, params=params)
-        return scores, ids
+        return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap  # its size in bytes
 
     def _stored(self) -> tuple[np.ndarray, np.ndarray]:
         """Zero-copy views of the exact index's ids and vectors (valid until the next add)."""
@@ -133,18 +149,30 @@ class VectorIndex:
                 scores = stored @ torch.from_numpy(queries).T  # (N, Q): one pass over the vectors
                 top = torch.topk(scores, k, dim=0)
                 return top.values.T.numpy(), ids[top.indices.T.numpy()]
-            allowed = np.asarray(allowed, np.int64)
-            rows = row_of[allowed[(allowed >= 0) & (allowed < len(row_of))]]
-            rows = torch.from_numpy(rows[rows >= 0])
-            if len(rows) * 4 < len(ids):  # a narrow filter: score only its rows
+            rows, keep = self._built(allowed, self._rows)
+            if keep is None:  # a narrow filter: score only its rows
                 scores = stored[rows] @ torch.from_numpy(queries).T
                 top = torch.topk(scores, min(k, len(rows)), dim=0)
                 return top.values.T.numpy(), ids[rows.numpy()[top.indices.T.numpy()]]
             scores = stored @ torch.from_numpy(queries).T  # a broad one: one pass, the others masked
-            keep = torch.full((len(ids), 1), float("-inf"))
-            keep[rows] = 0.0
             top = torch.topk(scores + keep, min(k, len(rows)), dim=0)
             return top.values.T.numpy(), ids[top.indices.T.numpy()]
+
+    def _rows(self, allowed: np.ndarray) -> tuple[Any, Any]:
+        """The rows of these ids; for a broad filter (a quarter of the rows or more) also a mask to add to
+        the scores (0 for its rows, -inf for the others): one pass over all the vectors beats gathering most."""
+        import torch
+
+        assert self._views is not None
+        ids, _, row_of = self._views
+        allowed = np.asarray(allowed, np.int64)
+        rows = row_of[allowed[(allowed >= 0) & (allowed < len(row_of))]]
+        rows = torch.from_numpy(rows[rows >= 0])
+        if len(rows) * 4 < len(ids):
+            return rows, None
+        keep = torch.full((len(ids), 1), float("-inf"))
+        keep[rows] = 0.0
+        return rows, keep
 
     def save(self, path: Path) -> None:
         """Write to `path` atomically: a temp file in the same folder, fsynced, then renamed."""

@@ -14,6 +14,8 @@ import shutil
 import threading
 from pathlib import Path
 
+from PIL import ExifTags, Image
+
 from mmdemo.embedding.images import Decoded
 
 THUMB_SIZE = 320  # longest side of the thumbnails we draw
@@ -53,10 +55,12 @@ def save_thumbnail(decoded: Decoded, path: Path, source: str) -> tuple[int, int]
     """Write a JPEG thumbnail atomically (sessions may add the same bytes at once); original size.
 
     A JPEG up to OWN_THUMB_MAX is its own thumbnail: no re-encode, no quality loss, and
-    hard-linked rather than copied where it can be (a link is 4x faster than a copy).
+    hard-linked rather than copied where it can be (a link is 4x faster than a copy) — unless its
+    EXIF holds a GPS position: thumbnails are served to anyone who searches, and the library's places
+    are shown at city level (mmdemo.photos.facts), so such a one is drawn anew, without EXIF.
     """
     size = decoded.source_size
-    if Path(source).suffix.lower() in (".jpg", ".jpeg") and max(size) <= OWN_THUMB_MAX:
+    if Path(source).suffix.lower() in (".jpg", ".jpeg") and max(size) <= OWN_THUMB_MAX and not _located(source):
         link_or_copy(source, path)
     elif not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +70,15 @@ def save_thumbnail(decoded: Decoded, path: Path, source: str) -> tuple[int, int]
         thumb.save(tmp, "JPEG", quality=85)
         os.replace(tmp, path)
     return size
+
+
+def _located(source: str) -> bool:
+    """Whether the image's EXIF holds a GPS position (its header only is read)."""
+    try:
+        with Image.open(source) as img:
+            return bool(img.getexif().get_ifd(ExifTags.IFD.GPSInfo))
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def link_or_copy(source: str, path: Path) -> None:

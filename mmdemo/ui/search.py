@@ -21,6 +21,7 @@ from mmdemo.embedding.images import IMAGE_SUFFIXES
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
+from mmdemo.photos.filters import described
 from mmdemo.search.galleries import Galleries, read_query, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.serving import hosting
@@ -273,7 +274,7 @@ class SearchTab:
         """How many results to re-rank (0: none). Only searches in words are re-ranked; over the cap is refused."""
         k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
         self.asker.check_rerank(k)
-        return k if text_input(query, "query").strip() and not query_image else 0
+        return k if described(text_input(query, "query")).strip() and not query_image else 0
 
     def _reranked(self, query: str, hits: list[tuple[str, Hit]], k: int, request: gr.Request | None) -> Any:
         """The hits in the chat model's order, their table (both ranks, both scores) and what it cost; if the

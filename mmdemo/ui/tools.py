@@ -41,6 +41,7 @@ from mmdemo.embedding.vectorcache import embedding_cache
 from mmdemo.errors import UserFacingError
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
+from mmdemo.photos.filters import described
 from mmdemo.search.galleries import LIBRARY, Galleries, read_query, session_gallery
 from mmdemo.search.private import within_cap
 from mmdemo.search.stages import Source
@@ -119,9 +120,8 @@ class AgentTools(ToolSteps):
         (and in your collection).
 
         Args:
-            query: what to look for, in words, e.g. "a dog on a beach", with filters if wanted: taken:2019,
-                after:2019-06-01, before:2020-01-01, place:paris, place:"cape town", camera:fuji, has:gps,
-                has:text, folder:trips, text:word, sort:newest. Filters alone list what passes, newest first.
+            query: what to look for in words, e.g. "a dog on a beach", and filters if wanted (taken:2019,
+                after:2019-06-01, before:2020-01-01, place:paris, camera:fuji, has:gps, has:text, folder:trips).
             image: an example image, as an http(s) URL or a data:image/...;base64 URI. Leave empty to search by `query`.
             top_k: how many results to return, 1 to 48.
             collection: the token add_images returned, to search your own images too ('' for the library only).
@@ -138,7 +138,7 @@ class AgentTools(ToolSteps):
             return say(request, "tools.no_results")
         clip_ranks, yes = list(range(1, len(hits) + 1)), list[float | None]([None] * len(hits))
         notes: list[str] = []
-        if rerank_k and query.strip() and not image:
+        if rerank_k and described(query).strip() and not image:
             outcome = self.asker.rerank(query, hits, rerank_k)
             hits, clip_ranks, yes = outcome.hits, outcome.clip_ranks, outcome.yes
             notes.append(rerank_said(request, outcome.run))
@@ -181,7 +181,7 @@ class AgentTools(ToolSteps):
         k = int(number(top_k, 1, self.settings.ask_max_images, "top_k"))
         rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
         hits = self._search(query, "", max(k, rerank_k), collection, request)
-        if rerank_k and hits:
+        if rerank_k and hits and described(query).strip():
             hits = self.asker.rerank(query, hits, rerank_k).hits
         hits = hits[:k]
         if not hits:
