@@ -1,0 +1,84 @@
+"""Videos with scenes of known times, made from photos, to measure finding a moment.
+
+Each scene shows one photo for a few seconds, slowly zoomed in (so that its frames differ, as a
+filmed scene's do); some scenes carry a sign (on-screen text). `truth.csv` gives each scene's
+video, start, end, photo and sign. Encoded by PyAV (H.264, yuv420p: what a phone writes).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SIGNS = ("HARBOUR FERRY", "CAKE SHOP", "PLATFORM 4", "MUSEUM EXIT")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene of a generated video (a row of truth.csv)."""
+
+    video: str
+    start: float
+    end: float
+    photo: str
+    sign: str = ""
+
+
+def make_video(
+    photos: list[Path],
+    path: Path,
+    seconds: list[float],
+    size: tuple[int, int] = (640, 360),
+    fps: int = 15,
+    signs: dict[int, str] | None = None,
+) -> list[Scene]:
+    """A video of one scene per photo, each `seconds[i]` long; `signs` draws a sign on some scenes (by index)."""
+    import av
+
+    from mmdemo.text.signs import Damage, draw_sign
+
+    signs = signs or {}
+    scenes, start = [], 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for number, (photo, length) in enumerate(zip(photos, seconds, strict=True)):
+            with Image.open(photo) as img:
+                picture = img.convert("RGB").resize(size)
+            if sign := signs.get(number, ""):
+                picture = draw_sign(picture, sign, Damage(), seed=number)
+            frames = max(1, round(length * fps))
+            for n in range(frames):
+                zoom = 1 + 0.08 * n / frames  # a slow push in: the scene's frames are alike, not equal
+                w, h = size[0] / zoom, size[1] / zoom
+                box = ((size[0] - w) / 2, (size[1] - h) / 2, (size[0] + w) / 2, (size[1] + h) / 2)
+                frame = av.VideoFrame.from_ndarray(np.asarray(picture.resize(size, box=box)), format="rgb24")
+                container.mux(stream.encode(frame))
+            scenes.append(Scene(path.name, round(start, 3), round(start + frames / fps, 3), photo.name, sign))
+            start += frames / fps
+        container.mux(stream.encode(None))
+    return scenes
+
+
+def make_video_set(photos: list[Path], out: Path, videos: int = 4, scenes: int = 6, seed: int = 0) -> list[Scene]:
+    """`videos` videos of `scenes` scenes (2 to 8 s each) from distinct photos, one sign in each video;
+    `out/truth.csv` lists every scene."""
+    rng = random.Random(seed)
+    pool = iter(photos)
+    rows: list[Scene] = []
+    for number in range(videos):
+        chosen = [next(pool) for _ in range(scenes)]
+        lengths = [rng.choice([2.0, 3.0, 4.0, 6.0, 8.0]) for _ in chosen]
+        sign = {rng.randrange(scenes): SIGNS[number % len(SIGNS)]}
+        rows += make_video(chosen, out / f"clip-{number:02d}.mp4", lengths, signs=sign)
+    with open(out / "truth.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, [field.name for field in fields(Scene)])
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    return rows
