@@ -78,8 +78,7 @@ class Settings:
         metadata=_opt("Models loaded at startup, comma-separated ids or roles (clip, vlm); '' for none."),
     )
     pinned: tuple[str, ...] = field(
-        default=(),
-        metadata=_opt("Models never evicted to fit the memory budget, comma-separated ids or roles."),
+        default=(), metadata=_opt("Models never evicted to fit the memory budget, comma-separated ids or roles.")
     )
     memory_budget_gb: float = field(
         default=0.0,
@@ -134,6 +133,8 @@ class Settings:
         metadata=_opt("Asking about results (and Ask every image) passes each image's OCR text with the question."),
     )
     photo_facts: bool = field(default=True, metadata=_opt("Read each image's date, camera and GPS place (EXIF)."))
+    video_max_minutes: float = field(default=60.0, metadata=_opt("Longest video a gallery indexes, in minutes."))
+    video_moments_per_minute: int = field(default=12, metadata=_opt("A video's moments (scenes) a minute, at most."))
     library_places: str = field(
         default="city",
         metadata=_opt(

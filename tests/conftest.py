@@ -36,6 +36,7 @@ E2E_FIXTURES = {
     "chat_client",
     "sign_app",
     "photo_app",
+    "video_app",
 }
 SHARED = REPO.parent / "shared"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent (a user's clone)")

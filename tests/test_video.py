@@ -62,3 +62,70 @@ def test_a_file_that_is_not_a_usable_video_is_named_with_the_reason(clip, tmp_pa
         moments(clip[0], Cutting(max_seconds=20))
     assert caught.value.skipped.key == "skip.video_too_long" and "0.333333 minutes" in caught.value.reason
     assert "视频超过" in caught.value.translated("zh-CN")
+
+
+@pytest.fixture(scope="module")
+def video_set(tmp_path_factory):
+    """Three videos of five scenes from distinct Flickr8k photos, a sign in each; their truth."""
+    from mmdemo.video.samples import make_video_set
+
+    folder = tmp_path_factory.mktemp("video-set")
+    return folder, make_video_set(sorted(PHOTOS.glob("*.jpg"))[200:], folder, videos=3, scenes=5)
+
+
+def test_videos_in_the_library_are_found_by_an_image_of_a_scene_and_by_the_words_on_screen(
+    tiny_settings, session_manager, video_set, tmp_path
+):
+    """hit@1 as `eval moments` measures it: the right video, a moment holding the scene's middle."""
+    from mmdemo.search.evaluate_video import evaluate_moments
+    from mmdemo.search.galleries import Galleries
+
+    folder, truth = video_set
+    settings = tiny_settings.replace(data_dir=tmp_path / "data", gallery_dir=folder / "videos", ocr=True)
+    galleries = Galleries(settings, session_manager)
+    library = galleries.library(wait=True)
+    assert galleries.stages.wait(300)  # the keyframes' text, read in the background
+    items = library.store.items()
+    assert len(items) == len(truth) and all(it.moment and it.name.startswith("clip-") for it in items)
+    assert all(library.store.video_path(it.video).is_file() for it in items)  # what the page plays
+    search = lambda q, image: [h for _, h in galleries.search(q, image, 1, -1.0)]  # noqa: E731
+    results = evaluate_moments(search, truth, folder / "stills")
+    assert [(r.kind, r.queries, r.hit_at_1) for r in results] == [("image", 15, 1.0), ("text", 3, 1.0)]
+    assert {h.item.moment for _, h in galleries.search("type:video", None, 48, -1.0)} == {True}
+    assert galleries.search("type:photo", None, 48, -1.0) == []
+
+
+def test_an_upload_mixes_videos_and_photos_and_a_bad_video_loses_nothing_else(
+    tiny_settings, session_manager, clip, tmp_path
+):
+    from mmdemo.embedding.ingest import ImageFile
+    from mmdemo.search.galleries import Galleries, session_gallery
+
+    galleries = Galleries(tiny_settings.replace(data_dir=tmp_path / "data"), session_manager)
+    token = galleries.new_private("page", "tester")
+    gallery = galleries.get(session_gallery(token))
+    broken = tmp_path / "broken.mov"
+    broken.write_bytes(b"not a video at all")
+    path, truth, photos = clip
+    files = [ImageFile(str(path), "trip.mp4"), ImageFile(str(broken), "broken.mov"), ImageFile(str(photos[0]), "a.jpg")]
+    report = gallery.add_files(files, read_now=True)
+    assert sorted(report.added) == ["a.jpg", "trip.mp4"] and [s.name for s in report.skipped] == ["broken.mov"]
+    assert "not a video" in report.skipped[0].reason
+    again = gallery.add_files([ImageFile(str(path), "copy.mp4")])
+    assert again.duplicates == (("copy.mp4", "trip.mp4"),)  # the same bytes: known by the video's hash
+    hits = galleries.search("", str(photos[4]), 1, -1.0, token)
+    moment = hits[0][1].item
+    assert hits[0][0] == "yours" and moment.moment and moment.start == pytest.approx(truth[4].start, abs=0.3)
+    # Asking about it gives the chat model the moment's clip (its frames only), cut once from the playable copy.
+    from mmdemo.ask.service import PhotoAsker
+    from mmdemo.chat.backend import chat_backend
+
+    asker = PhotoAsker(tiny_settings, galleries, chat_backend(tiny_settings, session_manager))
+    shown = asker.shown(1, moment, "yours", token)
+    assert shown.name == f"trip.mp4 @ {clock(moment.start)}" and shown.path.endswith(f"{moment.hash}.mp4")
+    import av
+
+    with av.open(shown.path) as container:
+        stream = container.streams.video[0]
+        seconds = sum(1 for _ in container.decode(stream)) / float(stream.average_rate)
+    assert seconds == pytest.approx(moment.end - moment.start, abs=0.2)

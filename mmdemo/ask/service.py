@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 from mmdemo.ask.about import Shown, ask_budget
 from mmdemo.ask.rerank import Candidate, Reranked, ScoreCache, rerank
 from mmdemo.chat.prompt import ImageBudget
+from mmdemo.embedding.images import BadImageError
 from mmdemo.errors import UserFacingError
 from mmdemo.photos.filters import described
 from mmdemo.search.galleries import LIBRARY, read_query, session_gallery
+from mmdemo.video.clips import cut_clip
+from mmdemo.video.scenes import clock
 
 if TYPE_CHECKING:
     from mmdemo.chat.pipeline import ChatBackend
@@ -107,7 +110,19 @@ class PhotoAsker:
             gallery = LIBRARY if source == "shared" else session_gallery(token or "")
             reading = reader.reading(gallery, item.hash)
             text = reading.text if reading else ""
+        if item.moment:  # the moment's clip, which the chat model samples as a video
+            return Shown(rank, f"{item.name} @ {clock(item.start)}", self._clip(item, source, token), text)
         return Shown(rank, item.name, item.thumb, text)
+
+    def _clip(self, item: Item, source: str, token: str | None) -> str:
+        """The moment's clip (cut from the video's playable copy once, kept beside it); its keyframe if the
+        video cannot be read any more."""
+        gallery = self.galleries.library() if source == "shared" else self.galleries.get(session_gallery(token or ""))
+        video = gallery.store.video_path(item.video)
+        try:
+            return str(cut_clip(video, item.start, item.end, video.with_name(f"{item.hash}.mp4")))
+        except BadImageError:
+            return item.thumb
 
     def _pair_item(self, pair: Any, token: str | None) -> Item | None:
         # Anything in a request is the sender's choice: only a (str, int) pair names an image.

@@ -14,9 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmdemo.embedding.images import BadImageError, Skipped, open_image
-
-VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v"}
+from mmdemo.embedding.images import VIDEO_SUFFIXES, BadImageError, Skipped, open_image
 
 
 @dataclass(frozen=True)

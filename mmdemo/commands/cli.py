@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval_vqa(args, settings, manager)
         if args.command == "eval" and args.task == "retrieval":
             return _eval_retrieval(args, settings, manager)
-        if args.command == "eval" and args.task in ("make-photo-set", "filters"):
+        if args.command == "eval" and args.task in ("make-photo-set", "filters", "make-video-set", "moments"):
             from mmdemo.commands.photos import run as run_photos
 
             return run_photos(args, settings, manager)
@@ -134,7 +134,7 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
     from mmdemo.embedding.ingest import ImageFile
     from mmdemo.embedding.vectorcache import embedding_cache
     from mmdemo.search.gallery import open_gallery
-    from mmdemo.search.stages import Source, build
+    from mmdemo.search.stages import build, source_of
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -161,7 +161,7 @@ def _index(args: argparse.Namespace, settings: Settings, manager: ModelManager) 
         print(f"\r{stage}: {done} / {total} images", end="", file=sys.stderr, flush=True)
 
     # The other stages (the text in the images: MMDEMO_OCR) over every image not read yet, new or older.
-    sources = [Source(it.hash, it.source, it.thumb, bool(it.source)) for it in gallery.store.items()]
+    sources = [source_of(it) for it in gallery.store.items()]
     build(settings).run_now(args.gallery, sources, reading)
     print(file=sys.stderr)
     print(f"gallery '{args.gallery}' holds {len(gallery)} image(s) in {gallery.store.root}")

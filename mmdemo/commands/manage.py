@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmdemo.config import Settings
-from mmdemo.embedding.images import IMAGE_SUFFIXES
+from mmdemo.embedding.images import MEDIA_SUFFIXES
 from mmdemo.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def ignored_files(folder: Path) -> Counter[str]:
     return Counter(
         p.suffix.lower() or "(none)"
         for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() not in MEDIA_SUFFIXES and not p.name.startswith(".")
     )
 
 

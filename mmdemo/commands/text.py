@@ -70,7 +70,7 @@ def _indexed(
     """The gallery `name`, with `folder` added to it and every stage read (progress on stderr)."""
     from mmdemo.embedding.vectorcache import embedding_cache
     from mmdemo.search.gallery import open_gallery
-    from mmdemo.search.stages import Source, Stages
+    from mmdemo.search.stages import Stages, source_of
 
     gallery = open_gallery(settings.data_dir, manager.get("clip"), name, embedding_cache(settings), settings)
     if folder is not None:
@@ -80,7 +80,7 @@ def _indexed(
         print(f"\r{stage}: {done} / {total} images", end="", file=sys.stderr, flush=True)
 
     if stages:
-        sources = [Source(it.hash, it.source, it.thumb, bool(it.source)) for it in gallery.store.items()]
+        sources = [source_of(it) for it in gallery.store.items()]
         Stages(stages).run_now(name, sources, show)
         print(file=sys.stderr)
     return gallery

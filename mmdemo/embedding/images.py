@@ -38,6 +38,14 @@ IMAGE_SUFFIXES = {
     ".avif",  # Pillow's own AVIF plugin (Pillow >= 11.3)
 }
 HEIF_SUFFIXES = {".heic", ".heif"}
+# Videos: the chat takes them, and the gallery indexes their moments (mmdemo.video.scenes); decoded by PyAV.
+VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v"}
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES  # what a gallery indexes
+
+
+def is_video_file(path: str | Path) -> bool:
+    """True for the video containers mmdemo reads (by the name's suffix)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 class BadImageError(UserFacingError):

@@ -9,6 +9,7 @@
     folder:trips                                   a folder of its path holds the word (the library's folders)
     text:word                                      its text holds the word (mmdemo.text.query)
     sort:newest  sort:oldest                       the results by date (else by relevance)
+    type:video  type:photo                         a video's moments, or images
 
 The same operator twice means either (place:paris place:rome); different ones must all hold. The
 other words are the search as before; a query of filters only lists what matches, newest first.
@@ -22,7 +23,8 @@ from datetime import datetime
 
 from mmdemo.errors import UserFacingError
 
-OPERATORS = ("taken", "after", "before", "place", "camera", "has", "folder", "text", "sort")
+OPERATORS = ("taken", "after", "before", "place", "camera", "has", "folder", "text", "sort", "type")
+TYPES = ("photo", "video")
 HAS = ("gps", "text", "date")
 SORTS = ("relevance", "newest", "oldest")
 _FILTER = re.compile(r'(?<!\S)([A-Za-z]+):(?:"([^"]*)"|(\S+))')
@@ -49,11 +51,15 @@ class Filters:
     has: tuple[str, ...] = ()  # all of them
     folders: tuple[str, ...] = ()  # any of them
     sort: str = ""  # "newest", "oldest", or "" (relevance; a listing of filters alone: newest)
+    types: tuple[str, ...] = ()  # "photo", "video": any of them
     typed: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # operator -> values, as typed
 
     @property
     def empty(self) -> bool:
-        return not (self.taken or self.after or self.before or self.places or self.cameras or self.has or self.folders)
+        return (
+            not (self.taken or self.after or self.before or self.places or self.cameras or self.has or self.folders)
+            and not self.types
+        )
 
 
 def split(query: str) -> tuple[Filters, str]:
@@ -92,6 +98,10 @@ def _filters(typed: dict[str, list[str]]) -> Filters:
     for value in has:
         if value not in HAS:
             raise UserFacingError(key="filter.bad_has", value=value, known=", ".join(HAS))
+    types = tuple(dict.fromkeys(v.lower() for v in typed.get("type", [])))
+    for value in types:
+        if value not in TYPES:
+            raise UserFacingError(key="filter.bad_type", value=value, known=", ".join(TYPES))
     sort = (typed.get("sort") or [""])[-1].lower()
     if sort and sort not in SORTS:
         raise UserFacingError(key="filter.bad_sort", value=sort, known=", ".join(SORTS))
@@ -106,6 +116,7 @@ def _filters(typed: dict[str, list[str]]) -> Filters:
         has=has,
         folders=tuple(typed.get("folder", [])),
         sort="" if sort == "relevance" else sort,
+        types=types,
         typed={op: tuple(values) for op, values in typed.items()},
     )
 

@@ -30,10 +30,18 @@ class FactsTable:
     """Columns aligned with `ids` (see the module docstring)."""
 
     def __init__(
-        self, ids: np.ndarray, hashes: Sequence[str], names: Sequence[str], facts: Columns, with_text: set[str]
+        self,
+        ids: np.ndarray,
+        hashes: Sequence[str],
+        names: Sequence[str],
+        facts: Columns,
+        with_text: set[str],
+        moments: Sequence[bool] = (),
     ):
-        """`ids`, `hashes` and `names` (paths in the gallery) of its images, in id order; the facts read of them."""
+        """`ids`, `hashes` and `names` (paths in the gallery) of its images, in id order, which of them are a
+        video's moments; the facts read of them."""
         self.ids = np.asarray(ids, np.int64)
+        self.moment = np.fromiter(moments, bool, len(moments)) if len(moments) else np.zeros(len(self.ids), bool)
         row_of = {h: n for n, h in enumerate(hashes)}
         rows = np.fromiter((row_of.get(h, -1) for h in facts.hashes), np.int64, len(facts.hashes))
         known = rows >= 0
@@ -83,6 +91,10 @@ class FactsTable:
         if filters.folders:
             words = [places.folded(f) for f in filters.folders]
             keep &= self._matching(self.folder, self.folders, lambda path: _in_folder(path, words))
+        if set(filters.types) == {"video"}:
+            keep &= self.moment
+        elif set(filters.types) == {"photo"}:
+            keep &= ~self.moment
         for wanted in filters.has:
             keep &= {"gps": ~np.isnan(self.lat), "text": self.has_text, "date": ~np.isnan(self.taken)}[wanted]
         return keep

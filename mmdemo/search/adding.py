@@ -14,7 +14,7 @@ from PIL import Image
 from mmdemo.embedding.images import Decoded
 from mmdemo.embedding.ingest import EmbeddedBatch, ImageFile, decode_workers
 from mmdemo.search.neardup import NearIndex, perceptual_hash
-from mmdemo.search.stages import Source
+from mmdemo.search.stages import Source, source_of
 from mmdemo.search.store import GalleryStore, NewImage
 from mmdemo.search.thumbs import save_thumbnail
 
@@ -82,8 +82,7 @@ class Adding:
             return
         added = self.store.add(rows, np.stack(vectors))
         if self.stages is not None and added:
-            kept = self.keep_source
-            self.stages([Source(it.hash, self.paths.get(it.hash, ""), it.thumb, kept) for it in added], self.read_now)
+            self.stages([source_of(it, self.paths.get(it.hash, ""), self.keep_source) for it in added], self.read_now)
 
     def _screened(self) -> tuple[list[NewImage], list[np.ndarray]]:
         """Rows with their perceptual hash (of the thumbnail: small, upright, already on disk);
@@ -93,13 +92,15 @@ class Adding:
         near = self.near
 
         def perceptual(row: NewImage) -> str:
+            if row.video:  # a video's moments look alike by nature: not screened
+                return ""
             return self._phashes.pop(row.hash, None) or try_perceptual(self.store.thumb_path(row.hash))
 
         with ThreadPoolExecutor(decode_workers()) as pool:
             hashes = list(pool.map(perceptual, self.rows))
         kept_rows, kept_vectors = [], []
         for row, vector, phash in zip(self.rows, self.vectors, hashes, strict=True):
-            if (original := near.match(phash)) is not None:
+            if phash and (original := near.match(phash)) is not None:
                 self.nears.append((row.name, original))
                 if self.near_mode == "skip":
                     continue

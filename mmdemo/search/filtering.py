@@ -82,7 +82,8 @@ class Filtering:
         ids = np.fromiter((it.id for it in items), np.int64, len(items))
         facts = self.photos.store(named.name).columns() if self.photos else Columns([], [], [], [], [], [])
         with_text = self.text.store(named.name).with_text() if self.text else set()
-        table = FactsTable(ids, [it.hash for it in items], [it.name for it in items], facts, with_text)
+        hashes, names, moments = [it.hash for it in items], [it.name for it in items], [it.moment for it in items]
+        table = FactsTable(ids, hashes, names, facts, with_text, moments)
         with self._lock:
             self._tables[named.name] = (version, table)
             self._tables.move_to_end(named.name)

@@ -19,7 +19,7 @@ from mmdemo.search.filtering import Filtering
 from mmdemo.search.gallery import Gallery, open_store
 from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
 from mmdemo.search.ranking import Named, ranked
-from mmdemo.search.stages import LIBRARY, Source
+from mmdemo.search.stages import LIBRARY, source_of
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.text.stage import TextStage
 
@@ -112,7 +112,7 @@ class Galleries:
         for old in evicted:
             old.release()
         if backfill and self.stages.stages:  # images indexed before a stage existed (or while it was off)
-            self.stages.backfill(name, [Source(it.hash, it.source, it.thumb, bool(it.source)) for it in store.items()])
+            self.stages.backfill(name, [source_of(it) for it in store.items()])
         settings = self.settings
         gallery = Gallery(
             clip,

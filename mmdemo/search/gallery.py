@@ -17,16 +17,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmdemo.embedding.images import IMAGE_SUFFIXES, BadImageError, Skipped, decode_pixels, open_image
+from mmdemo.embedding.images import (
+    MEDIA_SUFFIXES,
+    BadImageError,
+    Skipped,
+    decode_pixels,
+    is_video_file,
+    open_image,
+)
 from mmdemo.embedding.ingest import ImageFile, Throughput, chunks, decode_workers, embed_files
 from mmdemo.embedding.vectorcache import VectorCache
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
 from mmdemo.search.adding import Adding, Pending, StageHook, header_row
+from mmdemo.search.moments import add_videos
 from mmdemo.search.neardup import NearIndex
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.thumbs import media_folder, move_legacy_thumbnails, save_thumbnail
+from mmdemo.video.scenes import Cutting
 
 if TYPE_CHECKING:
     from mmdemo.config import Settings
@@ -93,10 +102,12 @@ class Gallery:
         commit_every: int = COMMIT_EVERY,
         near_duplicates: str = "report",
         cache_scope: str = "",
+        cutting: Cutting | None = None,
     ):
         self.clip, self.store, self.cache, self.max_pixels = clip, store, cache, max_pixels
         self.commit_every = commit_every
         self.near_mode = near_duplicates  # report (and index), skip, or off
+        self.cutting = cutting or Cutting()  # how a video is cut into moments (mmdemo.video.scenes)
         # A private gallery reuses only the vectors of its own earlier adds (`cache_scope`: its name). Shared
         # with everyone's, "3 from cache" (and how fast an add is) would tell a visitor that somebody else
         # had indexed those exact bytes.
@@ -128,6 +139,8 @@ class Gallery:
         run = Adding(self.store, self._near_index(), self.near_mode, self.commit_every, keep_source)
         run.stages, run.read_now = self.stages, read_now
         run.track(pending)
+        videos = [p for p in pending if is_video_file(p.file.path)]
+        pending = [p for p in pending if not is_video_file(p.file.path)]
         persistent = self.clip.stable_weights
         cached = self.cache.get(self._space, [p.hash for p in pending], persistent) if self.cache else {}
         reuse = self._with_thumbnails([p for p in pending if p.hash in cached], count, skipped)
@@ -144,6 +157,8 @@ class Gallery:
             count.advance(len(batch.items) + len(batch.skipped))
             if progress:
                 progress(count)
+        added += add_videos(self.clip, run, videos, self.cutting, skipped)  # their moments, a row each
+        count.advance(len(videos))
         run.commit()
         if progress:
             progress(count)
@@ -173,7 +188,7 @@ class Gallery:
                 count.advance(1)
                 continue
             digest, size = hashed
-            first = self.store.by_hash(digest)
+            first = self.store.by_hash(digest) or self.store.by_video(digest)
             if first is not None or digest in seen:
                 duplicates.append((file.name, first.name if first else seen[digest]))
                 count.advance(1)
@@ -213,9 +228,9 @@ class Gallery:
         return None
 
     def add_folder(self, folder: str | Path, progress: Callable[[Throughput], None] | None = None) -> AddReport:
-        """Index every image file below `folder` (recursively, sorted by path)."""
+        """Index every image and video file below `folder` (recursively, sorted by path)."""
         root = Path(folder)
-        paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
         return self.add_files([ImageFile(str(p), str(p.relative_to(root))) for p in paths], progress, keep_source=True)
 
     def remove(self, ids: Sequence[int]) -> int:
@@ -260,7 +275,16 @@ def open_store(data_dir: Path, clip: ClipModel, name: str, ann_threshold: int) -
 def open_gallery(data_dir: Path, clip: ClipModel, name: str, cache: VectorCache | None, settings: Settings) -> Gallery:
     """The persistent gallery `name` over `clip`."""
     store = open_store(data_dir, clip, name, settings.ann_threshold)
-    return Gallery(clip, store, cache, settings.max_image_pixels, settings.index_commit_every, settings.near_duplicates)
+    cutting = Cutting(per_minute=settings.video_moments_per_minute, max_seconds=settings.video_max_minutes * 60)
+    return Gallery(
+        clip,
+        store,
+        cache,
+        settings.max_image_pixels,
+        settings.index_commit_every,
+        settings.near_duplicates,
+        cutting=cutting,
+    )
 
 
 def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:

@@ -29,6 +29,7 @@ from mmdemo.models import compute
 
 if TYPE_CHECKING:
     from mmdemo.config import Settings
+    from mmdemo.search.store import Item
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ class Source:
     path: str
     thumb: str = ""
     kept: bool = False  # the file stays where it is (the library's folders), not an upload deleted after the add
+
+
+def source_of(item: Item, path: str = "", kept: bool | None = None) -> Source:
+    """What a stage reads of an indexed item: its file (`path`, else the source it was indexed from), or, for a
+    video's moment, its keyframe (the thumbnail): a stage reads pictures."""
+    if item.video:
+        return Source(item.hash, "", item.thumb, False)
+    return Source(item.hash, path or item.source, item.thumb, bool(item.source) if kept is None else kept)
 
 
 class Stage(Protocol):

@@ -1,7 +1,8 @@
 """One gallery on disk: SQLite metadata, a FAISS index and thumbnails, committed atomically.
 
 Layout of `root`:
-    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash, source) + the committed generation
+    meta.sqlite3        images (id, hash, name, thumb, width, height, bytes, phash, source; for a video's moment
+                        also video, start_s, end_s: one row per moment) + the committed generation
     index.<gen>.faiss   the vector index of generation <gen>
     (thumbnails live in the data dir's media/ folder, which holds images only: see mmdemo.search.thumbs)
     .lock               flock: commits exclusive, reloads shared (several processes may share a gallery)
@@ -19,7 +20,7 @@ import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,10 +40,20 @@ CREATE TABLE IF NOT EXISTS image (
     height INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
     phash TEXT NOT NULL DEFAULT '',
-    source TEXT NOT NULL DEFAULT ''
+    source TEXT NOT NULL DEFAULT '',
+    video TEXT NOT NULL DEFAULT '',
+    start_s REAL NOT NULL DEFAULT -1,
+    end_s REAL NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_ADDED_COLUMNS = (  # in the order they were added (an older gallery gets them appended in this order)
+    ("phash", "TEXT NOT NULL DEFAULT ''"),
+    ("source", "TEXT NOT NULL DEFAULT ''"),
+    ("video", "TEXT NOT NULL DEFAULT ''"),
+    ("start_s", "REAL NOT NULL DEFAULT -1"),
+    ("end_s", "REAL NOT NULL DEFAULT -1"),
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,9 @@ class NewImage:
     bytes: int
     phash: str = ""  # perceptual hash (mmdemo.search.neardup); '' when not taken
     source: str = ""  # the file it was indexed from ('' for uploads: they are not kept)
+    video: str = ""  # a video's moment: the video's content hash (the row's own hash is the moment's)
+    start: float = -1.0  # ... and the moment's seconds in it
+    end: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,14 @@ class Item:
     bytes: int
     phash: str = ""  # perceptual hash (mmdemo.search.neardup); '' for images indexed before it existed
     source: str = ""  # the file it was indexed from ('' for uploads: they are not kept)
+    video: str = ""  # a moment of a video: the video's content hash ('' for an image); its thumb is the keyframe
+    start: float = -1.0  # the moment, in seconds from the video's start
+    end: float = -1.0
+
+    @property
+    def moment(self) -> bool:
+        """A video's moment (not an image)."""
+        return bool(self.video)
 
 
 @dataclass(frozen=True)
@@ -121,9 +143,9 @@ class GalleryStore:
         self._lockfile: BinaryIO | None = None
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(image)")}
-        for column in ("phash", "source"):  # a gallery from before these existed: same rows, no values
+        for column, kind in _ADDED_COLUMNS:  # a gallery from before these existed: same rows, no values
             if column not in columns:
-                self._db.execute(f"ALTER TABLE image ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+                self._db.execute(f"ALTER TABLE image ADD COLUMN {column} {kind}")
         self._dim, self._ann_threshold = dim, ann_threshold
         with self._file_lock(fcntl.LOCK_EX):
             self._load()
@@ -159,6 +181,7 @@ class GalleryStore:
         rows = self._db.execute("SELECT * FROM image")
         self._items = {row[0]: Item(*self._with_thumb(row)) for row in rows}
         self._by_hash = {item.hash: item for item in self._items.values()}
+        self._by_video = {item.video: item for item in self._items.values() if item.video}
         if len(self.index) != len(self._items):
             raise RuntimeError(f"{self.root}: index holds {len(self.index)} vectors for {len(self._items)} rows")
 
@@ -198,9 +221,17 @@ class GalleryStore:
         """Where the thumbnail of an image with this content hash lives."""
         return self.thumbs / content_hash[:2] / f"{content_hash}.jpg"
 
+    def video_path(self, content_hash: str) -> Path:
+        """Where the browser-playable copy of the video with this content hash lives (beside the thumbnails)."""
+        return self.thumbs / "videos" / f"{content_hash}.mp4"
+
     def by_hash(self, content_hash: str) -> Item | None:
         """The item with these bytes, if indexed."""
         return self._by_hash.get(content_hash)
+
+    def by_video(self, content_hash: str) -> Item | None:
+        """A moment of the video with these bytes, if it is indexed."""
+        return self._by_video.get(content_hash)
 
     def item(self, item_id: int) -> Item | None:
         """The item with this id, if indexed."""
@@ -236,6 +267,9 @@ class GalleryStore:
                     n.bytes,
                     n.phash,
                     n.source,
+                    n.video,
+                    n.start,
+                    n.end,
                 )
                 for i, (n, _) in enumerate(fresh)
             ]
@@ -281,11 +315,8 @@ class GalleryStore:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO image VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (it.id, it.hash, it.name, it.thumb, it.width, it.height, it.bytes, it.phash, it.source)
-                    for it in added
-                ],
+                f"INSERT INTO image VALUES ({', '.join('?' * 12)})",
+                [astuple(it) for it in added],  # the columns in the fields' order
             )
             self._db.executemany("DELETE FROM image WHERE id = ?", [(it.id,) for it in removed])
             self._db.execute("INSERT OR REPLACE INTO state VALUES ('generation', ?)", (str(generation),))
@@ -294,9 +325,13 @@ class GalleryStore:
         for it in added:
             self._items[it.id] = it
             self._by_hash[it.hash] = it
+            if it.video:
+                self._by_video.setdefault(it.video, it)
         for it in removed:
             del self._items[it.id]
             del self._by_hash[it.hash]
+        if any(it.video for it in removed):  # another moment of the video stands for it, if one is left
+            self._by_video = {item.video: item for item in self._items.values() if item.video}
 
     def _state(self, key: str, default: str) -> str:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()

@@ -2,7 +2,8 @@
 
 Every gallery's thumbnails are in the data dir's `media/` folder, named by the content hash of the
 image: `media/shared/` for the shared galleries of every model, `media/private/<key>/` for a private
-gallery (deleted with it). The folder holds JPEG thumbnails and nothing else, so it is the one
+gallery (deleted with it). The folder holds JPEG thumbnails (a video's moments: their keyframes) and, under
+`videos/`, the copies of indexed videos that browsers play, and nothing else, so it is the one
 gallery folder the app serves (Gradio's allowed path, and mmdemo.serving.media's /media/ URLs):
 never a database, a lock file, or a name that gives a private gallery's token away.
 """

@@ -7,7 +7,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from mmdemo.embedding.images import IMAGE_SUFFIXES, Skipped
+from mmdemo.embedding.images import MEDIA_SUFFIXES, Skipped
 from mmdemo.embedding.ingest import ImageFile
 from mmdemo.errors import UserFacingError
 
@@ -81,7 +81,7 @@ def _unzip(path: Path, workdir: Path, max_bytes: int, max_members: int, skipped:
             if member_path.name.startswith(".") or "__MACOSX" in member_path.parts:
                 continue  # macOS resource forks and hidden files: not photos
             suffix = PurePosixPath(member.filename).suffix.lower()
-            if suffix not in IMAGE_SUFFIXES:
+            if suffix not in MEDIA_SUFFIXES:
                 skipped.append(Skipped.keyed(name, "skip.not_image_type"))
                 continue
             dest = target / f"{number:06d}{suffix}"

@@ -34,7 +34,7 @@ from mmdemo.files import inside
 
 MAX_REDIRECTS = 3
 TIMEOUT_S = 15.0
-DATA_URI = re.compile(r"data:(image/[\w.+-]+)?(;[\w=.+-]+)*;base64,(?P<data>.*)", re.DOTALL)
+DATA_URI = re.compile(r"data:((?:image|video)/[\w.+-]+)?(;[\w=.+-]+)*;base64,(?P<data>.*)", re.DOTALL)
 SUFFIXES = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -44,6 +44,10 @@ SUFFIXES = {
     "image/heic": ".heic",
     "image/heif": ".heif",
     "image/avif": ".avif",
+    "video/mp4": ".mp4",  # a video's moments are indexed (mmdemo.search.moments): its suffix says it is one
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "video/x-matroska": ".mkv",
 }
 
 

@@ -1,4 +1,4 @@
-"""GET /media/...: gallery thumbnails by their place in the media folder, for machine clients.
+"""GET /media/...: gallery thumbnails (and videos' playable copies) by their place in the media folder.
 
 A URL an agent is given must carry an image and nothing else: no server path, no collection token
 (a token in a link grants list, search and delete to whoever the link is passed to). Thumbnails live
@@ -19,7 +19,8 @@ from starlette.requests import Request  # at module level: FastAPI resolves the 
 from mmdemo.files import OutsideFolderError, inside
 
 ROUTE = "/media"
-NAME = re.compile(r"(shared|private/[0-9a-f]{32})/[0-9a-f]{2}/[0-9a-f]{32}\.jpg")
+# A thumbnail (an image's, or a video moment's keyframe: its hash, "-", its start in ms), or a playable video.
+NAME = re.compile(r"(shared|private/[0-9a-f]{32})/([0-9a-f]{2}/[0-9a-f]{32}(-[0-9]{9})?\.jpg|videos/[0-9a-f]{32}\.mp4)")
 
 
 def base_url(request: Any, root_path: str) -> str:
@@ -70,6 +71,7 @@ def add_media_route(app: Any, media: Path) -> None:
         if path is None:
             return PlainTextResponse("Not found", status_code=404)
         headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"}
-        return FileResponse(path, media_type="image/jpeg", headers=headers)
+        kind = "video/mp4" if path.suffix == ".mp4" else "image/jpeg"  # a video is served in ranges (seeking)
+        return FileResponse(path, media_type=kind, headers=headers)
 
     server.add_api_route(ROUTE + "/{name:path}", serve_media, methods=["GET"])

@@ -17,14 +17,15 @@ import gradio as gr
 
 from mmdemo.ask.service import PhotoAsker, RerankOutcome
 from mmdemo.config import Settings
-from mmdemo.embedding.images import IMAGE_SUFFIXES
+from mmdemo.embedding.images import MEDIA_SUFFIXES
 from mmdemo.errors import UserFacingError
 from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.photos.filters import described
 from mmdemo.search.galleries import Galleries, read_query, session_gallery
-from mmdemo.search.store import Hit
+from mmdemo.search.store import Hit, Item
 from mmdemo.serving import hosting
+from mmdemo.serving.media import base_url, media_url
 from mmdemo.ui.ask import AskPanel, rerank_said
 from mmdemo.ui.common import friendly_errors, indexing_said, measured, number, session, text_input, upload_path
 from mmdemo.ui.fairness import reroute
@@ -56,7 +57,7 @@ class SearchTab:
         self.noticed: set[str] = set()  # sessions told that their CJK query met an English-only model
         gallery_dir = settings.gallery_dir
         self.bundled = (
-            sum(1 for p in gallery_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if gallery_dir.is_dir() else 0
+            sum(1 for p in gallery_dir.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES) if gallery_dir.is_dir() else 0
         )
         # Model-running events, wrapped as bound methods (names and docstrings stay the API's). The other
         # search events call the unwrapped search, so that each request is counted once, by its own event.
@@ -227,7 +228,7 @@ class SearchTab:
         table, line = None, ""
         if rerank_k and hits:
             hits, table, line = self._reranked(query, hits, rerank_k, request)
-        shown, rows = results(hits, language(request), self.settings.library_places)
+        shown, rows = results(hits, language(request), self.settings.library_places, self._video_url(token, request))
         # New results: any earlier selection is dropped, so Remove cannot hit an image no longer shown.
         return (
             shown,
@@ -269,6 +270,18 @@ class SearchTab:
         if not self._rerank_wanted(query, query_image, rerank):
             return tuple(gr.skip() for _ in range(5))
         return self._results(query, query_image, top_k, min_score, rerank, token, request, progress)
+
+    def _video_url(self, token: str | None, request: gr.Request | None) -> Callable[[str, Item], str]:
+        """A moment's video as this client reaches it (GET /media/: mmdemo.serving.media)."""
+
+        def url(source: str, item: Item) -> str:
+            gallery = (
+                self.galleries.library() if source == "shared" else self.galleries.get(session_gallery(token or ""))
+            )
+            path = gallery.store.video_path(item.video)
+            return media_url(base_url(request, self.settings.root_path), str(path), self.settings.data_dir / "media")
+
+        return url
 
     def _rerank_wanted(self, query: Any, query_image: Any, rerank: Any) -> int:
         """How many results to re-rank (0: none). Only searches in words are re-ranked; over the cap is refused."""

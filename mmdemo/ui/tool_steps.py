@@ -10,7 +10,7 @@ import gradio as gr
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
-from mmdemo.search.galleries import Galleries, read_query
+from mmdemo.search.galleries import Galleries, read_query, session_gallery
 from mmdemo.search.store import Hit
 from mmdemo.serving.fetch import Fetched, fetch_image
 from mmdemo.serving.media import base_url, media_url
@@ -44,6 +44,17 @@ class ToolSteps:
         with self._fetched([image] if text_input(image, "image") else []) as fetched:
             path = str(fetched[0].path) if fetched else None
             return self.galleries.search(query, path, k, -1.0, token)
+
+    def _about(self, source: str, hit: Hit, collection: str, request: gr.Request | None) -> list[str]:
+        """What a result line says of a hit besides its score: its facts (`_facts`), and for a video's moment
+        the playable video's URL and the moment's seconds (a client plays it from there)."""
+        item = hit.item
+        if not item.moment:
+            return self._facts(source, hit, request)
+        token = self._token(collection, request) if source == "yours" else None
+        gallery = self.galleries.library() if token is None else self.galleries.get(session_gallery(token))
+        url = self._url(request, str(gallery.store.video_path(item.video)))
+        return [*self._facts(source, hit, request), f"video {url}", f"from {item.start:.1f} s to {item.end:.1f} s"]
 
     def _facts(self, source: str, hit: Hit, request: gr.Request | None) -> list[str]:
         """When, with what camera and where a hit was taken, as shown (exact places in a collection only)."""

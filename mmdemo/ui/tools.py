@@ -44,7 +44,7 @@ from mmdemo.models.registry import resolve
 from mmdemo.photos.filters import described
 from mmdemo.search.galleries import LIBRARY, Galleries, read_query, session_gallery
 from mmdemo.search.private import within_cap
-from mmdemo.search.stages import Source
+from mmdemo.search.stages import Source, source_of
 from mmdemo.serving import hosting, metrics
 from mmdemo.text.store import Reading
 from mmdemo.ui.ask import rerank_said
@@ -129,7 +129,8 @@ class AgentTools(ToolSteps):
         Returns:
             One line per result, best first: rank, score (cosine, -1 to 1; after a re-rank also the chat model's
             P(yes) and the CLIP rank), name, where it is, its id, the text read in it that matched the query
-            (its words between « »), when, with what camera and where it was taken, and last an image URL.
+            (its words between « »), when, with what camera and where it was taken, for a video's moment the
+            video's URL and its seconds, and last an image URL (a moment's: its keyframe).
         """
         query = read_query(text_input(query, "query"), self.settings.max_query_chars)
         rerank_k = int(number(rerank, 0, TOP_K_MAX, "rerank"))
@@ -149,7 +150,7 @@ class AgentTools(ToolSteps):
                 + ("" if p is None else f" · P(yes) {p:.3f} · CLIP rank {clip}")
                 + f" · {hit.item.name} · {where[source]} · id {hit.item.id}"
                 + (f" · text {hit.matched}" if hit.matched else "")
-                + "".join(f" · {part}" for part in self._facts(source, hit, request))
+                + "".join(f" · {part}" for part in self._about(source, hit, collection, request))
                 + f" · {self._url(request, hit.item.thumb)}"
                 for rank, ((source, hit), clip, p) in enumerate(zip(hits, clip_ranks, yes, strict=True), 1)
             ]
@@ -348,7 +349,7 @@ class AgentTools(ToolSteps):
         assert reader is not None  # checked by read_text
         reading = reader.reading(name, item.hash)
         if reading is None:
-            reader.read(name, [Source(item.hash, item.source, item.thumb)])
+            reader.read(name, [source_of(item)])
             reading = reader.reading(name, item.hash) or Reading(item.hash)
         return reading, item.name
 

@@ -27,6 +27,7 @@ class Scene:
     end: float
     photo: str
     sign: str = ""
+    still: str = ""  # a frame from its middle, as a JPEG (a query image), when made
 
 
 def make_video(
@@ -36,8 +37,10 @@ def make_video(
     size: tuple[int, int] = (640, 360),
     fps: int = 15,
     signs: dict[int, str] | None = None,
+    stills: Path | None = None,
 ) -> list[Scene]:
-    """A video of one scene per photo, each `seconds[i]` long; `signs` draws a sign on some scenes (by index)."""
+    """A video of one scene per photo, each `seconds[i]` long; `signs` draws a sign on some scenes (by index);
+    with `stills`, each scene's middle frame is saved there too (what someone with a still would search by)."""
     import av
 
     from mmdemo.text.signs import Damage, draw_sign
@@ -54,21 +57,32 @@ def make_video(
             if sign := signs.get(number, ""):
                 picture = draw_sign(picture, sign, Damage(), seed=number)
             frames = max(1, round(length * fps))
+            still = f"{path.stem}-{number}.jpg" if stills else ""
             for n in range(frames):
                 zoom = 1 + 0.08 * n / frames  # a slow push in: the scene's frames are alike, not equal
                 w, h = size[0] / zoom, size[1] / zoom
                 box = ((size[0] - w) / 2, (size[1] - h) / 2, (size[0] + w) / 2, (size[1] + h) / 2)
-                frame = av.VideoFrame.from_ndarray(np.asarray(picture.resize(size, box=box)), format="rgb24")
-                container.mux(stream.encode(frame))
-            scenes.append(Scene(path.name, round(start, 3), round(start + frames / fps, 3), photo.name, sign))
+                shot = picture.resize(size, box=box)
+                if stills and n == frames // 2:
+                    stills.mkdir(parents=True, exist_ok=True)
+                    shot.save(stills / still, quality=90)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(shot), format="rgb24")))
+            scenes.append(Scene(path.name, round(start, 3), round(start + frames / fps, 3), photo.name, sign, still))
             start += frames / fps
         container.mux(stream.encode(None))
     return scenes
 
 
+def read_scenes(path: Path) -> list[Scene]:
+    """truth.csv, as written by make_video_set."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [Scene(r["video"], float(r["start"]), float(r["end"]), r["photo"], r["sign"], r["still"]) for r in rows]
+
+
 def make_video_set(photos: list[Path], out: Path, videos: int = 4, scenes: int = 6, seed: int = 0) -> list[Scene]:
-    """`videos` videos of `scenes` scenes (2 to 8 s each) from distinct photos, one sign in each video;
-    `out/truth.csv` lists every scene."""
+    """`videos` videos of `scenes` scenes (2 to 8 s each) from distinct photos, one sign in each video, in
+    `out/videos`; each scene's middle frame in `out/stills`; `out/truth.csv` lists every scene."""
     rng = random.Random(seed)
     pool = iter(photos)
     rows: list[Scene] = []
@@ -76,7 +90,9 @@ def make_video_set(photos: list[Path], out: Path, videos: int = 4, scenes: int =
         chosen = [next(pool) for _ in range(scenes)]
         lengths = [rng.choice([2.0, 3.0, 4.0, 6.0, 8.0]) for _ in chosen]
         sign = {rng.randrange(scenes): SIGNS[number % len(SIGNS)]}
-        rows += make_video(chosen, out / f"clip-{number:02d}.mp4", lengths, signs=sign)
+        rows += make_video(
+            chosen, out / "videos" / f"clip-{number:02d}.mp4", lengths, signs=sign, stills=out / "stills"
+        )
     with open(out / "truth.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, [field.name for field in fields(Scene)])
         writer.writeheader()

@@ -1,0 +1,94 @@
+"""Moments of a video from the outside: `python app.py` whose library holds a generated video (scenes of
+known times, a sign on one), driven through `gradio_client`, raw HTTP, the real `mcp` client and
+Chromium. The tiny CLIP is random: the words on screen find the moment (OCR on its keyframe)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmdemo.video.samples import make_video
+from tests.conftest import SHARED, needs_shared, start_app, stop_app
+from tests.test_mcp import call, text
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+PHOTOS = SHARED / "data" / "flickr8k_1k" / "images"
+pytestmark = needs_shared
+
+
+@pytest.fixture(scope="module")
+def video_app(tmp_path_factory):
+    """The app (OCR and MCP on) whose library is one 27-second video; the sign is on the 14-17 s scene."""
+    library = tmp_path_factory.mktemp("video-library")
+    photos = sorted(PHOTOS.glob("*.jpg"))[300:306]
+    make_video(photos, library / "party.mp4", [4.0, 2.0, 8.0, 3.0, 6.0, 4.0], signs={3: "CAKE SHOP"})
+    data = tmp_path_factory.mktemp("video-data")
+    url, proc = start_app(data, data / "app.log", MMDEMO_OCR="true", MMDEMO_MCP="1", MMDEMO_GALLERY_DIR=str(library))
+    yield url
+    stop_app(proc)
+
+
+def _found(client) -> dict:
+    """The moment the sign's words find, once its keyframe's text is read (in the background)."""
+    for _ in range(600):
+        table = client.predict("text:cake", None, 4, -1.0, 0, None, api_name="/search")[1]
+        if table["data"]:
+            return dict(zip(table["headers"], table["data"][0], strict=True))
+    raise AssertionError("the keyframes' text was never read")
+
+
+def test_api_and_mcp_return_the_moment_with_its_video_and_seconds(video_app):
+    import httpx
+    from gradio_client import Client
+
+    client = Client(video_app, verbose=False)
+    row = _found(client)
+    assert row["name"] == "party.mp4 @ 0:14" and row["start (s)"] == pytest.approx(14.0, abs=0.3)
+    assert row["end (s)"] == pytest.approx(17.0, abs=0.3) and row["video"].endswith(".mp4")
+    shown = client.predict("type:video", None, 48, -1.0, 0, None, api_name="/search")[0]
+    assert len(shown) == 6 and all(" @ " in tile["caption"] for tile in shown)  # one per moment, not per frame
+    video = httpx.get(row["video"], headers={"Range": "bytes=0-99"})  # a player seeks: ranges are served
+    assert video.status_code == 206 and video.headers["content-type"] == "video/mp4" and len(video.content) == 100
+    _, (found,) = call(video_app, [("search_images", {"query": "cake shop", "top_k": 1})])
+    line = text(found)
+    assert "party.mp4" in line and re.search(r" · video http://\S+/media/shared/videos/[0-9a-f]{32}\.mp4 · ", line)
+    assert re.search(r"from 14\.\d s to 1[67]\.\d s · http://\S+\.jpg$", line)  # the keyframe's URL last
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
+def test_a_visitor_types_what_is_on_screen_and_the_video_plays_from_that_second(video_app):
+    from gradio_client import Client
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import ARTIFACTS
+
+    _found(Client(video_app, verbose=False))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(video_app)
+        page.get_by_role("tab", name="Search").click()
+        query = page.get_by_label("Describe what you are looking for")
+        query.fill("cake shop")
+        query.press("Enter")
+        results = page.locator("#search-results")
+        tile = results.locator("button").filter(has=page.locator("img")).filter(has_text="party.mp4 @ 0:14")
+        tile.first.wait_for(timeout=60_000)
+        tile.first.click()
+        page.keyboard.press("Escape")
+        video = page.locator("#search-player video")
+        video.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#search-player video'); return v && v.readyState >= 1; }",
+            timeout=30_000,
+        )
+        at = page.evaluate("() => document.querySelector('#search-player video').currentTime")
+        assert 13.7 <= at <= 17.2, at  # it plays from the moment, not from the start
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "search-video-moment.png", full_page=True)
+        browser.close()
