@@ -5,8 +5,8 @@ Frames are compared `sample_fps` times a second on a 32x18 grey thumbnail and it
 one before (a cut) or has drifted far from the scene's first frame (a pan, a slow change). A
 scene's keyframe is the frame half a second in (past a cut's blur), at most `max_side` pixels
 long. Scenes shorter than `min_scene_s` join the one before, and a video never yields more than
-`per_minute` moments a minute (the shortest scenes merged first): search results stay one per
-distinct moment, whatever the editing.
+`per_minute` moments in each minute begun (the shortest scenes merged first): search results stay
+one per distinct moment, whatever the editing.
 """
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ def _closed(scenes: list[_Scene], end: float, min_scene_s: float) -> list[Moment
 
 
 def _capped(found: list[Moment], per_minute: int, end: float) -> list[Moment]:
-    """At most `per_minute` moments a minute (at least one): the shortest merged into its shorter neighbour."""
-    cap = max(1, math.ceil(per_minute * end / 60))
+    """At most `per_minute` moments in each minute begun (a 23 s video may keep 12 scenes, a 90 s one 24): the
+    shortest merged into its shorter neighbour."""
+    cap = max(1, per_minute * max(1, math.ceil(end / 60)))
     moments = list(found)
     while len(moments) > cap:
         shortest = min(range(len(moments)), key=lambda i: moments[i].end - moments[i].start)
