@@ -129,3 +129,25 @@ def test_an_upload_mixes_videos_and_photos_and_a_bad_video_loses_nothing_else(
         stream = container.streams.video[0]
         seconds = sum(1 for _ in container.decode(stream)) / float(stream.average_rate)
     assert seconds == pytest.approx(moment.end - moment.start, abs=0.2)
+
+
+def test_a_video_browsers_cannot_play_gets_a_playable_copy_and_a_playable_one_is_linked(clip, tmp_path):
+    import av
+
+    from mmdemo.video.playable import playable_copy
+
+    source = tmp_path / "old.mkv"  # MPEG-4 Part 2 in Matroska: no browser plays it
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for n in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), n * 10, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    copy = playable_copy(source, tmp_path / "out" / "a.mp4")
+    with av.open(str(copy)) as container:
+        stream = container.streams.video[0]
+        times = [frame.time for frame in container.decode(stream)]
+    assert stream.codec_context.name == "h264" and len(times) == 20 and times[-1] == pytest.approx(1.9)
+    linked = playable_copy(clip[0], tmp_path / "out" / "b.mp4")  # H.264 in MP4 already: the same bytes
+    assert linked.read_bytes() == clip[0].read_bytes()

@@ -4,6 +4,7 @@ Chromium. The tiny CLIP is random: the words on screen find the moment (OCR on i
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 from pathlib import Path
@@ -33,6 +34,16 @@ def video_app(tmp_path_factory):
     stop_app(proc)
 
 
+def _short_video() -> bytes:
+    """Two scenes of two seconds, as an MP4's bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "mine.mp4"
+        make_video(sorted(PHOTOS.glob("*.jpg"))[400:402], path, [2.0, 2.0])
+        return path.read_bytes()
+
+
 def _found(client) -> dict:
     """The moment the sign's words find, once its keyframe's text is read (in the background)."""
     for _ in range(600):
@@ -54,7 +65,12 @@ def test_api_and_mcp_return_the_moment_with_its_video_and_seconds(video_app):
     assert len(shown) == 6 and all(" @ " in tile["caption"] for tile in shown)  # one per moment, not per frame
     video = httpx.get(row["video"], headers={"Range": "bytes=0-99"})  # a player seeks: ranges are served
     assert video.status_code == 206 and video.headers["content-type"] == "video/mp4" and len(video.content) == 100
-    _, (found,) = call(video_app, [("search_images", {"query": "cake shop", "top_k": 1})])
+    uri = "data:video/mp4;base64," + base64.b64encode(_short_video()).decode()  # an agent's own video
+    _, (found, added) = call(video_app, [("search_images", {"query": "cake shop", "top_k": 1}),
+                                         ("add_images", {"images": [uri]})])  # fmt: skip
+    token = re.search(r'collection="(\w+)"', text(added))[1]  # type: ignore[index]
+    _, (mine,) = call(video_app, [("search_images", {"query": "type:video", "collection": token, "top_k": 48})])
+    assert sum(" · collection · " in line and " · video http" in line for line in text(mine).splitlines()) == 2
     line = text(found)
     assert "party.mp4" in line and re.search(r" · video http://\S+/media/shared/videos/[0-9a-f]{32}\.mp4 · ", line)
     assert re.search(r"from 14\.\d s to 1[67]\.\d s · http://\S+\.jpg$", line)  # the keyframe's URL last
