@@ -129,6 +129,19 @@ def test_an_upload_mixes_videos_and_photos_and_a_bad_video_loses_nothing_else(
         stream = container.streams.video[0]
         seconds = sum(1 for _ in container.decode(stream)) / float(stream.average_rate)
     assert seconds == pytest.approx(moment.end - moment.start, abs=0.2)
+    # ... and the chat model (the tiny Qwen2.5-VL, in process) answers about that clip, read as a video.
+    import threading
+
+    from mmdemo.ask.each import ask_each
+    from mmdemo.chat.local import LocalVLM
+    from mmdemo.chat.pipeline import GenerationParams
+    from tests.test_ask import BUDGET
+
+    params = GenerationParams(max_new_tokens=4, greedy=True)
+    rows = list(
+        ask_each(LocalVLM(session_manager, "cpu"), [shown], ["What happens?"], BUDGET, params, threading.Event(), 4096)
+    )
+    assert len(rows) == 1 and rows[0].image == shown.name
 
 
 def test_a_video_browsers_cannot_play_gets_a_playable_copy_and_a_playable_one_is_linked(clip, tmp_path):
