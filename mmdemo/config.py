@@ -115,10 +115,7 @@ class Settings:
             NEAR_DUPLICATES,
         ),
     )
-    ocr: bool = field(
-        default=True,
-        metadata=_opt("Read the text in indexed images (RapidOCR, PP-OCRv4 from its wheel) and search it with CLIP."),
-    )
+    ocr: bool = field(default=True, metadata=_opt("Read the text in indexed images (OCR), to search it."))
     ocr_languages: tuple[str, ...] = field(
         default=OCR_LANGUAGES,
         metadata=_opt(
@@ -128,10 +125,7 @@ class Settings:
     ocr_max_side: int = field(default=1280, metadata=_opt("Longest side, in pixels, an image is read at."))
     ocr_max_boxes: int = field(default=50, metadata=_opt("Lines of text kept per image (the most confident)."))
     ocr_threads: int = field(default=0, metadata=_opt("Threads the OCR runs on; 0 = one per core."))
-    ocr_in_chat: bool = field(
-        default=True,
-        metadata=_opt("Asking about results (and Ask every image) passes each image's OCR text with the question."),
-    )
+    ocr_in_chat: bool = field(default=True, metadata=_opt("Asking about results passes each image's OCR text too."))
     photo_facts: bool = field(default=True, metadata=_opt("Read each image's date, camera and GPS place (EXIF)."))
     video_max_minutes: float = field(default=60.0, metadata=_opt("Longest video a gallery indexes, in minutes."))
     video_moments_per_minute: int = field(default=12, metadata=_opt("A video's moments (scenes) a minute, at most."))

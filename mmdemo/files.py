@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -59,3 +61,50 @@ def open_database(path: Path, schema: str = "", timeout: float = 5.0) -> sqlite3
     if schema:
         conn.executescript(schema)
     return conn
+
+
+class HashedStore:
+    """What a stage read from a gallery's images, by content hash, in one SQLite file of its own (`FILE` in
+    `root`, `SCHEMA`, rows in `TABLE` keyed by `hash`): opened on first use, closed by `release()` and opened
+    again when used; safe to share between threads. The stages' stores (text, photo facts) are these."""
+
+    FILE = ""
+    SCHEMA = ""
+    TABLE = ""
+    CHUNK = 500  # hashes per SELECT
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.writes = 0  # this process's commits: with SQLite's data_version, tells a cached table it is stale
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_database(self.root / self.FILE, self.SCHEMA)
+        return self._conn
+
+    def release(self) -> None:
+        """Close the database (reopened on the next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def version(self) -> tuple[int, int]:
+        """Changes when anything was written, by this process or another."""
+        with self._lock:
+            return self.writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def known(self, hashes: Iterable[str]) -> set[str]:
+        """The hashes already read (or found unreadable)."""
+        wanted, found = list(hashes), set()
+        with self._lock:
+            for start in range(0, len(wanted), self.CHUNK):
+                part = wanted[start : start + self.CHUNK]
+                marks = ",".join("?" * len(part))
+                found |= {
+                    r[0] for r in self._db.execute(f"SELECT hash FROM {self.TABLE} WHERE hash IN ({marks})", part)
+                }
+        return found

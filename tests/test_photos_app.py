@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -15,12 +14,10 @@ import pytest
 
 from mmdemo.photos.samples import exif_for, make_photo_set
 from tests.conftest import SHARED, needs_shared, start_app, stop_app
+from tests.test_browser import CHROMIUM, FLAGS
 from tests.test_mcp import call, text
 from tests.test_text import photo
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
 PHOTOS = SHARED / "data" / "flickr8k_1k" / "images"
 pytestmark = needs_shared
 

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,10 @@ import pytest
 from mmdemo.models import ocr
 from mmdemo.text.signs import find_font
 from tests.conftest import start_app, stop_app
+from tests.test_browser import CHROMIUM, FLAGS
 from tests.test_mcp import call, text
 from tests.test_text import photo, sign
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="rapidocr-onnxruntime not installed")
 CJK = find_font(cjk=True) is not None
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from mmdemo.video.samples import make_video
 from tests.conftest import SHARED, needs_shared, start_app, stop_app
+from tests.test_browser import CHROMIUM, FLAGS
 from tests.test_mcp import call, text
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
 PHOTOS = SHARED / "data" / "flickr8k_1k" / "images"
 pytestmark = needs_shared
 

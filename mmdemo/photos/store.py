@@ -7,14 +7,11 @@ distances); what is shown of them is the caller's choice (mmdemo.photos.facts.Pl
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from mmdemo.files import open_database
+from mmdemo.files import HashedStore
 from mmdemo.photos.exif import Exif
 from mmdemo.photos.places import Place
 
@@ -60,43 +57,10 @@ class Columns:
     places: list[tuple[str, str, str, str]]  # (place, city, region, country)
 
 
-class PhotoStore:
+class PhotoStore(HashedStore):
     """The facts of one gallery (see the module docstring); safe to share between threads."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self.writes = 0  # this process's commits: with SQLite's data_version, tells a cached table it is stale
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_database(self.root / "photo.sqlite3", _SCHEMA)
-        return self._conn
-
-    def release(self) -> None:
-        """Close the database (reopened on the next use)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def version(self) -> tuple[int, int]:
-        """Changes when anything was written, by this process or another."""
-        with self._lock:
-            return self.writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
-
-    def known(self, hashes: Iterable[str]) -> set[str]:
-        """The hashes already read (or found unreadable)."""
-        hashes = list(hashes)
-        found: set[str] = set()
-        with self._lock:
-            for start in range(0, len(hashes), _CHUNK):
-                part = hashes[start : start + _CHUNK]
-                marks = ",".join("?" * len(part))
-                found |= {row[0] for row in self._db.execute(f"SELECT hash FROM photo WHERE hash IN ({marks})", part)}
-        return found
+    FILE, SCHEMA, TABLE = "photo.sqlite3", _SCHEMA, "photo"
 
     def put(self, facts: Sequence[Facts]) -> None:
         """Store (or replace) facts, in one transaction."""

@@ -24,7 +24,7 @@ from mmdemo.search.store import Hit, Scores
 
 if TYPE_CHECKING:
     from mmdemo.photos.stage import PhotoStage
-    from mmdemo.search.ranking import Named
+    from mmdemo.search.gallery import Named
     from mmdemo.text.stage import TextStage
 
 

@@ -79,6 +79,15 @@ class AddReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Named:
+    """A gallery searched: the tag its hits carry ("shared", "yours"), its name, and the gallery."""
+
+    tag: str
+    name: str
+    gallery: Gallery
+
+
 def content_hash(path: str | Path) -> tuple[str, int]:
     """(blake2b hex digest of the file's bytes, byte count)."""
     digest = hashlib.blake2b(digest_size=16)

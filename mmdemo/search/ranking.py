@@ -4,31 +4,22 @@ the images that pass the query's filters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmdemo.photos.filters import Filters, split
 from mmdemo.search.fusion import TextHit, fuse
+from mmdemo.search.gallery import Named  # re-exported: where callers have always found it
 from mmdemo.search.store import Hit
 from mmdemo.text.query import TextQuery, parse
 
 if TYPE_CHECKING:
     from mmdemo.search.filtering import Filtering
-    from mmdemo.search.gallery import Gallery
     from mmdemo.text.stage import TextStage
 
 FUSE_POOL = 100  # candidates each ranker brings to the fusion, at least
-
-
-@dataclass(frozen=True)
-class Named:
-    """A gallery searched: the tag its hits carry ("shared", "yours"), its name, and the gallery."""
-
-    tag: str
-    name: str
-    gallery: Gallery
 
 
 def ranked(

@@ -13,14 +13,11 @@ a hash without a row is simply read again.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from mmdemo.files import open_database
+from mmdemo.files import HashedStore
 from mmdemo.models.ocr import TextLine
 from mmdemo.text.match import TextMatch, match
 from mmdemo.text.normalize import fold, has_han, plain
@@ -56,37 +53,10 @@ class Reading:
         return "\n".join(line.text for line in self.lines)
 
 
-class TextStore:
+class TextStore(HashedStore):
     """Readings of one gallery (see the module docstring); safe to share between threads."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self.writes = 0  # this process's commits: with SQLite's data_version, tells a cached table it is stale
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_database(self.root / "text.sqlite3", _SCHEMA)
-        return self._conn
-
-    def release(self) -> None:
-        """Close the database (reopened on the next use)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def known(self, hashes: Iterable[str]) -> set[str]:
-        """The hashes already read (or found unreadable)."""
-        wanted, found = list(hashes), set()
-        with self._lock:
-            for start in range(0, len(wanted), _CHUNK):
-                part = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(part))
-                found |= {r[0] for r in self._db.execute(f"SELECT hash FROM reading WHERE hash IN ({marks})", part)}
-        return found
+    FILE, SCHEMA, TABLE = "text.sqlite3", _SCHEMA, "reading"
 
     def put(self, readings: Sequence[Reading]) -> None:
         """Store readings in one transaction (a hash read again replaces its row)."""
@@ -123,11 +93,6 @@ class TextStore:
         if row is None:
             return None
         return Reading(content_hash, tuple(TextLine.from_dict(d) for d in json.loads(row[0])), row[1])
-
-    def version(self) -> tuple[int, int]:
-        """Changes when anything was written, by this process or another."""
-        with self._lock:
-            return self.writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def with_text(self) -> set[str]:
         """The hashes of the images some text was read from (the `has:text` filter): a line of two characters

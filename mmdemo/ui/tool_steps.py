@@ -1,4 +1,5 @@
-"""The steps the machine-client tools share (mmdemo.ui.tools): image URLs, searches, collections, fetching."""
+"""The steps the machine-client tools share (mmdemo.ui.tools): image URLs, searches, collections, fetching,
+an indexed image's text."""
 
 import secrets
 from collections.abc import Iterator
@@ -10,10 +11,12 @@ import gradio as gr
 from mmdemo.config import Settings
 from mmdemo.errors import UserFacingError
 from mmdemo.files import inside, remove_tree
-from mmdemo.search.galleries import Galleries, read_query, session_gallery
+from mmdemo.search.galleries import LIBRARY, Galleries, read_query, session_gallery
+from mmdemo.search.stages import source_of
 from mmdemo.search.store import Hit
 from mmdemo.serving.fetch import Fetched, fetch_image
 from mmdemo.serving.media import base_url, media_url
+from mmdemo.text.store import Reading
 from mmdemo.ui.common import number, text_input
 from mmdemo.ui.fairness import client_id
 from mmdemo.ui.i18n import language
@@ -83,3 +86,18 @@ class ToolSteps:
             yield [fetch_image(source, folder, limit, allowed) for source in sources]
         finally:
             remove_tree(self.downloads, folder.relative_to(self.downloads.resolve()))
+
+    def _indexed_reading(self, item_id: int, collection: str, request: gr.Request | None) -> tuple[Reading, str]:
+        """The stored reading of an indexed image (read now if its turn has not come yet)."""
+        name = session_gallery(self._collection(collection, request)) if collection.strip() else LIBRARY
+        gallery = self.galleries.library() if name == LIBRARY else self.galleries.get(name)
+        item = gallery.store.item(item_id)
+        if item is None:
+            raise UserFacingError(key="ocr.not_indexed", id=item_id)
+        reader = self.galleries.text
+        assert reader is not None  # checked by read_text
+        reading = reader.reading(name, item.hash)
+        if reading is None:
+            reader.read(name, [source_of(item)])
+            reading = reader.reading(name, item.hash) or Reading(item.hash)
+        return reading, item.name

@@ -10,10 +10,9 @@ An MCP server is stateless here and Gradio calls the tools through one loopback 
 is no browser session to keep an agent's images in: `add_images` returns a **collection token**
 (a secret, like a private gallery's) that the agent passes back to the other tools. Collections are
 private galleries (mmdemo.search.private): known to every replica of the data dir and across restarts,
-capped per client and in total, and deleted when unused for MMDEMO_GALLERY_IDLE_HOURS. The image URLs
-the tools answer are /media/... URLs (mmdemo.serving.media): an image, never a token or a server path.
-
-Annotations are real types here (no `from __future__ import annotations`): gr.api reads them.
+capped per client and in total, and deleted when unused for MMDEMO_GALLERY_IDLE_HOURS. The URLs the
+tools answer are /media/... (mmdemo.serving.media): never a token or a server path. Annotations are real
+types here (no `from __future__ import annotations`): gr.api reads them.
 """
 
 import csv
@@ -42,11 +41,10 @@ from mmdemo.errors import UserFacingError
 from mmdemo.models.manager import ModelManager
 from mmdemo.models.registry import resolve
 from mmdemo.photos.filters import described
-from mmdemo.search.galleries import LIBRARY, Galleries, read_query, session_gallery
+from mmdemo.search.galleries import Galleries, read_query, session_gallery
 from mmdemo.search.private import within_cap
-from mmdemo.search.stages import Source, source_of
+from mmdemo.search.stages import Source
 from mmdemo.serving import hosting, metrics
-from mmdemo.text.store import Reading
 from mmdemo.ui.ask import rerank_said
 from mmdemo.ui.common import friendly_errors, measured, number, text_input
 from mmdemo.ui.fairness import reroute
@@ -337,21 +335,6 @@ class AgentTools(ToolSteps):
             raise UserFacingError(key="tools.unreadable", reason=reading.error)
         lines = [line.as_dict() for line in reading.lines]
         return json.dumps({"image": name, "text": reading.text, "lines": lines}, ensure_ascii=False)
-
-    def _indexed_reading(self, item_id: int, collection: str, request: gr.Request | None) -> tuple[Reading, str]:
-        """The stored reading of an indexed image (read now if its turn has not come yet)."""
-        name = session_gallery(self._collection(collection, request)) if collection.strip() else LIBRARY
-        gallery = self.galleries.library() if name == LIBRARY else self.galleries.get(name)
-        item = gallery.store.item(item_id)
-        if item is None:
-            raise UserFacingError(key="ocr.not_indexed", id=item_id)
-        reader = self.galleries.text
-        assert reader is not None  # checked by read_text
-        reading = reader.reading(name, item.hash)
-        if reading is None:
-            reader.read(name, [source_of(item)])
-            reading = reader.reading(name, item.hash) or Reading(item.hash)
-        return reading, item.name
 
     def list_images(self, collection: str, request: gr.Request | None = None) -> str:
         """List the images in your collection.
