@@ -129,6 +129,10 @@ class Settings:
     photo_facts: bool = field(default=True, metadata=_opt("Read each image's date, camera and GPS place (EXIF)."))
     video_max_minutes: float = field(default=60.0, metadata=_opt("Longest video a gallery indexes, in minutes."))
     video_moments_per_minute: int = field(default=12, metadata=_opt("A video's moments (scenes) a minute, at most."))
+    video_inline_seconds: float = field(
+        default=120.0, metadata=_opt("Seconds of video an add cuts itself; longer videos are cut in the background.")
+    )
+    video_waiting_per_client: int = field(default=3, metadata=_opt("Videos one gallery may have waiting to be cut."))
     library_places: str = field(
         default="city",
         metadata=_opt(

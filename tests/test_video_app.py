@@ -21,12 +21,14 @@ pytestmark = needs_shared
 
 @pytest.fixture(scope="module")
 def video_app(tmp_path_factory):
-    """The app (OCR and MCP on) whose library is one 27-second video; the sign is on the 14-17 s scene."""
+    """The app (OCR and MCP on) whose library is one 27-second video; the sign is on the 14-17 s scene. An add
+    cuts up to 20 s of video itself: the library's video, and a visitor's long one, are cut in the background."""
     library = tmp_path_factory.mktemp("video-library")
     photos = sorted(PHOTOS.glob("*.jpg"))[300:306]
     make_video(photos, library / "party.mp4", [4.0, 2.0, 8.0, 3.0, 6.0, 4.0], signs={3: "CAKE SHOP"})
     data = tmp_path_factory.mktemp("video-data")
-    url, proc = start_app(data, data / "app.log", MMDEMO_OCR="true", MMDEMO_MCP="1", MMDEMO_GALLERY_DIR=str(library))
+    url, proc = start_app(data, data / "app.log", MMDEMO_OCR="true", MMDEMO_MCP="1", MMDEMO_GALLERY_DIR=str(library),
+                          MMDEMO_VIDEO_INLINE_SECONDS="20")  # fmt: skip
     yield url
     stop_app(proc)
 
@@ -39,6 +41,12 @@ def _short_video() -> bytes:
         path = Path(folder) / "mine.mp4"
         make_video(sorted(PHOTOS.glob("*.jpg"))[400:402], path, [2.0, 2.0])
         return path.read_bytes()
+
+
+def _long_video(path: Path, first: int) -> Path:
+    """Three scenes of eight seconds (24 s: longer than an add cuts itself), from photos `first`..`first + 2`."""
+    make_video(sorted(PHOTOS.glob("*.jpg"))[first : first + 3], path, [8.0, 8.0, 8.0])
+    return path
 
 
 def _found(client) -> dict:
@@ -104,4 +112,63 @@ def test_a_visitor_types_what_is_on_screen_and_the_video_plays_from_that_second(
         assert 13.7 <= at <= 17.2, at  # it plays from the moment, not from the start
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "search-video-moment.png", full_page=True)
+        browser.close()
+
+
+def test_a_long_upload_is_cut_in_the_background_and_its_visitor_sees_how_far(video_app, tmp_path):
+    """From the outside: /index_images answers at once with "waits to be cut"; /my_images says how far the cut
+    is, then what it found; /search finds the visitor's moments."""
+    import time
+
+    from gradio_client import Client, handle_file
+
+    client = Client(video_app, verbose=False)
+    video = _long_video(tmp_path / "hike.mp4", 410)
+    report = client.predict([handle_file(str(video))], api_name="/index_images")  # this client's own gallery
+    assert "**hike.mp4** (0.4 min of video) waits to be cut into moments in the background" in report
+    assert "Indexed **0** image(s)" in report
+    deadline = time.monotonic() + 300
+    while "Cut: **hike.mp4**, 3 moment(s)" not in (info := client.predict(1, api_name="/my_images")[1]):
+        assert time.monotonic() < deadline, info
+        assert "Cutting **hike.mp4**" in info or "Waiting to be cut: hike.mp4" in info or "Cut:" not in info, info
+    found = client.predict("type:video", None, 48, -1.0, 0, None, api_name="/search")[1]
+    mine = [row for row in found["data"] if row[3] == "yours"]
+    assert sorted(row[2] for row in mine) == ["hike.mp4 @ 0:00", "hike.mp4 @ 0:08", "hike.mp4 @ 0:16"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
+def test_a_visitor_adds_a_long_video_sees_it_cut_and_finds_its_moment(video_app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import ARTIFACTS
+
+    video = _long_video(tmp_path / "walk.mp4", 420)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(video_app)
+        page.get_by_role("tab", name="Search").click()
+        page.get_by_text("Add your own images").click()
+        page.locator("#search-uploads input[type=file]").set_input_files(str(video))
+        page.get_by_role("button", name="Add to my gallery").click()
+        page.locator("#search-report").get_by_text("waits to be cut into moments").wait_for(timeout=60_000)
+        # The line under the results says how far the cut is (every 5 s), then what it found.
+        page.locator("#search-text-progress").get_by_text("3 moment(s)").wait_for(timeout=300_000)
+        query = page.get_by_label("Describe what you are looking for")
+        query.fill("type:video")
+        query.press("Enter")
+        results = page.locator("#search-results")
+        results.get_by_text("walk.mp4 @ 0:08").first.wait_for(timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "search-video-cut-in-background.png", full_page=True)
+        # Asked about, the moments go to the chat model as clips (the tiny Qwen2.5-VL, in the app's process) ...
+        page.locator("#ask-question textarea").fill("What happens in these moments?")
+        page.locator("#ask-go").click()
+        page.locator("#ask-answer").get_by_text("Asked over the top").wait_for(timeout=120_000)
+        # ... and Continue in Chat carries them there: the visitor's message holds the clips, played as videos.
+        page.locator("#ask-continue").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=user] video').length >= 1", timeout=30_000
+        )
+        assert "What happens in these moments?" in page.locator("[data-testid=user]").last.inner_text()
         browser.close()

@@ -16,11 +16,12 @@ from mmdemo.models.manager import ModelManager
 from mmdemo.photos.stage import PhotoStage
 from mmdemo.search import stages
 from mmdemo.search.filtering import Filtering
-from mmdemo.search.gallery import Gallery, open_store
+from mmdemo.search.gallery import Gallery, cutting_of, open_store
 from mmdemo.search.private import Caps, PrivateRegistry, gallery_key
 from mmdemo.search.ranking import Named, ranked
 from mmdemo.search.stages import LIBRARY, source_of
 from mmdemo.search.store import GalleryStore, Hit
+from mmdemo.search.videoqueue import VideoQueue
 from mmdemo.text.stage import TextStage
 
 PRIVATE = "sessions"  # private galleries live in <model folder>/sessions/<key>
@@ -53,6 +54,8 @@ class Galleries:
         self.photos: PhotoStage | None = next((s for s in self.stages.stages if isinstance(s, PhotoStage)), None)
         self.filtering = Filtering(self.photos, self.text)  # the query's filters, and each hit's facts
         self._backfilled: set[str] = set()  # galleries whose unread images were queued for the stages
+        # Long videos, cut in the background one at a time, the galleries taking turns.
+        self.videos = VideoQueue(settings.data_dir / "waiting", self.get, settings.video_waiting_per_client)
         caps = Caps(settings.max_galleries, settings.max_galleries_per_client, settings.gallery_idle_hours * 3600)
         self.private = PrivateRegistry(settings.data_dir, caps, self._remove_private)
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
@@ -113,6 +116,8 @@ class Galleries:
             old.release()
         if backfill and self.stages.stages:  # images indexed before a stage existed (or while it was off)
             self.stages.backfill(name, [source_of(it) for it in store.items()])
+        if backfill:  # videos a stopped process left in line
+            self.videos.resume(name)
         settings = self.settings
         gallery = Gallery(
             clip,
@@ -122,8 +127,10 @@ class Galleries:
             settings.index_commit_every,
             settings.near_duplicates,
             cache_scope=name if name.startswith(f"{PRIVATE}/") else "",
+            cutting=cutting_of(settings),
         )
         gallery.stages = lambda sources, now: self.stages.indexed(name, sources, now)
+        gallery.videos, gallery.inline_video_s = self.videos.line(name), settings.video_inline_seconds
         return gallery
 
     def open_stores(self) -> int:
@@ -146,6 +153,7 @@ class Galleries:
         self._remove(f"{PRIVATE}/{key}")
 
     def _remove(self, name: str) -> None:
+        self.videos.forget(name)  # its videos waiting, and its cut under way stopped: first, or it could reopen it
         with self._lock:
             gone = [self._stores.pop(k) for k in [k for k in self._stores if k[1] == name]]
         for store in gone:
@@ -171,6 +179,7 @@ class Galleries:
             (data / "media", "private/*"),
             (data / "originals", f"{PRIVATE}/*"),
             (data / "readings", f"{PRIVATE}/*"),
+            (data / "waiting", f"{PRIVATE}/*"),
         ]
         for root, pattern in patterns:
             for folder in root.glob(pattern) if root.is_dir() else ():

@@ -8,10 +8,11 @@ by this model reuse their cached vector, and only new images are decoded and enc
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,11 +32,11 @@ from mmdemo.errors import UserFacingError
 from mmdemo.i18n import DEFAULT, text
 from mmdemo.models import compute
 from mmdemo.search.adding import Adding, Pending, StageHook, header_row
-from mmdemo.search.moments import add_videos
+from mmdemo.search.moments import VideoLine, add_videos, cut_video
 from mmdemo.search.neardup import NearIndex
 from mmdemo.search.store import GalleryStore, Hit
 from mmdemo.search.thumbs import media_folder, move_legacy_thumbnails, save_thumbnail
-from mmdemo.video.scenes import Cutting
+from mmdemo.video.scenes import Cutting, Progress
 
 if TYPE_CHECKING:
     from mmdemo.config import Settings
@@ -55,6 +56,7 @@ class AddReport:
     seconds: float = 0.0
     near_duplicates: tuple[tuple[str, str], ...] = ()  # (name, the indexed image it is a copy of)
     near_skipped: bool = False  # near-duplicates were left out (MMDEMO_NEAR_DUPLICATES=skip)
+    queued: tuple[tuple[str, float], ...] = ()  # (name, seconds): videos left to be cut in the background
 
     def summary(self, language: str = DEFAULT) -> str:
         """A Markdown report in `language`: counts, then one line per duplicate and per skipped file."""
@@ -76,6 +78,9 @@ class AddReport:
         near = "search.report_near" if self.near_skipped else "search.report_near_kept"
         lines += [f"- {text(near, language, name=n, first=f)}" for n, f in self.near_duplicates]
         lines += [f"- {text('search.skipped', language, name=s.name, reason=s.said(language))}" for s in self.skipped]
+        lines += [
+            f"- {text('search.report_queued', language, name=n, minutes=f'{s / 60:.1f}')}" for n, s in self.queued
+        ]
         return "\n".join(lines)
 
 
@@ -121,6 +126,8 @@ class Gallery:
         # with everyone's, "3 from cache" (and how fast an add is) would tell a visitor that somebody else
         # had indexed those exact bytes.
         self.stages: StageHook | None = None  # set by mmdemo.search.galleries: the other indexing stages
+        self.videos: VideoLine | None = None  # ... and the line where long videos wait to be cut
+        self.inline_video_s = math.inf  # seconds of video an add cuts itself; the rest waits in `videos`
         self._space = f"images|{clip.weights_key}" + (f"|{cache_scope}" if cache_scope else "")
 
     def __len__(self) -> int:
@@ -166,7 +173,8 @@ class Gallery:
             count.advance(len(batch.items) + len(batch.skipped))
             if progress:
                 progress(count)
-        added += add_videos(self.clip, run, videos, self.cutting, skipped)  # their moments, a row each
+        cut = add_videos(self.clip, run, videos, self.cutting, skipped, self.videos, self.inline_video_s)
+        added += cut.added  # their moments, a row each (or, for `cut.queued`, later)
         count.advance(len(videos))
         run.commit()
         if progress:
@@ -177,8 +185,23 @@ class Gallery:
         seconds = time.perf_counter() - started
         skip_near = self.near_mode == "skip"
         return AddReport(
-            tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(run.nears), skip_near
-        )
+            tuple(added), tuple(duplicates), tuple(skipped), len(reuse), seconds, tuple(run.nears), skip_near,
+            tuple(cut.queued),
+        )  # fmt: skip
+
+    def cut_waiting(
+        self, file: ImageFile, content_hash: str, size: int, kept: bool, progress: Progress
+    ) -> tuple[Adding, int]:
+        """A video that waited in line (mmdemo.search.videoqueue), cut into moments on one core: the add holding
+        their rows, for the caller to commit, and how many. BadImageError when it cannot be cut."""
+        run = Adding(self.store, None, "off", self.commit_every, kept)
+        run.stages = self.stages
+        pending = Pending(file, content_hash, size)
+        run.track([pending])
+        if self.store.by_video(content_hash) is not None:  # cut already (a process stopped before forgetting it)
+            return run, 0
+        found = cut_video(self.clip, run, pending, replace(self.cutting, threads=1), progress)
+        return run, found
 
     def _new_files(
         self, files: Sequence[ImageFile], count: Throughput, skipped: list[Skipped], duplicates: list[tuple[str, str]]
@@ -198,8 +221,9 @@ class Gallery:
                 continue
             digest, size = hashed
             first = self.store.by_hash(digest) or self.store.by_video(digest)
-            if first is not None or digest in seen:
-                duplicates.append((file.name, first.name if first else seen[digest]))
+            waiting = self.videos.waiting(digest) if self.videos is not None else None
+            if first is not None or waiting is not None or digest in seen:
+                duplicates.append((file.name, first.name if first else waiting or seen[digest]))
                 count.advance(1)
                 continue
             seen[digest] = file.name
@@ -284,7 +308,7 @@ def open_store(data_dir: Path, clip: ClipModel, name: str, ann_threshold: int) -
 def open_gallery(data_dir: Path, clip: ClipModel, name: str, cache: VectorCache | None, settings: Settings) -> Gallery:
     """The persistent gallery `name` over `clip`."""
     store = open_store(data_dir, clip, name, settings.ann_threshold)
-    cutting = Cutting(per_minute=settings.video_moments_per_minute, max_seconds=settings.video_max_minutes * 60)
+    cutting = cutting_of(settings)
     return Gallery(
         clip,
         store,
@@ -294,6 +318,11 @@ def open_gallery(data_dir: Path, clip: ClipModel, name: str, cache: VectorCache 
         settings.near_duplicates,
         cutting=cutting,
     )
+
+
+def cutting_of(settings: Settings) -> Cutting:
+    """How these settings cut a video into moments."""
+    return Cutting(per_minute=settings.video_moments_per_minute, max_seconds=settings.video_max_minutes * 60)
 
 
 def _try_hash(file: ImageFile) -> tuple[str, int] | Skipped:

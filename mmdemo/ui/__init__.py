@@ -42,7 +42,7 @@ def build_app(
             with gr.Tab(t("tab.classify"), id="classify"):
                 classify.build(settings, manager, app)
             with gr.Tab(t("tab.system"), id="system"):
-                system.build(settings, manager, app, backend, galleries.stages)
+                system.build(settings, manager, app, backend, galleries.stages, galleries.videos)
         search_tab.ask.connect(chat_tab.chatbot, chat_tab.box, chat_tab.add_photos, tabs)
         tools.build(settings, manager, galleries, backend, asker)  # for machine clients: API endpoints and MCP tools
     tools.only_tools_for_mcp(app)

@@ -20,6 +20,7 @@ from mmdemo.ui.i18n import language, say
 
 if TYPE_CHECKING:
     from mmdemo.search.stages import Stages
+    from mmdemo.search.videoqueue import LineState
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -180,6 +181,24 @@ def measured(feature: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             metrics.record_request(feature, _outcome(failure), time.perf_counter() - start)
 
     return wrapper
+
+
+def videos_said(state: LineState, request: gr.Request | None) -> str:
+    """A gallery's videos in the background: the one being cut and how far, those waiting, the last ones done
+    (and why one could not be cut); '' when there are none."""
+    from mmdemo.video.scenes import clock
+
+    lines = []
+    if state.cutting:
+        percent = round(100 * state.done_s / state.total_s) if state.total_s else 0
+        done, total = clock(state.done_s), clock(state.total_s)
+        lines.append(say(request, "videos.cutting", name=state.cutting, done=done, total=total, percent=percent))
+    if state.waiting:
+        lines.append(say(request, "videos.waiting", names=", ".join(state.waiting)))
+    lines += [say(request, "videos.finished", name=name, n=n) for name, n in state.finished]
+    lang = language(request)
+    lines += [say(request, "search.skipped", name=s.name, reason=s.said(lang)) for s in state.failed]
+    return "\n\n".join(lines)
 
 
 def indexing_said(stages: Stages | None, request: gr.Request | None) -> str:

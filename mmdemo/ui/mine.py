@@ -22,7 +22,7 @@ from mmdemo.search.originals import Originals
 from mmdemo.search.private import gallery_key, within_cap
 from mmdemo.search.uploads import discard, expand_uploads
 from mmdemo.serving import hosting
-from mmdemo.ui.common import friendly_errors, measured, session
+from mmdemo.ui.common import friendly_errors, measured, session, videos_said
 from mmdemo.ui.fairness import client_id
 from mmdemo.ui.i18n import language, say, t
 
@@ -73,15 +73,19 @@ class YourImages:
 
         Args:
             page: which page of MINE_PAGE images (1 = the first).
+        Returns:
+            The page, and a summary that also says how far the videos being cut in the background are.
         """
         items = self.galleries.get(session_gallery(token)).store.items() if token else []
+        videos = videos_said(self.galleries.videos.state(session_gallery(token)), request) if token else ""
         if not items:
-            return [], say(request, "search.mine_nothing"), [], None
+            return [], "\n\n".join(filter(None, [say(request, "search.mine_nothing"), videos])), [], None
         pages = -(-len(items) // MINE_PAGE)
         page = min(max(int(page or 1), 1), pages)
         shown = items[(page - 1) * MINE_PAGE : page * MINE_PAGE]
         total = sum(it.bytes for it in items) / 1e6
         info = say(request, "search.mine_info", n=len(items), mb=f"{total:.1f}", page=page, pages=pages)
+        info += f"\n\n{videos}" if videos else ""
         return [(it.thumb, it.name) for it in shown], info, [it.id for it in shown], None
 
     def remove_images(self, which: str, token: str | None, request: gr.Request | None = None) -> str:

@@ -23,11 +23,21 @@ from mmdemo.i18n import has_cjk
 from mmdemo.models.registry import MULTILINGUAL_CLIP, resolve
 from mmdemo.photos.filters import described
 from mmdemo.search.galleries import Galleries, read_query, session_gallery
+from mmdemo.search.stages import LIBRARY
 from mmdemo.search.store import Hit, Item
 from mmdemo.serving import hosting
 from mmdemo.serving.media import base_url, media_url
 from mmdemo.ui.ask import AskPanel, rerank_said
-from mmdemo.ui.common import friendly_errors, indexing_said, measured, number, session, text_input, upload_path
+from mmdemo.ui.common import (
+    friendly_errors,
+    indexing_said,
+    measured,
+    number,
+    session,
+    text_input,
+    upload_path,
+    videos_said,
+)
 from mmdemo.ui.fairness import reroute
 from mmdemo.ui.fullsize import FullSize
 from mmdemo.ui.i18n import headers, language, say, t, table_value
@@ -107,7 +117,7 @@ class SearchTab:
         notice = gr.Markdown(elem_id="search-notice")  # e.g. a Chinese query on an English-only model
         # The text of images being read in the background (uploads, the library): their words are not found yet.
         reading = gr.Markdown(elem_id="search-text-progress")
-        gr.Timer(5.0).tick(self.reading, None, reading, api_visibility="private", queue=False)
+        gr.Timer(5.0).tick(self.reading, token, reading, api_visibility="private", queue=False)
         rerank_info = gr.Markdown(elem_id="search-rerank-info")  # what the re-rank cost, or why it was skipped
         table = gr.Dataframe(headers=headers("search.col", COLUMNS), label=t("search.scores"), elem_id="search-table")
         self.ask.render(app, result_ids, selected, token)
@@ -169,9 +179,16 @@ class SearchTab:
             elem_id="search-query",
         )
 
-    def reading(self, request: gr.Request | None = None) -> str:
-        """What indexing reads in the background now (the text in images), '' when nothing."""
-        return indexing_said(self.galleries.stages, request)
+    def reading(self, token: str | None = None, request: gr.Request | None = None) -> str:
+        """What indexing does in the background now ('' when nothing): the text in images being read, the library's
+        videos and this session's being cut."""
+        videos = self.galleries.videos
+        lines = [indexing_said(self.galleries.stages, request)]
+        if left := len(videos.state(LIBRARY).waiting) + bool(videos.state(LIBRARY).cutting):
+            lines.append(say(request, "videos.library", n=left))
+        if token:
+            lines.append(videos_said(videos.state(session_gallery(token)), request))
+        return "\n\n".join(filter(None, lines))
 
     def empty_table(self, request: gr.Request | None = None) -> Any:
         return table_value("search.col", COLUMNS, [], request)

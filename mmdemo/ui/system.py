@@ -23,6 +23,7 @@ from mmdemo.ui.serve import admin_queue, is_operator
 
 if TYPE_CHECKING:
     from mmdemo.search.stages import Stages
+    from mmdemo.search.videoqueue import VideoQueue
 
 log = logging.getLogger("mmdemo.ui")
 
@@ -140,8 +141,10 @@ class SystemTab:
         manager: ModelManager,
         backend: ChatBackend | None = None,
         stages: Stages | None = None,
+        videos: VideoQueue | None = None,
     ) -> None:
         self.settings, self.manager, self.backend, self.stages = settings, manager, backend, stages
+        self.videos = videos
 
     def render(self, app: gr.Blocks) -> None:
         """Lay out the tab and wire its events (inside a `gr.Tab`)."""
@@ -191,12 +194,16 @@ class SystemTab:
 
     def traffic(self, request: gr.Request | None = None) -> tuple[Any, str]:
         """Requests per minute, p50 / p95 seconds and failures per feature, over the last 10 minutes; and
-        what indexing reads in the background."""
+        what indexing does in the background."""
         rows = [
             [r.feature, r.per_minute, round(r.p50_seconds, 3), round(r.p95_seconds, 3), r.failed]
             for r in metrics.TRAFFIC.rows()
         ]
-        return table_value("system.traffic_col", TRAFFIC_COLUMNS, rows, request), indexing_said(self.stages, request)
+        background = indexing_said(self.stages, request)
+        videos, galleries = self.videos.totals() if self.videos is not None else (0, 0)
+        if videos:
+            background += ("\n\n" if background else "") + say(request, "system.videos", n=videos, galleries=galleries)
+        return table_value("system.traffic_col", TRAFFIC_COLUMNS, rows, request), background
 
     def stats(self) -> list[dict[str, Any]]:
         """Resident models with device, dtype, quantization, parameters, bytes, load time."""
@@ -268,6 +275,7 @@ def build(
     app: gr.Blocks,
     backend: ChatBackend | None = None,
     stages: Stages | None = None,
+    videos: VideoQueue | None = None,
 ) -> None:
     """Add the system components and events to the current Blocks."""
-    SystemTab(settings, manager, backend, stages).render(app)
+    SystemTab(settings, manager, backend, stages, videos).render(app)

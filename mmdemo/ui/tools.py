@@ -46,7 +46,7 @@ from mmdemo.search.private import within_cap
 from mmdemo.search.stages import Source
 from mmdemo.serving import hosting, metrics
 from mmdemo.ui.ask import rerank_said
-from mmdemo.ui.common import friendly_errors, measured, number, text_input
+from mmdemo.ui.common import friendly_errors, measured, number, text_input, videos_said
 from mmdemo.ui.fairness import reroute
 from mmdemo.ui.i18n import language, say
 from mmdemo.ui.serve import chat_queue, clip_queue
@@ -342,12 +342,14 @@ class AgentTools(ToolSteps):
         Args:
             collection: the collection token that add_images returned.
         Returns:
-            One line per image: its id, name, size in bytes, and an image URL you can fetch.
+            One line per image: its id, name, size in bytes, and an image URL you can fetch; then the videos
+            still being cut into moments, and the last ones cut.
         """
-        items = self.galleries.get(session_gallery(self._collection(collection, request))).store.items()
-        if not items:
-            return say(request, "search.mine_nothing")
-        return "\n".join(f"{it.id} · {it.name} · {it.bytes} bytes · {self._url(request, it.thumb)}" for it in items)
+        name = session_gallery(self._collection(collection, request))
+        items = self.galleries.get(name).store.items()
+        lines = [f"{it.id} · {it.name} · {it.bytes} bytes · {self._url(request, it.thumb)}" for it in items]
+        videos = videos_said(self.galleries.videos.state(name), request)
+        return "\n".join(lines or [say(request, "search.mine_nothing")]) + (f"\n\n{videos}" if videos else "")
 
     def delete_images(self, collection: str, which: str = "all", request: gr.Request | None = None) -> str:
         """Delete images from your collection.

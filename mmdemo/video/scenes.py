@@ -12,6 +12,7 @@ one per distinct moment, whatever the editing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Cutting:
     per_minute: int = 12
     max_seconds: float = 3600.0
     max_side: int = 640
+    threads: int = 0  # FFmpeg's decoding threads (0: its choice, every core); a background cut takes one
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,14 @@ class _Scene:
         return (self.keyframe, self.at) if self.keyframe is not None else (self.first, self.start)
 
 
-def moments(path: str | Path, cutting: Cutting = Cutting(), name: str | None = None) -> list[Moment]:
+Progress = Callable[[float], None]  # seconds of the video cut so far; may wait (take turns) or raise (stop)
+
+
+def moments(
+    path: str | Path, cutting: Cutting = Cutting(), name: str | None = None, progress: Progress | None = None
+) -> list[Moment]:
     """The moments of the video at `path` (see the module docstring); BadImageError naming the file and why
-    it cannot be used (not a video, too long, no frames)."""
+    it cannot be used (not a video, too long, no frames). `progress` hears each sampled second."""
     import av
 
     name = name or Path(path).name
@@ -79,10 +86,10 @@ def moments(path: str | Path, cutting: Cutting = Cutting(), name: str | None = N
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # FFmpeg's own threads: decoding is most of the cost
-            duration = _duration(container, stream)
-            if duration > cutting.max_seconds:
-                raise BadImageError(name, "skip.video_too_long", minutes=f"{cutting.max_seconds / 60:g}")
-            scenes, end = _scenes(container.decode(stream), cutting)
+            if cutting.threads:
+                stream.codec_context.thread_count = cutting.threads
+            _check_length(_duration(container, stream), cutting, name)
+            scenes, end = _scenes(container.decode(stream), cutting, progress)
     except BadImageError:
         raise
     except FileNotFoundError:
@@ -94,6 +101,28 @@ def moments(path: str | Path, cutting: Cutting = Cutting(), name: str | None = N
     return _capped(_closed(scenes, end, cutting.min_scene_s), cutting.per_minute, end)
 
 
+def seconds(path: str | Path, cutting: Cutting = Cutting(), name: str | None = None) -> float:
+    """How long the video at `path` is, from its header (no decoding); BadImageError as `moments` raises it for a
+    file that is not a video or is too long."""
+    import av
+
+    name = name or Path(path).name
+    try:
+        with av.open(str(path)) as container:
+            duration = _duration(container, container.streams.video[0])
+    except FileNotFoundError:
+        raise BadImageError(name, "skip.not_found") from None
+    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
+        raise BadImageError(name, "skip.not_a_video", error=exc) from None
+    _check_length(duration, cutting, name)
+    return duration
+
+
+def _check_length(duration: float, cutting: Cutting, name: str) -> None:
+    if duration > cutting.max_seconds:
+        raise BadImageError(name, "skip.video_too_long", minutes=f"{cutting.max_seconds / 60:g}")
+
+
 def _duration(container: object, stream: object) -> float:
     """Seconds, from the container or the stream (0 when neither says)."""
     for owner, base in ((container, 1e-6), (stream, float(getattr(stream, "time_base", 0) or 0))):
@@ -103,7 +132,7 @@ def _duration(container: object, stream: object) -> float:
     return 0.0
 
 
-def _scenes(frames: object, cutting: Cutting) -> tuple[list[_Scene], float]:
+def _scenes(frames: object, cutting: Cutting, progress: Progress | None = None) -> tuple[list[_Scene], float]:
     """Walk the decoded frames: the scenes found (keyframes taken), and the video's end in seconds."""
     scenes: list[_Scene] = []
     previous: np.ndarray | None = None
@@ -119,6 +148,8 @@ def _scenes(frames: object, cutting: Cutting) -> tuple[list[_Scene], float]:
         if when + 1e-6 < next_sample:
             continue
         next_sample = when + step
+        if progress is not None:
+            progress(when)
         small = frame.reformat(width=SMALL[0], height=SMALL[1], format="gray").to_ndarray().astype(np.float32) / 255
         if scene is None or _differ(small, previous, scene.anchor, cutting):
             scenes.append(_Scene(when, small, _picture(frame, cutting.max_side)))
