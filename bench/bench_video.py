@@ -7,7 +7,9 @@ time (both cores counted) and wall time of PyAV decoding every frame and nothing
 of `mmdemo.video.scenes.moments` at the default sampling (4 comparisons a second, a 640 px keyframe
 per scene), and of encoding those keyframes with a random ViT-B-32 (what indexing adds to them).
 Goal: at least 10x faster than real time, in CPU seconds. Then a search in words over 100,000 rows, all
-images against half of them videos' moments (and `type:video`).
+images against half of them videos' moments (and `type:video`); and the same search while a long video
+is cut beside it: as the background line cuts it (one core, visitors' model jobs first) and as a request
+cut it before (FFmpeg's threads on every core, no turns).
 """
 
 from __future__ import annotations
@@ -38,7 +40,37 @@ def decode_only(path: Path) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def search_rows(size: int, folder: Path) -> list[tuple[str, str, str, str, str]]:
+def while_cutting(path: Path, search) -> list[tuple[str, float]]:
+    """p50 of `search` alone, then while `path` is cut again and again on another thread: as the background line
+    cuts (mmdemo.search.videoqueue) and as an add's request used to."""
+    import threading
+
+    from common import median_seconds
+
+    from mmdemo.models import compute
+    from mmdemo.video.scenes import Cutting, moments
+
+    out = [("alone", median_seconds(search, rounds=21))]
+    for what, cutting, turns in (
+        ("while the background line cuts a video (1 core, turns)", Cutting(threads=1), True),
+        ("while a request cuts a video (every core, no turns)", Cutting(), False),
+    ):
+        stop = threading.Event()
+
+        def cut(cutting: Cutting = cutting, turns: bool = turns, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                moments(path, cutting, progress=(lambda _s: compute.wait_idle()) if turns else None)
+
+        worker = threading.Thread(target=cut, daemon=True)
+        worker.start()
+        time.sleep(1.0)  # the cut is under way
+        out.append((what, median_seconds(search, rounds=21)))
+        stop.set()
+        worker.join()
+    return out
+
+
+def search_rows(size: int, folder: Path, video: Path) -> list[tuple[str, str, str, str, str]]:
     """p50 of a search in words over `size` random vectors: all images, then half of them videos' moments
     (and with `type:video`), end to end (`ranked()`: the text encoded by a random ViT-B-32)."""
     import numpy as np
@@ -68,6 +100,9 @@ def search_rows(size: int, folder: Path) -> list[tuple[str, str, str, str, str]]
         for query in ("a dog", "a dog type:video") if moment else ("a dog",):
             p50 = median_seconds(lambda q=query, n=named, f=facts: ranked(n, None, q, None, 12, -1.0, f), rounds=21)
             out.append((f"search '{query}' over {size:,}: {kind}", p50))
+        if not moment:
+            busy = while_cutting(video, lambda n=named, f=facts: ranked(n, None, "a dog", None, 12, -1.0, f))
+            out += [(f"search 'a dog' over {size:,} images {what}", p50) for what, p50 in busy[1:]]
     base = out[0][1]
     return [(what, f"{p50 * 1000:.1f} ms", "", f"{p50 / base:.2f}x", "") for what, p50 in out]
 
@@ -96,7 +131,7 @@ def main() -> None:
         found, cut_wall, cut_cpu = timed(lambda: moments(path))
         clip = load_vit_b_32()
         _, encode_wall, encode_cpu = timed(lambda: clip.encode_images([m.keyframe for m in found]))
-        searches = search_rows(args.size, folder)
+        searches = search_rows(args.size, folder, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     video_s = minutes * 60

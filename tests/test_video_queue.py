@@ -1,7 +1,7 @@
 """Long videos cut in the background (issue #37): an add leaves them in its gallery's line and returns; one
 thread cuts them, the galleries taking turns; each gallery may have a few waiting; what waits is kept on disk,
-inside its gallery's folder, until it is cut (also across a restart) or the gallery is deleted. Real H.264
-files, the tiny CLIP, the real galleries."""
+inside its gallery's folder, until it is cut (also across a restart) or the gallery is deleted. And a video's
+date, place and camera, from its tags. Real H.264 files, the tiny CLIP, the real galleries."""
 
 from __future__ import annotations
 
@@ -138,3 +138,40 @@ def test_a_gallery_deleted_while_its_video_is_cut_leaves_nothing_behind(
         assert galleries.videos.wait(60) and galleries.videos.state(name) == type(galleries.videos.state(name))()
         data = tmp_path / "data"
         assert not [p for p in data.glob(f"**/{name.split('/')[1]}*")], number  # no gallery, media, waiting folder
+
+
+def test_a_phone_video_is_found_by_when_where_and_which_camera(tiny_settings, session_manager, tmp_path):
+    """The container's tags, as an iPhone (local time and offset) or Android (UTC) writes them, become the
+    moments' date, place and camera: `taken:`, `place:` and `camera:` find them, and the caption says them."""
+    from mmdemo.photos.videotags import read_video_facts
+
+    photos = sorted(PHOTOS.glob("*.jpg"))[520:522]
+    iphone, android = tmp_path / "IMG_0042.MOV", tmp_path / "VID_2021.mp4"
+    apple = "com.apple.quicktime."
+    iphone_tags = {f"{apple}creationdate": "2019-06-04T09:12:00+0200", f"{apple}make": "Apple",
+                   f"{apple}location.ISO6709": "+64.1533-021.9956+012.000/", f"{apple}model": "iPhone 12"}  # fmt: skip
+    make_video(photos, iphone, [2.0, 2.0], tags=iphone_tags)
+    make_video(photos[::-1], android, [2.0, 2.0], tags={"creation_time": "2021-12-31T23:30:00.000000Z"})
+    facts = read_video_facts(iphone)
+    assert (facts.taken, facts.offset, facts.camera, facts.lat) == (
+        "2019-06-04 09:12:00",
+        "+02:00",
+        "Apple iPhone 12",
+        64.1533,
+    )
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert read_video_facts(android).offset == "+00:00" and read_video_facts(tmp_path / "broken.mp4").error
+    galleries = Galleries(tiny_settings.replace(data_dir=tmp_path / "data"), session_manager)
+    token = galleries.new_private("page", "filmer")
+    report = galleries.get(session_gallery(token)).add_files(
+        [ImageFile(str(iphone), iphone.name), ImageFile(str(android), android.name)], read_now=True
+    )
+    assert sorted(report.added) == ["IMG_0042.MOV", "VID_2021.mp4"]
+
+    def names(query: str) -> set[str]:
+        return {h.item.name for _, h in galleries.search(query, None, 48, -1.0, token)}
+
+    assert names("type:video place:reykjavik taken:2019-06 camera:iphone") == {"IMG_0042.MOV"}
+    assert names("taken:2021") == {"VID_2021.mp4"} and names("has:gps") == {"IMG_0042.MOV"}
+    hit = galleries.search("place:reykjavik", None, 1, -1.0, token)[0][1]
+    assert hit.facts is not None and hit.facts.exif.taken == "2019-06-04 09:12:00"

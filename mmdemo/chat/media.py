@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from mmdemo.embedding.images import VIDEO_SUFFIXES, BadImageError, Skipped, open_image
+from mmdemo.video.opening import open_video
 
 
 @dataclass(frozen=True)
@@ -56,30 +57,21 @@ def read_video(path: str | Path, max_frames: int, fps: float = 2.0) -> Frames:
 
 @functools.lru_cache(maxsize=4)
 def _read_video(path: str, mtime: int, max_frames: int, fps: float) -> Frames:
-    import av
-
     name = Path(path).name
-    try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            rate = float(stream.average_rate or stream.guessed_rate or 25)
-            # Count frames from packets (no decoding), then decode keeping only the picked ones:
-            # memory stays at max_frames frames however long the video is.
-            total = sum(1 for packet in container.demux(stream) if packet.size)
-            if total < 2:
-                raise BadImageError(name, "skip.video_frames", n=total)
-            duration = total / rate
-            # An even count: Qwen-VL merges frames in pairs (temporal patch size 2).
-            count = max(2, min(max_frames, total, math.ceil(duration * fps)) // 2 * 2)
-            picks = {round(i * (total - 1) / (count - 1)) for i in range(count)}
-            container.seek(0)
-            frames = [f.to_image().convert("RGB") for i, f in enumerate(container.decode(stream)) if i in picks]
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(name, "skip.not_found") from None
-    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
-        raise BadImageError(name, "skip.not_a_video", error=exc) from None
+    with open_video(path, name) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        # Count frames from packets (no decoding), then decode keeping only the picked ones:
+        # memory stays at max_frames frames however long the video is.
+        total = sum(1 for packet in container.demux(stream) if packet.size)
+        if total < 2:
+            raise BadImageError(name, "skip.video_frames", n=total)
+        duration = total / rate
+        # An even count: Qwen-VL merges frames in pairs (temporal patch size 2).
+        count = max(2, min(max_frames, total, math.ceil(duration * fps)) // 2 * 2)
+        picks = {round(i * (total - 1) / (count - 1)) for i in range(count)}
+        container.seek(0)
+        frames = [f.to_image().convert("RGB") for i, f in enumerate(container.decode(stream)) if i in picks]
     if len(frames) < 2:
         raise BadImageError(name, "skip.few_frames")
     frames = frames[: len(frames) // 2 * 2]

@@ -15,6 +15,7 @@ from mmdemo.files import inside, remove_tree
 from mmdemo.photos import places
 from mmdemo.photos.exif import Exif, read_exif
 from mmdemo.photos.store import Facts, PhotoStore
+from mmdemo.photos.videotags import read_video_facts
 from mmdemo.search.held import OPEN_STORES, HeldStores
 from mmdemo.search.stages import Source, quiet, register
 
@@ -52,9 +53,16 @@ class PhotoStage:
 
     def read_all(self, sources: Sequence[Source]) -> list[Facts]:
         """The facts of these images: from their files, else their thumbnails (a small JPEG is its own
-        thumbnail, EXIF and all); places named in one batch."""
-        read = []
+        thumbnail, EXIF and all); a video's moment, from the video's tags (mmdemo.photos.videotags); places named in
+        one batch."""
+        read: list[Exif | None] = []
+        videos: dict[str, Exif] = {}  # a video's moments share its facts: read once
         for source in sources:
+            if source.video and Path(source.video).is_file():
+                if source.video not in videos:
+                    videos[source.video] = read_video_facts(source.video, file_time=source.kept)
+                read.append(videos[source.video])
+                continue
             here = bool(source.path) and Path(source.path).is_file()
             path = source.path if here else source.thumb
             read.append(read_exif(path, file_time=source.kept and here) if path else None)

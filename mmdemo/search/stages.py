@@ -54,14 +54,16 @@ class Source:
     path: str
     thumb: str = ""
     kept: bool = False  # the file stays where it is (the library's folders), not an upload deleted after the add
+    video: str = ""  # a video's moment: the video's file (its date and place are the video's), while it is there
 
 
 def source_of(item: Item, path: str = "", kept: bool | None = None) -> Source:
     """What a stage reads of an indexed item: its file (`path`, else the source it was indexed from), or, for a
-    video's moment, its keyframe (the thumbnail): a stage reads pictures."""
+    video's moment, its keyframe (the thumbnail: a stage reads pictures) and the video's file."""
+    kept = bool(item.source) if kept is None else kept
     if item.video:
-        return Source(item.hash, "", item.thumb, False)
-    return Source(item.hash, path or item.source, item.thumb, bool(item.source) if kept is None else kept)
+        return Source(item.hash, "", item.thumb, kept, video=path or item.source)
+    return Source(item.hash, path or item.source, item.thumb, kept)
 
 
 class Stage(Protocol):

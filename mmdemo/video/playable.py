@@ -8,7 +8,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
-from mmdemo.embedding.images import BadImageError
+from mmdemo.video.opening import open_video
 
 PLAYABLE = {("mp4", "h264"), ("mov", "h264"), ("webm", "vp8"), ("webm", "vp9"), ("webm", "av1"), ("mp4", "av1")}
 
@@ -17,21 +17,19 @@ def playable_copy(source: str | Path, target: Path, name: str | None = None) -> 
     """`target` (an .mp4) holding what browsers play of `source`; made once (written atomically)."""
     if target.is_file():
         return target
-    import av
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with av.open(str(source)) as container:
+        with open_video(source, name) as container:
             stream = container.streams.video[0]
             kinds = {part.strip() for part in (container.format.name or "").split(",")}
             if any((kind, stream.codec_context.name) in PLAYABLE for kind in kinds):
                 _link_or_copy(Path(source), tmp)
             else:
                 _reencode(container, stream, tmp)
-    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        raise BadImageError(name or Path(source).name, "skip.not_a_video", error=exc) from None
+        raise
     os.replace(tmp, target)
     return target
 

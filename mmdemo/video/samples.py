@@ -38,9 +38,12 @@ def make_video(
     fps: int = 15,
     signs: dict[int, str] | None = None,
     stills: Path | None = None,
+    tags: dict[str, str] | None = None,
 ) -> list[Scene]:
     """A video of one scene per photo, each `seconds[i]` long; `signs` draws a sign on some scenes (by index);
-    with `stills`, each scene's middle frame is saved there too (what someone with a still would search by)."""
+    with `stills`, each scene's middle frame is saved there too (what someone with a still would search by);
+    `tags`, the container's metadata as phones write it (creation_time, location, make, model: a .mov keeps all).
+    """
     import av
 
     from mmdemo.text.signs import Damage, draw_sign
@@ -48,7 +51,10 @@ def make_video(
     signs = signs or {}
     scenes, start = [], 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    # QuickTime's own keys (com.apple.quicktime.*) are written as an iPhone writes them only when asked.
+    options = {"movflags": "use_metadata_tags"} if any("." in key for key in tags or {}) else {}
+    with av.open(str(path), "w", options=options) as container:
+        container.metadata.update(tags or {})
         stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "23"})
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for number, (photo, length) in enumerate(zip(photos, seconds, strict=True)):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmdemo.embedding.images import BadImageError
+from mmdemo.video.opening import open_video
 
 SMALL = (32, 18)  # the comparison thumbnail (16:9)
 KEYFRAME_DELAY_S = 0.5
@@ -79,23 +80,14 @@ def moments(
 ) -> list[Moment]:
     """The moments of the video at `path` (see the module docstring); BadImageError naming the file and why
     it cannot be used (not a video, too long, no frames). `progress` hears each sampled second."""
-    import av
-
     name = name or Path(path).name
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"  # FFmpeg's own threads: decoding is most of the cost
-            if cutting.threads:
-                stream.codec_context.thread_count = cutting.threads
-            _check_length(_duration(container, stream), cutting, name)
-            scenes, end = _scenes(container.decode(stream), cutting, progress)
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(name, "skip.not_found") from None
-    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
-        raise BadImageError(name, "skip.not_a_video", error=exc) from None
+    with open_video(path, name) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # FFmpeg's own threads: decoding is most of the cost
+        if cutting.threads:
+            stream.codec_context.thread_count = cutting.threads
+        _check_length(_duration(container, stream), cutting, name)
+        scenes, end = _scenes(container.decode(stream), cutting, progress)
     if not scenes:
         raise BadImageError(name, "skip.few_frames")
     return _capped(_closed(scenes, end, cutting.min_scene_s), cutting.per_minute, end)
@@ -104,16 +96,9 @@ def moments(
 def seconds(path: str | Path, cutting: Cutting = Cutting(), name: str | None = None) -> float:
     """How long the video at `path` is, from its header (no decoding); BadImageError as `moments` raises it for a
     file that is not a video or is too long."""
-    import av
-
     name = name or Path(path).name
-    try:
-        with av.open(str(path)) as container:
-            duration = _duration(container, container.streams.video[0])
-    except FileNotFoundError:
-        raise BadImageError(name, "skip.not_found") from None
-    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
-        raise BadImageError(name, "skip.not_a_video", error=exc) from None
+    with open_video(path, name) as container:
+        duration = _duration(container, container.streams.video[0])
     _check_length(duration, cutting, name)
     return duration
 
