@@ -100,12 +100,8 @@ class VideoQueue:
 
     def hold(self, gallery: str, pending: Pending, seconds: float, kept: bool) -> None:
         """Keep a video (a copy of it, unless `kept`) until it is cut; BadImageError when the gallery's line is full."""
-        with self._lock:
-            line = self._lines.get(gallery, deque())
-            if any(w.hash == pending.hash for w in line):
-                return
-            if not kept and sum(not w.kept for w in line) >= self.per_gallery:
-                raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_gallery)
+        if self._full(gallery, kept):  # refused before copying; checked again as it joins the line
+            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_gallery)
         suffix = Path(pending.file.path).suffix.lower()
         folder = inside(self.root, gallery)
         path = (
@@ -120,7 +116,9 @@ class VideoQueue:
         except OSError as exc:  # the disk is full, say: this video is skipped, the add goes on
             _forget_files(folder, pending.hash, keep_video=kept)
             raise BadImageError(pending.file.name, "skip.unreadable", error=exc.strerror or exc) from None
-        self._add(Waiting(gallery, pending.hash, pending.file.name, pending.size, str(path), kept, seconds))
+        if not self._add(Waiting(gallery, pending.hash, pending.file.name, pending.size, str(path), kept, seconds)):
+            _forget_files(folder, pending.hash, keep_video=kept)  # another add of this client filled the line
+            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_gallery)
 
     def waiting(self, gallery: str, content_hash: str) -> str | None:
         """The name of the video with these bytes in `gallery`'s line (or being cut), if one is."""
@@ -140,14 +138,13 @@ class VideoQueue:
                 said = json.loads(said_path.read_text(encoding="utf-8"))
                 kept = bool(said["kept"])
                 path = said["kept"] if kept else next(str(p) for p in folder.glob(f"{content_hash}*") if p != said_path)
-                waiting = Waiting(
-                    gallery, content_hash, str(said["name"]), int(said["size"]), path, kept, said["seconds"]
-                )
+                name, size, seconds = str(said["name"]), int(said["size"]), float(said["seconds"])
+                waiting = Waiting(gallery, content_hash, name, size, path, kept, seconds)
             except (OSError, ValueError, KeyError, TypeError, StopIteration):  # half written: cut again when added
                 _forget_files(folder, content_hash)
                 continue
             if self.waiting(gallery, content_hash) is None:
-                self._add(waiting)
+                self._add(waiting, resumed=True)
                 found += 1
         return found
 
@@ -191,11 +188,20 @@ class VideoQueue:
         with self._lock:
             return self._lock.wait_for(lambda: not self._lines and self._cutting is None, timeout)
 
-    def _add(self, waiting: Waiting) -> None:
+    def _full(self, gallery: str, kept: bool) -> bool:
+        """No room for one more copy in `gallery`'s line (the library's own files take none)."""
         with self._lock:
+            return not kept and sum(not w.kept for w in self._lines.get(gallery, ())) >= self.per_gallery
+
+    def _add(self, waiting: Waiting, resumed: bool = False) -> bool:
+        """`waiting` joins its gallery's line, unless the line is full (what a stopped process left always does)."""
+        with self._lock:
+            if not resumed and self._full(waiting.gallery, waiting.kept):
+                return False
             self._lines.setdefault(waiting.gallery, deque()).append(waiting)
             self._start_thread()
             self._lock.notify_all()
+            return True
 
     def _start_thread(self) -> None:
         if self._started and self._thread is None:
