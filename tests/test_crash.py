@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # starts app.py (or a benchmark) in processes of its own
 
 COMMIT_EVERY = 100
 

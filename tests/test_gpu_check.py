@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.e2e  # starts app.py (or a benchmark) in processes of its own
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # starts app.py (or a benchmark) in processes of its own
 
 
 def test_gpu_check_smoke_runs_every_part_on_cpu(tmp_path):

@@ -169,6 +169,7 @@ def _read_count(data: Path) -> int:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_kill_9_during_the_text_stage_loses_nothing(tmp_path):
     """`python -m mmdemo index` killed while it reads text: the CLIP index and the text read so far stay; the
     next run reads only what was left, and every sign is found (CLI `search` and `list --text`)."""
@@ -207,6 +208,7 @@ def test_kill_9_during_the_text_stage_loses_nothing(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason="../shared/data/flickr8k_1k is absent")
 @needs_cjk
 def test_eval_text_search_reaches_the_recall_goals_on_the_generated_set(tmp_path):
