@@ -56,6 +56,8 @@ def test_a_search_and_a_chat_move_the_counters_and_fill_the_histograms(served_ap
     assert moved("mmdemo_queue_wait_seconds_count", queue="vlm") == 1
     assert moved("mmdemo_chat_tokens_total") >= 1
     assert ("mmdemo_queue_length", (("queue", "clip"),)) in after
+    backlog = {dict(labels)["work"]: v for (name, labels), v in after.items() if name == "mmdemo_background_backlog"}
+    assert backlog.get("videos") == 0 and "photo" in backlog  # the line of videos to cut; the EXIF stage's images
     resident = {
         dict(labels)["model"]: v for (name, labels), v in after.items() if name == "mmdemo_model_resident_bytes"
     }

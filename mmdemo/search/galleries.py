@@ -133,6 +133,11 @@ class Galleries:
         gallery.videos, gallery.inline_video_s = self.videos.line(name), settings.video_inline_seconds
         return gallery
 
+    def backlog(self) -> dict[str, int]:
+        """What waits in the background, by kind: each stage's images not read yet, and the videos not cut yet."""
+        waiting = {name: progress.total - progress.done for name, progress in self.stages.progress.items()}
+        return {**waiting, "videos": self.videos.totals()[0]}
+
     def open_stores(self) -> int:
         """Stores held open now (each holds its database and lock file)."""
         return len(self._stores)

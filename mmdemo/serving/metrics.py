@@ -2,7 +2,7 @@
 
 Counted where things happen: each feature's request (outcome and seconds) by the UI's handler
 wrapper, queue waits where requests enter and leave their queue, chat tokens after each answer.
-Read at scrape time: queue lengths, resident model memory, model loads and failures. All names
+Read at scrape time: queue lengths, resident model memory, model loads and failures, the background's backlog. All names
 start with `mmdemo_`; the registry is the app's own (one per process), served at GET /metrics
 (who may read it: MMDEMO_METRICS) or on MMDEMO_METRICS_PORT. No gradio here.
 """
@@ -155,9 +155,24 @@ class AppCollector(Collector):
             loads.add_metric([model_id, "ok"], ok)
             loads.add_metric([model_id, "failed"], failed)
         yield loads
+        backlog = GaugeMetricFamily(
+            "mmdemo_background_backlog",
+            "Work waiting in the background: images whose text or photo facts are not read yet, videos not cut yet.",
+            labels=["work"],
+        )
+        for read in _backlogs:
+            for work, count in sorted(read().items()):
+                backlog.add_metric([work], count)
+        yield backlog
 
 
 _watched: list[AppCollector] = []
+_backlogs: list[Callable[[], dict[str, int]]] = []
+
+
+def watch_backlog(backlog: Callable[[], dict[str, int]]) -> None:
+    """Report `backlog()` (work waiting in the background, by kind) at scrape time (replacing the app's before)."""
+    _backlogs[:] = [backlog]
 
 
 def watch(manager: ModelManager, queue_lengths: Callable[[], dict[str, int]]) -> None:

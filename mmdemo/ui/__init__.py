@@ -10,6 +10,7 @@ from mmdemo.chat.pipeline import ChatBackend
 from mmdemo.config import Settings
 from mmdemo.models.manager import ModelManager
 from mmdemo.search.galleries import Galleries
+from mmdemo.serving import metrics
 from mmdemo.ui import chat, classify, search, system, tools
 from mmdemo.ui.common import CSS, theme
 from mmdemo.ui.i18n import I18N, t
@@ -27,6 +28,7 @@ def build_app(
     """
     galleries = galleries or Galleries(settings, manager)
     backend = backend or chat_backend(settings, manager)
+    metrics.watch_backlog(galleries.backlog)  # GET /metrics: what waits in the background
     # delete_cache: uploads and outputs older than a day go (checked hourly), and all at shutdown.
     with gr.Blocks(title="mmdemo", analytics_enabled=settings.analytics, delete_cache=(3600, 86400)) as app:
         gr.Markdown(t("app.header"))
