@@ -132,7 +132,7 @@ class Settings:
     video_inline_seconds: float = field(
         default=120.0, metadata=_opt("Seconds of video an add cuts itself; longer videos are cut in the background.")
     )
-    video_waiting_per_client: int = field(default=3, metadata=_opt("Videos one gallery may have waiting to be cut."))
+    video_waiting_per_client: int = field(default=3, metadata=_opt("Videos one client may have waiting to be cut."))
     library_places: str = field(
         default="city",
         metadata=_opt(

@@ -32,11 +32,12 @@ def videos(tmp_path_factory):
     return made
 
 
-def _galleries(settings, manager, tmp_path, start: bool = True, per_gallery: int = 3) -> Galleries:
+def _galleries(settings, manager, tmp_path, start: bool = True, per_client: int = 3) -> Galleries:
     """The app's galleries cutting at most 5 s of video in an add; their line started or held (`start`)."""
     settings = settings.replace(data_dir=tmp_path / "data", video_inline_seconds=5.0)
     galleries = Galleries(settings, manager)
-    galleries.videos = VideoQueue(settings.data_dir / "waiting", galleries.get, per_gallery, start=start)
+    waiting = settings.data_dir / "waiting"
+    galleries.videos = VideoQueue(waiting, galleries.get, per_client, start=start, turn_of=galleries.client_of)
     return galleries
 
 
@@ -77,13 +78,18 @@ def test_a_long_upload_waits_in_line_and_its_moments_are_found_once_cut(
     assert again.duplicates == (("again.mp4", "../../holiday.mp4"),) and not again.queued
 
 
-def test_galleries_take_turns_and_each_may_have_only_a_few_waiting(tiny_settings, session_manager, videos, tmp_path):
-    galleries = _galleries(tiny_settings, session_manager, tmp_path, start=False, per_gallery=2)
+def test_clients_take_turns_and_each_may_have_only_a_few_waiting(tiny_settings, session_manager, videos, tmp_path):
+    galleries = _galleries(tiny_settings, session_manager, tmp_path, start=False, per_client=2)
     first, second = (session_gallery(galleries.new_private("page", who)) for who in ("first", "second"))
     busy = galleries.get(first).add_files([_upload(p, tmp_path, f"a{n}.mp4") for n, (p, _) in enumerate(videos[:3])])
     assert [n for n, _ in busy.queued] == ["a0.mp4", "a1.mp4"]  # the third is refused, with the reason
     assert [s.name for s in busy.skipped] == ["a2.mp4"] and "2 of your videos already wait" in busy.skipped[0].reason
     assert "已有 2 个你的视频在排队切分" in busy.skipped[0].said("zh-CN")
+    # Another gallery of the same client (a second tab, a collection) has no room of its own: the cap is the client's.
+    again = galleries.get(session_gallery(galleries.new_private("agent", "first")))
+    assert [s.key for s in again.add_files([_upload(videos[2][0], tmp_path, "c.mp4")]).skipped] == [
+        "skip.video_line_full"
+    ]
     while_waiting = galleries.get(first).add_files([ImageFile(str(videos[0][0]), "copy.mp4")])
     assert while_waiting.duplicates == (("copy.mp4", "a0.mp4"),)  # known while it waits
     galleries.get(second).add_files([_upload(videos[3][0], tmp_path, "b0.mp4")])

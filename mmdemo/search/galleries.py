@@ -54,8 +54,9 @@ class Galleries:
         self.photos: PhotoStage | None = next((s for s in self.stages.stages if isinstance(s, PhotoStage)), None)
         self.filtering = Filtering(self.photos, self.text)  # the query's filters, and each hit's facts
         self._backfilled: set[str] = set()  # galleries whose unread images were queued for the stages
-        # Long videos, cut in the background one at a time, the galleries taking turns.
-        self.videos = VideoQueue(settings.data_dir / "waiting", self.get, settings.video_waiting_per_client)
+        # Long videos, cut in the background one at a time, the clients taking turns.
+        waiting = settings.data_dir / "waiting"
+        self.videos = VideoQueue(waiting, self.get, settings.video_waiting_per_client, turn_of=self.client_of)
         caps = Caps(settings.max_galleries, settings.max_galleries_per_client, settings.gallery_idle_hours * 3600)
         self.private = PrivateRegistry(settings.data_dir, caps, self._remove_private)
         self._lock = threading.Lock()  # guards the dicts; never held while indexing
@@ -132,6 +133,11 @@ class Galleries:
         gallery.stages = lambda sources, now: self.stages.indexed(name, sources, now)
         gallery.videos, gallery.inline_video_s = self.videos.line(name), settings.video_inline_seconds
         return gallery
+
+    def client_of(self, name: str) -> str:
+        """Who gallery `name` belongs to, for the video line's turns: its maker (hashed), or the library."""
+        folder, _, key = name.partition("/")
+        return (self.private.owner(key) or name) if folder == PRIVATE else name
 
     def backlog(self) -> dict[str, int]:
         """What waits in the background, by kind: each stage's images not read yet, and the videos not cut yet."""

@@ -139,6 +139,12 @@ class PrivateRegistry:
             ).rowcount
         return changed > 0
 
+    def owner(self, key: str) -> str | None:
+        """The (hashed) client that made the gallery with this key; None when there is none."""
+        with self._lock:
+            row = self._db.execute("SELECT owner FROM gallery WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
     def forget(self, key: str) -> None:
         """Remove the entry of the gallery with this key (its files are the caller's to remove)."""
         with self._lock:

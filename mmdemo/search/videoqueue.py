@@ -2,12 +2,13 @@
 
 An add cuts up to `MMDEMO_VIDEO_INLINE_SECONDS` of video in its own request and leaves longer videos in
 its gallery's line, so that no request holds a model slot, and its visitor's page, for minutes. One
-thread cuts one video at a time and takes the galleries in turn — each page's gallery, each agent's
-collection, the library — so one client's hour of video delays another's short one by the video under
-way, not by the hour. It decodes on one core and, between samples, lets visitors' model jobs go first
-(compute.wait_idle): searches and chats are served while it cuts.
+thread cuts one video at a time and takes the clients in turn — whoever made a page's gallery or an
+agent's collection (`turn_of`), and the library — so one client's hour of video delays another's short
+one by the video under way, not by the hour. It decodes on one core and, between samples, lets visitors'
+model jobs go first (compute.wait_idle): searches and chats are served while it cuts.
 
-A gallery may have `per_gallery` copies waiting; beyond, a video is skipped with the reason. What waits
+A client may have `per_client` copies waiting, over all its galleries; beyond, a video is skipped with the
+reason. What waits
 is kept on disk: `root/<gallery>/<content hash><suffix>` (a copy of an upload; the library's own files
 stay where they are) and what it was called, in `<hash>.json`, so a process stopped midway cuts it
 when the gallery is next opened. No client value becomes a path: a file is named by the hash computed
@@ -50,6 +51,7 @@ class Waiting:
     path: str
     kept: bool  # the library's own file, cut where it lies (not a copy deleted once cut)
     seconds: float
+    turn: str = ""  # whose turn it waits for: the client that made its gallery
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,17 @@ class _Told:
 class VideoQueue:
     """The galleries' lines and the thread that cuts them (see the module docstring)."""
 
-    def __init__(self, root: Path, open_gallery: Callable[[str], Gallery], per_gallery: int = 3, start: bool = True):
-        self.root, self.per_gallery = Path(root), per_gallery
-        self._open = open_gallery
-        self._lines: OrderedDict[str, deque[Waiting]] = OrderedDict()  # taken in turn, first to last
+    def __init__(
+        self,
+        root: Path,
+        open_gallery: Callable[[str], Gallery],
+        per_client: int = 3,
+        start: bool = True,
+        turn_of: Callable[[str], str] = str,
+    ):
+        self.root, self.per_client = Path(root), per_client
+        self._open, self._turn_of = open_gallery, turn_of
+        self._lines: OrderedDict[str, deque[Waiting]] = OrderedDict()  # each client's, taken in turn, first to last
         self._told: dict[str, _Told] = {}
         self._cutting: Waiting | None = None
         self._done_s = 0.0
@@ -99,9 +108,10 @@ class VideoQueue:
         return GalleryLine(self, gallery)
 
     def hold(self, gallery: str, pending: Pending, seconds: float, kept: bool) -> None:
-        """Keep a video (a copy of it, unless `kept`) until it is cut; BadImageError when the gallery's line is full."""
-        if self._full(gallery, kept):  # refused before copying; checked again as it joins the line
-            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_gallery)
+        """Keep a video (a copy of it, unless `kept`) until it is cut; BadImageError when its client's line is full."""
+        turn = self._turn_of(gallery)
+        if self._full(turn, kept):  # refused before copying; checked again as it joins the line
+            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_client)
         suffix = Path(pending.file.path).suffix.lower()
         folder = inside(self.root, gallery)
         path = (
@@ -116,9 +126,10 @@ class VideoQueue:
         except OSError as exc:  # the disk is full, say: this video is skipped, the add goes on
             _forget_files(folder, pending.hash, keep_video=kept)
             raise BadImageError(pending.file.name, "skip.unreadable", error=exc.strerror or exc) from None
-        if not self._add(Waiting(gallery, pending.hash, pending.file.name, pending.size, str(path), kept, seconds)):
+        waiting = Waiting(gallery, pending.hash, pending.file.name, pending.size, str(path), kept, seconds, turn)
+        if not self._add(waiting):
             _forget_files(folder, pending.hash, keep_video=kept)  # another add of this client filled the line
-            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_gallery)
+            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_client)
 
     def waiting(self, gallery: str, content_hash: str) -> str | None:
         """The name of the video with these bytes in `gallery`'s line (or being cut), if one is."""
@@ -126,7 +137,7 @@ class VideoQueue:
             now = self._cutting
             if now is not None and now.gallery == gallery and now.hash == content_hash:
                 return now.name
-            return next((w.name for w in self._lines.get(gallery, ()) if w.hash == content_hash), None)
+            return next((w.name for w in self._of(gallery) if w.hash == content_hash), None)
 
     def resume(self, gallery: str) -> int:
         """Put back in line the videos `gallery` kept on disk (a process stopped before cutting them); how many."""
@@ -139,7 +150,7 @@ class VideoQueue:
                 kept = bool(said["kept"])
                 path = said["kept"] if kept else next(str(p) for p in folder.glob(f"{content_hash}*") if p != said_path)
                 name, size, seconds = str(said["name"]), int(said["size"]), float(said["seconds"])
-                waiting = Waiting(gallery, content_hash, name, size, path, kept, seconds)
+                waiting = Waiting(gallery, content_hash, name, size, path, kept, seconds, self._turn_of(gallery))
             except (OSError, ValueError, KeyError, TypeError, StopIteration):  # half written: cut again when added
                 _forget_files(folder, content_hash)
                 continue
@@ -157,7 +168,7 @@ class VideoQueue:
                 now.name if now else "",
                 self._done_s if now else 0.0,
                 now.seconds if now else 0.0,
-                tuple(w.name for w in self._lines.get(gallery, ())),
+                tuple(w.name for w in self._of(gallery)),
                 tuple(told.finished),
                 tuple(told.failed),
             )
@@ -165,13 +176,19 @@ class VideoQueue:
     def totals(self) -> tuple[int, int]:
         """(videos waiting or being cut, galleries they belong to): for the System tab and metrics."""
         with self._lock:
-            galleries = set(self._lines) | ({self._cutting.gallery} if self._cutting else set())
+            galleries = {w.gallery for line in self._lines.values() for w in line}
+            galleries |= {self._cutting.gallery} if self._cutting else set()
             return sum(map(len, self._lines.values())) + (self._cutting is not None), len(galleries)
 
     def forget(self, gallery: str) -> None:
         """Gallery `gallery` is being deleted: its line emptied, its cut under way stopped, its folder deleted."""
         with self._commit, self._lock:
-            self._lines.pop(gallery, None)
+            for turn, line in list(self._lines.items()):
+                kept = deque(w for w in line if w.gallery != gallery)
+                if kept:
+                    self._lines[turn] = kept
+                else:
+                    del self._lines[turn]
             self._told.pop(gallery, None)
             if self._cutting is not None and self._cutting.gallery == gallery:
                 self._stop = True
@@ -188,17 +205,21 @@ class VideoQueue:
         with self._lock:
             return self._lock.wait_for(lambda: not self._lines and self._cutting is None, timeout)
 
-    def _full(self, gallery: str, kept: bool) -> bool:
-        """No room for one more copy in `gallery`'s line (the library's own files take none)."""
+    def _of(self, gallery: str) -> list[Waiting]:
+        """The videos of `gallery` waiting, first to last (called with the lock held)."""
+        return [w for line in self._lines.values() for w in line if w.gallery == gallery]
+
+    def _full(self, turn: str, kept: bool) -> bool:
+        """No room for one more copy in client `turn`'s line (the library's own files take none)."""
         with self._lock:
-            return not kept and sum(not w.kept for w in self._lines.get(gallery, ())) >= self.per_gallery
+            return not kept and sum(not w.kept for w in self._lines.get(turn, ())) >= self.per_client
 
     def _add(self, waiting: Waiting, resumed: bool = False) -> bool:
-        """`waiting` joins its gallery's line, unless the line is full (what a stopped process left always does)."""
+        """`waiting` joins its client's line, unless the line is full (what a stopped process left always does)."""
         with self._lock:
-            if not resumed and self._full(waiting.gallery, waiting.kept):
+            if not resumed and self._full(waiting.turn, waiting.kept):
                 return False
-            self._lines.setdefault(waiting.gallery, deque()).append(waiting)
+            self._lines.setdefault(waiting.turn, deque()).append(waiting)
             self._start_thread()
             self._lock.notify_all()
             return True
@@ -280,12 +301,12 @@ class GalleryLine:
 
 
 def _take_turn(lines: OrderedDict[str, deque[Waiting]]) -> Waiting:
-    """The first video of the gallery whose turn it is (the first); that gallery goes to the back of the turns."""
-    gallery, line = next(iter(lines.items()))
+    """The first video of the client whose turn it is (the first); that client goes to the back of the turns."""
+    turn, line = next(iter(lines.items()))
     waiting = line.popleft()
-    del lines[gallery]
+    del lines[turn]
     if line:
-        lines[gallery] = line
+        lines[turn] = line
     return waiting
 
 
