@@ -140,10 +140,37 @@ def build_tiny_multilingual_clip(out: Path) -> None:
     import open_clip
     import torch
     from safetensors.torch import save_file
+
+    text = out / "text"
+    _tiny_xlmr_text(text)
+
+    def config(text_dir: Path) -> dict[str, Any]:
+        return {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
+            "text_cfg": {
+                "hf_model_name": str(text_dir),
+                "hf_tokenizer_name": str(text_dir),
+                "hf_pooler_type": "mean_pooler",
+                "context_length": 77,
+            },
+        }
+
+    config_file = out / f"{TINY_MCLIP_ARCH}.json"
+    config_file.write_text(json.dumps(config(text), indent=2))  # to build from here, now
+    open_clip.add_model_config(config_file)
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_MCLIP_ARCH, pretrained=None, pretrained_text=False)  # random, offline
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "open_clip_model.safetensors")
+    # Where the folder will be once ensure_built has renamed it into place: what the app loads.
+    config_file.write_text(json.dumps(config(out.parent / TINY_MCLIP_ID / "text"), indent=2))
+
+
+def _tiny_xlmr_text(text: Path) -> None:
+    """A tiny XLM-R config and a small Chinese+English Unigram tokenizer (XLM-R's special ids) in `text`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig
 
-    text = out / "text"
     text.mkdir(parents=True, exist_ok=True)
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0-4
     tok = Tokenizer(models.Unigram())
@@ -177,26 +204,29 @@ def build_tiny_multilingual_clip(out: Path) -> None:
         eos_token_id=2,
     ).save_pretrained(text)
 
-    def config(text_dir: Path) -> dict[str, Any]:
-        return {
-            "embed_dim": 32,
-            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
-            "text_cfg": {
-                "hf_model_name": str(text_dir),
-                "hf_tokenizer_name": str(text_dir),
-                "hf_pooler_type": "mean_pooler",
-                "context_length": 77,
-            },
-        }
 
-    config_file = out / f"{TINY_MCLIP_ARCH}.json"
-    config_file.write_text(json.dumps(config(text), indent=2))  # to build from here, now
-    open_clip.add_model_config(config_file)
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_MCLIP_ARCH, pretrained=None, pretrained_text=False)  # random, offline
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "open_clip_model.safetensors")
-    # Where the folder will be once ensure_built has renamed it into place: what the app loads.
-    config_file.write_text(json.dumps(config(out.parent / TINY_MCLIP_ID / "text"), indent=2))
+TINY_QWEN2_5_VL: dict[str, Any] = {  # the tiny Qwen2.5-VL: what differs from the real 7B config
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_window_layers": 2,
+    "tie_word_embeddings": True,
+    "vocab_size": 151936,
+    # mrope_section must sum to head_dim / 2 = 64 / 4 / 2
+    "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+    # Depth 3: llama.cpp's converter names the merger's layers by block ids below the depth
+    # (visual.merger.mlp.2 needs a block 2), and the llama.cpp tests serve this model.
+    "vision_config": {
+        "depth": 3,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 4,
+        "out_hidden_size": 64,
+        "fullatt_block_indexes": [1],
+    },
+}
 
 
 def qwen_config(arch: str, size: str) -> dict[str, Any]:
@@ -210,31 +240,12 @@ def qwen_config(arch: str, size: str) -> dict[str, Any]:
     if size != "tiny":
         raise ValueError(f"unknown size {size!r}")
     if arch == "qwen2_5_vl":
-        return _merge(
-            base,
-            {
-                "hidden_size": 64,
-                "intermediate_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "max_window_layers": 2,
-                "tie_word_embeddings": True,
-                "vocab_size": 151936,
-                # mrope_section must sum to head_dim / 2 = 64 / 4 / 2
-                "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-                # Depth 3: llama.cpp's converter names the merger's layers by block ids below the depth
-                # (visual.merger.mlp.2 needs a block 2), and the llama.cpp tests serve this model.
-                "vision_config": {
-                    "depth": 3,
-                    "hidden_size": 64,
-                    "intermediate_size": 128,
-                    "num_heads": 4,
-                    "out_hidden_size": 64,
-                    "fullatt_block_indexes": [1],
-                },
-            },
-        )
+        return _merge(base, copy.deepcopy(TINY_QWEN2_5_VL))  # a caller may change its copy
+    return _tiny_qwen3_vl(base)
+
+
+def _tiny_qwen3_vl(base: dict[str, Any]) -> dict[str, Any]:
+    """A tiny Qwen3-VL config, its special token ids and bos/eos from the real Qwen2.5-VL `base`."""
     ids = {k: base[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")}
     return {
         "model_type": "qwen3_vl",
