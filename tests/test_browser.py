@@ -5,10 +5,13 @@ Screenshots land in test-artifacts/. Skipped when Chromium is not installed; nev
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,29 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium no
 ARTIFACTS = REPO / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def search_page(url: str, height: int = 1100) -> Iterator[Any]:
+    """Chromium showing the Search tab of the app at `url` (a Playwright page; the browser closes after)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page.goto(url)
+            page.get_by_role("tab", name="Search").click()
+            yield page
+        finally:
+            browser.close()
+
+
+def add_to_my_gallery(page, *paths: Path) -> None:
+    """Open "Add your own images", choose `paths` and press "Add to my gallery" (the report is the caller's)."""
+    page.get_by_text("Add your own images").click()
+    page.locator("#search-uploads input[type=file]").set_input_files([str(path) for path in paths])
+    page.get_by_role("button", name="Add to my gallery").click()
 
 
 def set_max_new_tokens(page, n: int) -> None:

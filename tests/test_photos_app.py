@@ -14,7 +14,7 @@ import pytest
 
 from mmdemo.photos.samples import exif_for, make_photo_set
 from tests.conftest import SHARED, needs_shared, start_app, stop_app
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_browser import CHROMIUM, add_to_my_gallery, search_page
 from tests.test_mcp import call, text
 from tests.test_text import photo
 
@@ -88,21 +88,14 @@ def test_an_agent_filters_its_search_and_its_own_heic_photo_is_placed_exactly(ph
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
 def test_a_newcomer_finds_their_phone_photo_by_city_and_year_and_the_controls_follow(photo_app, tmp_path):
     from gradio_client import Client
-    from playwright.sync_api import sync_playwright
 
     from tests.test_browser import ARTIFACTS
 
     _indexed(Client(photo_app, verbose=False))
     heic = tmp_path / "IMG_0042.HEIC"
     heic.write_bytes(_heic("2019-06-04 09:12:00", (64.1533, -21.9956)))  # Seltjarnarnes, by Reykjavik
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(photo_app)
-        page.get_by_role("tab", name="Search").click()
-        page.get_by_text("Add your own images").click()
-        page.locator("#search-uploads input[type=file]").set_input_files(str(heic))
-        page.get_by_role("button", name="Add to my gallery").click()
+    with search_page(photo_app) as page:
+        add_to_my_gallery(page, heic)
         page.locator("#search-report").get_by_text("Indexed 1 image(s)").wait_for(timeout=60_000)
         query = page.get_by_label("Describe what you are looking for")
         query.fill('place:"reykjavik" taken:2019')
@@ -131,4 +124,3 @@ def test_a_newcomer_finds_their_phone_photo_by_city_and_year_and_the_controls_fo
             page.screenshot(path=ARTIFACTS / "search-photo-filters.png", full_page=True)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "search-photo-filters.png", full_page=True)
-        browser.close()

@@ -15,7 +15,7 @@ import pytest
 from mmdemo.models import ocr
 from mmdemo.text.signs import find_font
 from tests.conftest import start_app, stop_app
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_browser import CHROMIUM, search_page
 from tests.test_mcp import call, text
 from tests.test_text import photo, sign
 
@@ -98,16 +98,11 @@ def test_an_agent_reads_the_text_of_an_indexed_image_and_of_a_data_uri(sign_app,
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
 def test_a_visitor_finds_a_sign_by_its_words_and_sees_what_was_read(sign_app):
     from gradio_client import Client
-    from playwright.sync_api import sync_playwright
 
     from tests.test_browser import ARTIFACTS
 
     _library_read(Client(sign_app, verbose=False))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(sign_app)
-        page.get_by_role("tab", name="Search").click()
+    with search_page(sign_app, height=1000) as page:
         page.get_by_label("Describe what you are looking for").fill("exit")
         page.get_by_role("button", name="Search", exact=True).click()
         results = page.locator("#search-results")
@@ -121,4 +116,3 @@ def test_a_visitor_finds_a_sign_by_its_words_and_sees_what_was_read(sign_app):
         assert page.locator("#search-text-read").get_by_role("button", name="Copy").count() == 1
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "search-text.png", full_page=True)
-        browser.close()

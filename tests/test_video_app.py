@@ -12,7 +12,7 @@ import pytest
 
 from mmdemo.video.samples import make_video
 from tests.conftest import SHARED, needs_shared, start_app, stop_app
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_browser import CHROMIUM, add_to_my_gallery, search_page
 from tests.test_mcp import call, text
 
 PHOTOS = SHARED / "data" / "flickr8k_1k" / "images"
@@ -84,16 +84,11 @@ def test_api_and_mcp_return_the_moment_with_its_video_and_seconds(video_app):
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
 def test_a_visitor_types_what_is_on_screen_and_the_video_plays_from_that_second(video_app):
     from gradio_client import Client
-    from playwright.sync_api import sync_playwright
 
     from tests.test_browser import ARTIFACTS
 
     _found(Client(video_app, verbose=False))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(video_app)
-        page.get_by_role("tab", name="Search").click()
+    with search_page(video_app) as page:
         query = page.get_by_label("Describe what you are looking for")
         query.fill("cake shop")
         query.press("Enter")
@@ -112,7 +107,6 @@ def test_a_visitor_types_what_is_on_screen_and_the_video_plays_from_that_second(
         assert 13.7 <= at <= 17.2, at  # it plays from the moment, not from the start
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "search-video-moment.png", full_page=True)
-        browser.close()
 
 
 def test_a_long_upload_is_cut_in_the_background_and_its_visitor_sees_how_far(video_app, tmp_path):
@@ -138,19 +132,11 @@ def test_a_long_upload_is_cut_in_the_background_and_its_visitor_sees_how_far(vid
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)")
 def test_a_visitor_adds_a_long_video_sees_it_cut_and_finds_its_moment(video_app, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from tests.test_browser import ARTIFACTS
 
     video = _long_video(tmp_path / "walk.mp4", 420)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(video_app)
-        page.get_by_role("tab", name="Search").click()
-        page.get_by_text("Add your own images").click()
-        page.locator("#search-uploads input[type=file]").set_input_files(str(video))
-        page.get_by_role("button", name="Add to my gallery").click()
+    with search_page(video_app) as page:
+        add_to_my_gallery(page, video)
         page.locator("#search-report").get_by_text("waits to be cut into moments").wait_for(timeout=60_000)
         # The line under the results says how far the cut is (every 5 s), then what it found.
         page.locator("#search-text-progress").get_by_text("3 moment(s)").wait_for(timeout=300_000)
@@ -171,4 +157,3 @@ def test_a_visitor_adds_a_long_video_sees_it_cut_and_finds_its_moment(video_app,
             "() => document.querySelectorAll('[data-testid=user] video').length >= 1", timeout=30_000
         )
         assert "What happens in these moments?" in page.locator("[data-testid=user]").last.inner_text()
-        browser.close()
