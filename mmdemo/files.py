@@ -51,6 +51,16 @@ def remove_tree(root: Path, *parts: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a hard link to `source` (no bytes copied), else a copy (another filesystem, links refused)."""
+    import os
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def open_database(path: Path, schema: str = "", timeout: float = 5.0) -> sqlite3.Connection:
     """A SQLite database (its folder made) as mmdemo uses each: one connection shared by threads under the
     caller's lock, autocommit (transactions are explicit `BEGIN`s), WAL (readers never see a half-written

@@ -114,6 +114,12 @@ def _position(gps: dict[int, object]) -> tuple[float | None, float | None]:
         lon = _degrees(gps[GPS.GPSLongitude]) * (-1 if _text(gps.get(GPS.GPSLongitudeRef)).upper() == "W" else 1)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None, None
+    return plausible(lat, lon)
+
+
+def plausible(lat: float, lon: float) -> tuple[float | None, float | None]:
+    """(lat, lon) rounded to 6 places, or (None, None) when impossible (0, 0 is what some phones write without
+    a fix). EXIF's GPS and a video's ISO 6709 tag alike (mmdemo.photos.videotags)."""
     if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180 or (lat == 0 and lon == 0):
         return None, None
     return round(lat, 6), round(lon, 6)

@@ -9,13 +9,12 @@ Phones write these as MP4/QuickTime metadata, not EXIF: iPhones `com.apple.quick
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mmdemo.photos.exif import Exif
+from mmdemo.photos.exif import Exif, plausible
 
 _ISO6709 = re.compile(r"([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
 _STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?")
@@ -76,7 +75,4 @@ def _where(value: str) -> tuple[float | None, float | None]:
     found = _ISO6709.match(value.strip())
     if not found:
         return None, None
-    lat, lon = float(found[1]), float(found[2])
-    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180 or (lat == 0 and lon == 0):
-        return None, None
-    return round(lat, 6), round(lon, 6)
+    return plausible(float(found[1]), float(found[2]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from mmdemo.embedding.images import VIDEO_SUFFIXES, BadImageError, Skipped
 from mmdemo.embedding.ingest import ImageFile
-from mmdemo.files import inside, remove_tree
+from mmdemo.files import inside, link_or_copy, remove_tree
 from mmdemo.models import compute
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class VideoQueue:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if not kept:
-                _link_or_copy(Path(pending.file.path), path)
+                _hold_copy(Path(pending.file.path), path)
             inside(folder, f"{pending.hash}.json").write_text(json.dumps(said), encoding="utf-8")
         except OSError as exc:  # the disk is full, say: this video is skipped, the add goes on
             _forget_files(folder, pending.hash, keep_video=kept)
@@ -310,17 +311,12 @@ def _take_turn(lines: OrderedDict[str, deque[Waiting]]) -> Waiting:
     return waiting
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    import os
-    import shutil
-
+def _hold_copy(source: Path, target: Path) -> None:
+    """`target`: the upload's bytes, linked or copied, written atomically (two adds may hold the same video)."""
     if target.is_file():
         return
     tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
-    try:
-        os.link(source, tmp)
-    except OSError:  # another filesystem, or links refused
-        shutil.copyfile(source, tmp)
+    link_or_copy(source, tmp)
     os.replace(tmp, target)
 
 

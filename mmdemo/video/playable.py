@@ -8,6 +8,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+from mmdemo.files import link_or_copy
 from mmdemo.video.opening import open_video
 
 PLAYABLE = {("mp4", "h264"), ("mov", "h264"), ("webm", "vp8"), ("webm", "vp9"), ("webm", "av1"), ("mp4", "av1")}
@@ -24,7 +25,7 @@ def playable_copy(source: str | Path, target: Path, name: str | None = None) -> 
             stream = container.streams.video[0]
             kinds = {part.strip() for part in (container.format.name or "").split(",")}
             if any((kind, stream.codec_context.name) in PLAYABLE for kind in kinds):
-                _link_or_copy(Path(source), tmp)
+                link_or_copy(Path(source), tmp)
             else:
                 _reencode(container, stream, tmp)
     except BaseException:
@@ -32,15 +33,6 @@ def playable_copy(source: str | Path, target: Path, name: str | None = None) -> 
         raise
     os.replace(tmp, target)
     return target
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another filesystem, or links refused
-        import shutil
-
-        shutil.copyfile(source, target)
 
 
 def _reencode(container: object, stream: object, target: Path) -> None:
