@@ -93,6 +93,14 @@ def test_clients_take_turns_and_each_may_have_only_a_few_waiting(tiny_settings, 
     while_waiting = galleries.get(first).add_files([ImageFile(str(videos[0][0]), "copy.mp4")])
     assert while_waiting.duplicates == (("copy.mp4", "a0.mp4"),)  # known while it waits
     galleries.get(second).add_files([_upload(videos[3][0], tmp_path, "b0.mp4")])
+    # All clients together have a cap too: with room for three in all, a third client finds the line busy.
+    galleries.videos.in_all = 3
+    busy = galleries.get(session_gallery(galleries.new_private("page", "third"))).add_files(
+        [_upload(videos[2][0], tmp_path, "t.mp4")]
+    )
+    assert [s.key for s in busy.skipped] == ["skip.video_line_busy"] and "3 videos already wait" in busy.skipped[
+        0
+    ].reason
     # The second client's video is cut after the first client's first, not after all of theirs.
     assert [w.name for w in galleries.videos.order()] == ["a0.mp4", "b0.mp4", "a1.mp4"]
     assert galleries.videos.state(first).waiting == ("a0.mp4", "a1.mp4") and galleries.videos.totals() == (3, 2)

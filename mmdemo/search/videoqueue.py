@@ -7,8 +7,9 @@ agent's collection (`turn_of`), and the library — so one client's hour of vide
 one by the video under way, not by the hour. It decodes on one core and, between samples, lets visitors'
 model jobs go first (compute.wait_idle): searches and chats are served while it cuts.
 
-A client may have `per_client` copies waiting, over all its galleries; beyond, a video is skipped with the
-reason. What waits
+A client may have `per_client` copies waiting, over all its galleries, and all clients `in_all` together
+(`IN_ALL`: at most that many uploads on disk, whatever the number of clients); beyond, a video is skipped
+with the reason. What waits
 is kept on disk: `root/<gallery>/<content hash><suffix>` (a copy of an upload; the library's own files
 stay where they are) and what it was called, in `<hash>.json`, so a process stopped midway cuts it
 when the gallery is next opened. No client value becomes a path: a file is named by the hash computed
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from mmdemo.search.gallery import Gallery
 
 log = logging.getLogger(__name__)
+IN_ALL = 64  # uploaded videos waiting to be cut, all clients together (each within MMDEMO_MAX_UPLOAD_MB)
 REMEMBERED = 8  # videos cut (or not) that a gallery's line still tells its visitor about
 
 
@@ -90,9 +92,10 @@ class VideoQueue:
         open_gallery: Callable[[str], Gallery],
         per_client: int = 3,
         start: bool = True,
+        in_all: int = IN_ALL,
         turn_of: Callable[[str], str] = str,
     ):
-        self.root, self.per_client = Path(root), per_client
+        self.root, self.per_client, self.in_all = Path(root), per_client, in_all
         self._open, self._turn_of = open_gallery, turn_of
         self._lines: OrderedDict[str, deque[Waiting]] = OrderedDict()  # each client's, taken in turn, first to last
         self._told: dict[str, _Told] = {}
@@ -111,8 +114,8 @@ class VideoQueue:
     def hold(self, gallery: str, pending: Pending, seconds: float, kept: bool) -> None:
         """Keep a video (a copy of it, unless `kept`) until it is cut; BadImageError when its client's line is full."""
         turn = self._turn_of(gallery)
-        if self._full(turn, kept):  # refused before copying; checked again as it joins the line
-            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_client)
+        if refused := self._refusal(turn, kept):  # refused before copying; checked again as it joins the line
+            raise self._refused(pending.file.name, refused)
         suffix = Path(pending.file.path).suffix.lower()
         folder = inside(self.root, gallery)
         path = (
@@ -128,9 +131,9 @@ class VideoQueue:
             _forget_files(folder, pending.hash, keep_video=kept)
             raise BadImageError(pending.file.name, "skip.unreadable", error=exc.strerror or exc) from None
         waiting = Waiting(gallery, pending.hash, pending.file.name, pending.size, str(path), kept, seconds, turn)
-        if not self._add(waiting):
-            _forget_files(folder, pending.hash, keep_video=kept)  # another add of this client filled the line
-            raise BadImageError(pending.file.name, "skip.video_line_full", n=self.per_client)
+        if refused := self._add(waiting):
+            _forget_files(folder, pending.hash, keep_video=kept)  # other adds filled the line meanwhile
+            raise self._refused(pending.file.name, refused)
 
     def waiting(self, gallery: str, content_hash: str) -> str | None:
         """The name of the video with these bytes in `gallery`'s line (or being cut), if one is."""
@@ -210,20 +213,29 @@ class VideoQueue:
         """The videos of `gallery` waiting, first to last (called with the lock held)."""
         return [w for line in self._lines.values() for w in line if w.gallery == gallery]
 
-    def _full(self, turn: str, kept: bool) -> bool:
-        """No room for one more copy in client `turn`'s line (the library's own files take none)."""
+    def _refusal(self, turn: str, kept: bool) -> str:
+        """Why one more copy of client `turn` cannot wait ('' when it can; the library's own files take no room)."""
         with self._lock:
-            return not kept and sum(not w.kept for w in self._lines.get(turn, ())) >= self.per_client
+            if kept:
+                return ""
+            if sum(not w.kept for w in self._lines.get(turn, ())) >= self.per_client:
+                return "skip.video_line_full"
+            if sum(not w.kept for line in self._lines.values() for w in line) >= self.in_all:
+                return "skip.video_line_busy"
+            return ""
 
-    def _add(self, waiting: Waiting, resumed: bool = False) -> bool:
-        """`waiting` joins its client's line, unless the line is full (what a stopped process left always does)."""
+    def _refused(self, name: str, key: str) -> BadImageError:
+        return BadImageError(name, key, n=self.per_client if key == "skip.video_line_full" else self.in_all)
+
+    def _add(self, waiting: Waiting, resumed: bool = False) -> str:
+        """`waiting` joins its client's line; else why not (what a stopped process left always joins)."""
         with self._lock:
-            if not resumed and self._full(waiting.turn, waiting.kept):
-                return False
+            if not resumed and (refused := self._refusal(waiting.turn, waiting.kept)):
+                return refused
             self._lines.setdefault(waiting.turn, deque()).append(waiting)
             self._start_thread()
             self._lock.notify_all()
-            return True
+            return ""
 
     def _start_thread(self) -> None:
         if self._started and self._thread is None:
